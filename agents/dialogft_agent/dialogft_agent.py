@@ -1,0 +1,197 @@
+"""``-m dialogft_agent``: any HuggingFace seq2seq or decoder-only model as a ParlAI generator.
+
+    parlai train_model -t dialogft_customer -m dialogft_agent --hf-model t5-small -mf /tmp/m/model
+    parlai interactive -mf /tmp/m/model
+
+The transformers model lives in :mod:`parlai_dialogft.hf_model`, the tokenizer-as-dictionary
+in :mod:`parlai_dialogft.hf_dict`; this agent only wires them into ParlAI's
+``TorchGeneratorAgent``, so ParlAI's search, metrics and scripts work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from parlai.core.torch_generator_agent import TorchGeneratorAgent
+from parlai.utils import logging
+from parlai.utils.torch import padded_tensor
+
+from parlai_dialogft import compat, hf_loading
+from parlai_dialogft.hf_dict import HFDictionaryAgent
+from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel
+
+compat.apply_all()
+
+#: Built locally on first use from the shipped corpora (see ``zoo/dialogft/build.py``),
+#: so the main job runs offline; any hub id or local folder works in its place.
+DEFAULT_HF_MODEL = "zoo:dialogft/tiny_t5"
+
+FREEZE_CHOICES = ("none", "embeddings", "encoder")
+
+
+class DialogftAgent(TorchGeneratorAgent):
+    @classmethod
+    def add_cmdline_args(cls, parser, partial_opt=None):
+        super().add_cmdline_args(parser, partial_opt=partial_opt)
+        group = parser.add_argument_group("dialogft_agent: HuggingFace model")
+        group.add_argument(
+            "--hf-model",
+            type=str,
+            default=DEFAULT_HF_MODEL,
+            help="hub id (t5-small, gpt2, Qwen/Qwen2.5-0.5B), a local save_pretrained "
+            "folder, or a zoo:dialogft/... path; seq2seq or causal is read from its config",
+        )
+        group.add_argument(
+            "--hf-freeze",
+            type=str,
+            default="none",
+            choices=FREEZE_CHOICES,
+            help="keep these weights fixed while fine-tuning (encoder: seq2seq only)",
+        )
+        group.add_argument(
+            "--hf-bf16",
+            type="bool",
+            default=False,
+            help="run forward passes under bfloat16 autocast (weights stay fp32)",
+        )
+        parser.set_defaults(
+            dict_tokenizer="hf",
+            optimizer="adamw",
+            learningrate=5e-4,
+            text_truncate=256,
+            label_truncate=64,
+            truncate=256,
+            inference="greedy",
+            beam_size=1,
+            # The tokenizer already knows how to write text; no extra ParlAI markers.
+            history_add_global_end_token=None,
+        )
+        return parser
+
+    @staticmethod
+    def dictionary_class():
+        return HFDictionaryAgent
+
+    def __init__(self, opt, shared=None):
+        super().__init__(opt, shared)
+        self._fit_truncation_to_model()
+
+    # --- model -------------------------------------------------------------------------
+
+    def build_model(self):
+        source = hf_loading.resolve_source(self.opt)
+        config = self.dict.config
+        # A ParlAI checkpoint provides the weights: building from config skips loading
+        # (and maybe downloading) pretrained weights that load() would overwrite.
+        has_checkpoint = self._has_checkpoint()
+        hf = hf_loading.load_model(source, config, pretrained=not has_checkpoint)
+        if len(self.dict) > hf.get_input_embeddings().num_embeddings:
+            hf.resize_token_embeddings(len(self.dict))  # the tokenizer grew (added pad)
+        hf.config.pad_token_id = self.dict.hf_tokenizer.pad_token_id
+        ids = dict(
+            null_idx=self.NULL_IDX,
+            start_idx=self.START_IDX,
+            end_idx=self.END_IDX,
+            unk_idx=self.dict[self.dict.unk_token],
+        )
+        if self.dict.is_seq2seq:
+            model = Seq2SeqModel(hf, decoder_start_idx=self.dict.decoder_start_id, **ids)
+        else:
+            model = CausalModel(hf, **ids)
+        self._freeze(model)
+        return model
+
+    def _has_checkpoint(self) -> bool:
+        for key in ("init_model", "model_file"):
+            path = self.opt.get(key)
+            if path and os.path.isfile(path):
+                return True
+        return False
+
+    def _freeze(self, model) -> None:
+        what = self.opt.get("hf_freeze", "none")
+        if what == "embeddings":
+            for p in model.hf.get_input_embeddings().parameters():
+                p.requires_grad = False
+        elif what == "encoder":
+            if not self.dict.is_seq2seq:
+                raise hf_loading.HFLoadError(
+                    "--hf-freeze encoder needs a seq2seq model; this one is decoder-only"
+                )
+            for p in model.hf.get_encoder().parameters():
+                p.requires_grad = False
+
+    def _fit_truncation_to_model(self) -> None:
+        """Decoder-only models see context and reply in one window: keep the reply's room."""
+        config = self.dict.config
+        max_positions = getattr(config, "n_positions", None) or getattr(
+            config, "max_position_embeddings", None
+        )
+        if self.dict.is_seq2seq or not max_positions:
+            return
+        label_budget = self.label_truncate or 0
+        if label_budget >= max_positions:
+            raise hf_loading.HFLoadError(
+                f"--label-truncate {label_budget} leaves no room for context in a model "
+                f"with {max_positions} positions; lower --label-truncate"
+            )
+        room = max_positions - label_budget
+        if self.text_truncate is None or self.text_truncate > room:
+            if self.text_truncate is not None:
+                logging.warning(
+                    f"--text-truncate {self.text_truncate} + --label-truncate {label_budget} "
+                    f"exceed the model's {max_positions} positions: using --text-truncate {room}"
+                )
+            self.text_truncate = room
+
+    # --- vectorising -------------------------------------------------------------------
+
+    def _set_text_vec(self, obs, history, truncate):
+        suffix = self.dict.text_suffix
+        budget = None if truncate is None else max(truncate - len(suffix), 1)
+        obs = super()._set_text_vec(obs, history, budget)
+        if suffix and obs.get("text_vec") is not None:
+            obs.force_set("text_vec", torch.cat([obs["text_vec"], torch.LongTensor(suffix)]))
+        return obs
+
+    def _pad_tensor(self, items, is_label=False):
+        # Decoder-only models continue the context, so contexts are padded on the left
+        # (the reply starts at the same column in every row of the batch).
+        left = not is_label and not self.dict.is_seq2seq
+        return padded_tensor(items, pad_idx=self.NULL_IDX, left_padded=left, fp16friendly=self.fp16)
+
+    # --- training and inference ----------------------------------------------------------
+
+    def _autocast(self):
+        if self.opt.get("hf_bf16"):
+            device = "cuda" if self.use_cuda else "cpu"
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return torch.autocast(device_type="cpu", enabled=False)
+
+    def compute_loss(self, batch, return_output=False):
+        with self._autocast():
+            return super().compute_loss(batch, return_output=return_output)
+
+    def _generate(self, batch, beam_size, max_ts, prefix_tokens=None):
+        with self._autocast():
+            return super()._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
+
+    # --- saving -------------------------------------------------------------------------
+
+    def save(self, path=None):
+        path = self.opt.get("model_file") if path is None else path
+        super().save(path)
+        if not path or not hasattr(self, "model"):
+            return
+        # Config and tokenizer beside the checkpoint: -mf reloads need nothing else.
+        hf_dir = hf_loading.hf_dir_for(path)
+        self.model.hf.config.save_pretrained(hf_dir)
+        self.dict.hf_tokenizer.save_pretrained(hf_dir)
+        with open(os.path.join(hf_dir, "dialogft.json"), "w") as f:
+            json.dump({"source": self.opt.get("hf_model")}, f)
+
+
+# ParlAI resolves ``-m dialogft_agent`` to the class named ``DialogftAgentAgent``.
+DialogftAgentAgent = DialogftAgent

@@ -1,0 +1,133 @@
+"""Teach ParlAI's loader our names without ParlAI knowing about plugins.
+
+ParlAI resolves ``-m dialogft_agent`` to the module ``parlai.agents.dialogft_agent...`` and
+``-t dialogft_customer`` to ``parlai.tasks.dialogft_customer.agents``; it has no plugin
+discovery. A ``.pth`` file runs :func:`install` at interpreter start, which appends one
+meta-path finder that
+
+* aliases ``parlai.{agents,tasks,zoo}.dialogft*`` to ``parlai_dialogft.{agents,tasks,zoo}...``
+  (the same module object, so classes are not loaded twice), and
+* runs a callback right after selected ParlAI modules execute: the compat patches in
+  :mod:`parlai_dialogft.compat`, and the registration of our ``parlai`` scripts.
+
+Nothing here imports ParlAI, torch or transformers: every interpreter pays only for a
+string comparison per import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from typing import Callable, Dict, List
+
+# ParlAI namespace prefix -> our package that provides it.
+_ALIASES = (
+    ("parlai.agents.dialogft", "parlai_dialogft.agents.dialogft"),
+    ("parlai.tasks.dialogft", "parlai_dialogft.tasks.dialogft"),
+    ("parlai.zoo.dialogft", "parlai_dialogft.zoo.dialogft"),
+)
+
+
+def _post_import_callbacks() -> Dict[str, List[Callable]]:
+    from parlai_dialogft import compat
+
+    callbacks: Dict[str, List[Callable]] = {
+        name: [patch] for name, patch in compat.PATCHES.items()
+    }
+    callbacks.setdefault("parlai.core.script", []).append(_extend_script_registry)
+    return callbacks
+
+
+def _extend_script_registry(script_module) -> None:
+    """Make ``setup_script_registry`` also register ``parlai_dialogft.scripts.*``."""
+    original = script_module.setup_script_registry
+    if getattr(original, "_dialogft", False):
+        return
+
+    def setup_script_registry():
+        original()
+        from parlai_dialogft.scripts import register_all
+
+        register_all()
+
+    setup_script_registry._dialogft = True  # type: ignore[attr-defined]
+    script_module.setup_script_registry = setup_script_registry
+
+
+class _AliasLoader(importlib.abc.Loader):
+    """Loads ``parlai.x.dialogft...`` by importing our real module under its own name."""
+
+    def __init__(self, real_name: str):
+        self.real_name = real_name
+
+    def create_module(self, spec):
+        return None  # a throwaway module; exec_module swaps in the real one
+
+    def exec_module(self, module) -> None:
+        # The import system re-reads sys.modules after exec_module, so the alias name ends
+        # up bound to the real module object (one class identity, one registry entry).
+        sys.modules[module.__name__] = importlib.import_module(self.real_name)
+
+
+class _PostImportLoader(importlib.abc.Loader):
+    """Wraps a ParlAI module's own loader and runs callbacks once it has executed."""
+
+    def __init__(self, wrapped, callbacks: List[Callable]):
+        self.wrapped = wrapped
+        self.callbacks = callbacks
+
+    def create_module(self, spec):
+        return self.wrapped.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.wrapped.exec_module(module)
+        for callback in self.callbacks:
+            callback(module)
+
+
+class DialogftFinder(importlib.abc.MetaPathFinder):
+    def __init__(self) -> None:
+        self._callbacks: Dict[str, List[Callable]] | None = None
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith("parlai."):
+            return None
+        for parlai_prefix, our_prefix in _ALIASES:
+            if fullname.startswith(parlai_prefix):
+                real_name = our_prefix + fullname[len(parlai_prefix):]
+                try:
+                    real_spec = importlib.util.find_spec(real_name)
+                except ModuleNotFoundError:
+                    return None
+                if real_spec is None:
+                    return None
+                return importlib.machinery.ModuleSpec(
+                    fullname,
+                    _AliasLoader(real_name),
+                    is_package=real_spec.submodule_search_locations is not None,
+                )
+        if self._callbacks is None:
+            self._callbacks = _post_import_callbacks()
+        callbacks = self._callbacks.get(fullname)
+        if not callbacks:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _PostImportLoader(spec.loader, callbacks)
+        return spec
+
+
+def install() -> None:
+    """Put the finder in front of the import system, once (``.pth`` files may run twice)."""
+    if any(isinstance(f, DialogftFinder) for f in sys.meta_path):
+        return
+    # In front: post-import callbacks must see ParlAI's modules before the path finder does.
+    # Names outside ``parlai.*`` return at the first comparison.
+    sys.meta_path.insert(0, DialogftFinder())
+
+
+install()

@@ -1,0 +1,156 @@
+"""HuggingFace models behind ParlAI's ``TorchGeneratorModel`` contract.
+
+ParlAI's search drives a model through four calls (see ``torch_generator_agent.py``)::
+
+    encoder_states = model.encoder(text_vec)
+    latent, incr_state = model.decoder(decoder_input, encoder_states, incr_state)
+    logits = model.output(latent)
+    incr_state = model.reorder_decoder_incremental_state(incr_state, beam_indices)
+
+``decoder_input`` always holds the whole prefix ``[START, y1, ..., yt]``. With an
+``incr_state`` (HF's KV cache) only the newest token is fed, so a decoding step costs one
+token, never the prefix: that is the point of returning a real, reorderable cache.
+
+Our ``decoder`` already returns vocabulary logits (HF's heads are part of its model), so
+``output`` is the identity.
+
+``START`` is a placeholder that ParlAI's search writes at position 0 and strips from the
+output; it must differ from ``END`` (ParlAI stops decoding text at the first ``END``). The
+model swaps it for what the network really expects there: the decoder start token for
+seq2seq models, nothing at all for decoder-only models (the reply continues the context).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from parlai.core.torch_generator_agent import TorchGeneratorModel
+from transformers.modeling_outputs import BaseModelOutput
+
+
+def _as_index(indices, device) -> torch.LongTensor:
+    if torch.is_tensor(indices):
+        return indices.to(device)
+    return torch.as_tensor(indices, dtype=torch.long, device=device)
+
+
+def _is_identity(indices: torch.Tensor) -> bool:
+    """Greedy search reorders by arange every step; that copy of the cache is skippable."""
+    return bool(torch.equal(indices, torch.arange(len(indices), device=indices.device)))
+
+
+class HFGeneratorModel(TorchGeneratorModel):
+    """Shared parts of the two model kinds. ``hf`` is the transformers model."""
+
+    def __init__(self, hf, null_idx: int, start_idx: int, end_idx: int, unk_idx: int):
+        super().__init__(
+            padding_idx=null_idx, start_idx=start_idx, end_idx=end_idx, unknown_idx=unk_idx
+        )
+        self.hf = hf
+
+    def output(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent
+
+    def reorder_decoder_incremental_state(self, incr_state, inds):
+        inds = _as_index(inds, self.START.device)
+        if _is_identity(inds):
+            return incr_state
+        incr_state["cache"].reorder_cache(inds)
+        return {
+            key: (value.index_select(0, inds) if torch.is_tensor(value) else value)
+            for key, value in incr_state.items()
+        }
+
+
+class Seq2SeqModel(HFGeneratorModel):
+    """T5, BART, mT5, ...: the context goes through the encoder once."""
+
+    def __init__(self, hf, null_idx, start_idx, end_idx, unk_idx, decoder_start_idx: int):
+        super().__init__(hf, null_idx, start_idx, end_idx, unk_idx)
+        self.decoder_start_idx = decoder_start_idx
+
+    def encoder(self, text_vec: torch.LongTensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        mask = text_vec.ne(self.NULL_IDX)  # (B, S)
+        hidden = self.hf.get_encoder()(input_ids=text_vec, attention_mask=mask)[0]  # (B, S, C)
+        return hidden, mask
+
+    def reorder_encoder_states(self, encoder_states, indices):
+        hidden, mask = encoder_states
+        indices = _as_index(indices, hidden.device)
+        return hidden.index_select(0, indices), mask.index_select(0, indices)
+
+    def decoder(self, decoder_input, encoder_states, incr_state: Optional[dict] = None):
+        hidden, mask = encoder_states
+        if incr_state is None:
+            decoder_input = decoder_input.clone()
+            decoder_input[:, 0] = self.decoder_start_idx
+            cache = None
+        else:
+            decoder_input = decoder_input[:, -1:]  # (B, 1): the cache holds the prefix
+            cache = incr_state["cache"]
+        out = self.hf(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=mask,
+            decoder_input_ids=decoder_input,
+            past_key_values=cache,
+            # A one-token input is a search step (forced decoding sees whole labels).
+            use_cache=cache is not None or decoder_input.size(1) == 1,
+        )
+        new_state = {"cache": out.past_key_values} if out.past_key_values is not None else None
+        return out.logits, new_state  # (B, T, V)
+
+
+class CausalModel(HFGeneratorModel):
+    """GPT-2, Llama, Qwen2, ...: the reply continues the (left-padded) context.
+
+    The "encoder" only carries the context to the first decoder call, which runs it
+    together with the reply prefix. Logits are returned from the last context position on,
+    so that position ``i`` of the output predicts reply token ``i``: the same alignment as
+    a seq2seq decoder, and the context never contributes to the loss.
+    """
+
+    def __init__(self, hf, null_idx, start_idx, end_idx, unk_idx):
+        super().__init__(hf, null_idx, start_idx, end_idx, unk_idx)
+        import inspect
+
+        self._keeps_logits = "logits_to_keep" in inspect.signature(hf.forward).parameters
+
+    def encoder(self, text_vec: torch.LongTensor):
+        return text_vec, text_vec.ne(self.NULL_IDX)  # (B, S) each, left-padded
+
+    def reorder_encoder_states(self, encoder_states, indices):
+        ids, mask = encoder_states
+        indices = _as_index(indices, ids.device)
+        return ids.index_select(0, indices), mask.index_select(0, indices)
+
+    def decoder(self, decoder_input, encoder_states, incr_state: Optional[dict] = None):
+        if incr_state is None:
+            ctx, ctx_mask = encoder_states
+            reply = decoder_input[:, 1:]  # drop the START placeholder: (B, T-1)
+            input_ids = torch.cat([ctx, reply], dim=1)
+            # Reply padding sits at the end, after every token that matters, so it may be
+            # attended; only the context's left padding must be masked.
+            mask = torch.cat([ctx_mask, torch.ones_like(reply, dtype=torch.bool)], dim=1)
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # left padding aware
+            keep = decoder_input.size(1)
+            cache = None
+        else:
+            input_ids = decoder_input[:, -1:]
+            mask = torch.cat([incr_state["mask"], incr_state["mask"].new_ones(len(input_ids), 1)], 1)
+            positions = incr_state["positions"][:, -1:] + 1
+            keep = 1
+            cache = incr_state["cache"]
+        kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+        out = self.hf(
+            input_ids=input_ids,
+            attention_mask=mask.long(),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=cache is not None or decoder_input.size(1) == 1,
+            **kwargs,
+        )
+        logits = out.logits[:, -keep:, :]  # (B, T, V)
+        if out.past_key_values is None:
+            return logits, None
+        return logits, {"cache": out.past_key_values, "mask": mask, "positions": positions}

@@ -1,0 +1,1 @@
+"""ParlAI-shaped folder; installed as parlai_dialogft.tasks."""

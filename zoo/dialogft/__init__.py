@@ -1,0 +1,1 @@
+"""Models of the ParlAI zoo under ``zoo:dialogft/...``."""
