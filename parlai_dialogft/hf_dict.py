@@ -7,6 +7,7 @@ and the ids of the null (pad), start, end and unknown tokens. Here all of that c
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from parlai.core.dict import DictionaryAgent
@@ -84,7 +85,13 @@ class HFDictionaryAgent(DictionaryAgent):
         return {}
 
     def save(self, filename=None, append=False, sort=True):
-        """The tokenizer is saved with the model (see the agent's ``save``), not here."""
+        """The tokenizer itself is saved with the model (``MODEL.hf/``, see the agent).
+
+        ParlAI still expects ``MODEL.dict`` to exist beside a model; it says where to look.
+        """
+        if filename:
+            with open(filename, "w", encoding="utf-8") as f:
+                json.dump({"tokenizer": "see the .hf folder beside the model file"}, f)
 
     def share(self):
         shared = super().share()

@@ -40,7 +40,8 @@ def resolve_source(opt) -> str:
 
 
 def _explain(source: str, what: str, exc: Exception) -> HFLoadError:
-    if os.path.sep in source or source.startswith("."):
+    # Hub ids look like "org/name"; a path is absolute, relative-dotted or exists.
+    if source.startswith((os.path.sep, ".", "~")) or os.path.exists(source):
         if not os.path.exists(source):
             return HFLoadError(f"--hf-model {source!r}: no such folder")
         return HFLoadError(f"--hf-model {source!r}: cannot load the {what} from it ({exc})")

@@ -22,6 +22,7 @@ seq2seq models, nothing at all for decoder-only models (the reply continues the 
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Tuple
 
 import torch
@@ -33,6 +34,15 @@ def _as_index(indices, device) -> torch.LongTensor:
     if torch.is_tensor(indices):
         return indices.to(device)
     return torch.as_tensor(indices, dtype=torch.long, device=device)
+
+
+def _cache_keyword(hf) -> str:
+    """transformers 5 renamed ``past_key_values=`` to ``cache=``; accept either release."""
+    return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
+
+
+def _returned_cache(out):
+    return getattr(out, "cache", None) if "cache" in out else getattr(out, "past_key_values", None)
 
 
 def _is_identity(indices: torch.Tensor) -> bool:
@@ -48,6 +58,7 @@ class HFGeneratorModel(TorchGeneratorModel):
             padding_idx=null_idx, start_idx=start_idx, end_idx=end_idx, unknown_idx=unk_idx
         )
         self.hf = hf
+        self._cache_kw = _cache_keyword(hf)
 
     def output(self, latent: torch.Tensor) -> torch.Tensor:
         return latent
@@ -93,11 +104,12 @@ class Seq2SeqModel(HFGeneratorModel):
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
             attention_mask=mask,
             decoder_input_ids=decoder_input,
-            past_key_values=cache,
+            **{self._cache_kw: cache},
             # A one-token input is a search step (forced decoding sees whole labels).
             use_cache=cache is not None or decoder_input.size(1) == 1,
         )
-        new_state = {"cache": out.past_key_values} if out.past_key_values is not None else None
+        new_cache = _returned_cache(out)
+        new_state = {"cache": new_cache} if new_cache is not None else None
         return out.logits, new_state  # (B, T, V)
 
 
@@ -112,8 +124,6 @@ class CausalModel(HFGeneratorModel):
 
     def __init__(self, hf, null_idx, start_idx, end_idx, unk_idx):
         super().__init__(hf, null_idx, start_idx, end_idx, unk_idx)
-        import inspect
-
         self._keeps_logits = "logits_to_keep" in inspect.signature(hf.forward).parameters
 
     def encoder(self, text_vec: torch.LongTensor):
@@ -146,11 +156,12 @@ class CausalModel(HFGeneratorModel):
             input_ids=input_ids,
             attention_mask=mask.long(),
             position_ids=positions,
-            past_key_values=cache,
             use_cache=cache is not None or decoder_input.size(1) == 1,
+            **{self._cache_kw: cache},
             **kwargs,
         )
         logits = out.logits[:, -keep:, :]  # (B, T, V)
-        if out.past_key_values is None:
+        new_cache = _returned_cache(out)
+        if new_cache is None:
             return logits, None
-        return logits, {"cache": out.past_key_values, "mask": mask, "positions": positions}
+        return logits, {"cache": new_cache, "mask": mask, "positions": positions}

@@ -75,6 +75,8 @@ class DialogftAgent(TorchGeneratorAgent):
         return HFDictionaryAgent
 
     def __init__(self, opt, shared=None):
+        if not shared:
+            _ensure_model_dir_writable(opt.get("model_file"))
         super().__init__(opt, shared)
         self._fit_truncation_to_model()
 
@@ -191,6 +193,19 @@ class DialogftAgent(TorchGeneratorAgent):
         self.dict.hf_tokenizer.save_pretrained(hf_dir)
         with open(os.path.join(hf_dir, "dialogft.json"), "w") as f:
             json.dump({"source": self.opt.get("hf_model")}, f)
+
+
+def _ensure_model_dir_writable(model_file) -> None:
+    """Fail before training, not at the first checkpoint hours later (ParlAI creates no dirs)."""
+    if not model_file:
+        return
+    folder = os.path.dirname(os.path.abspath(model_file))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise hf_loading.HFLoadError(f"-mf {model_file}: cannot create {folder}: {exc.strerror}")
+    if not os.access(folder, os.W_OK):
+        raise hf_loading.HFLoadError(f"-mf {model_file}: the folder {folder} is not writable")
 
 
 # ParlAI resolves ``-m dialogft_agent`` to the class named ``DialogftAgentAgent``.

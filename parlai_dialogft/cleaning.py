@@ -1,0 +1,147 @@
+"""The one cleaning step every dialogft teacher runs, and the report of what it did.
+
+Text is cleaned turn by turn (:func:`clean_text`), then each conversation is repaired as a
+whole (:func:`clean_conversations`):
+
+* Unicode normalisation (NFKC by default: full-width Latin letters and digits become ASCII,
+  so ``ＡＢＣ１２３`` and ``ABC123`` are one token to the model; note that NFKC also turns the
+  full-width CJK punctuation ``，？！：`` into ``,?!:``; use ``--clean-normalize nfc`` to keep it),
+* control and invisible format characters removed, whitespace runs collapsed, line ends kept,
+* optional masking of e-mail addresses and phone numbers (``--clean-mask-pii``),
+* empty turns dropped (the neighbours, now by the same speaker, are merged),
+* a conversation is cut before an over-long turn (``--clean-max-turn-chars``): the context
+  before it stays coherent, and nothing after it would be,
+* exact duplicate conversations dropped (the first copy is kept).
+
+Nothing is dropped silently: every change is counted in a :class:`CleaningReport`, which the
+base teacher logs once per setup.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, List
+
+import regex
+
+from parlai_dialogft.conversation import Conversation, Turn
+
+EMAIL_TOKEN = "<email>"
+PHONE_TOKEN = "<phone>"
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Seven or more digits, optionally grouped by spaces, dots, dashes or one bracketed area
+# code. The ASCII-only look-arounds let a number touch CJK text ("电话13812345678").
+_PHONE = re.compile(
+    r"(?<![0-9A-Za-z+])\+?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,14}(?![0-9A-Za-z])"
+)
+# Control characters, lone surrogates (not encodable) and invisible format characters, but
+# not the line feed, nor the zero-width joiner that builds emoji sequences.
+_INVISIBLE = regex.compile(r"[\p{Cc}\p{Cs}\p{Cf}--[\n\u200d]]", regex.V1)
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True)
+class CleaningOptions:
+    """What :func:`clean_text` and :func:`clean_conversations` do; defaults are the flags'."""
+
+    normalize: str = "nfkc"  # "nfkc", "nfc" or "none"
+    max_turn_chars: int = 2000  # 0 disables the limit
+    mask_pii: bool = False
+    dedup: bool = True
+
+
+class CleaningReport(Counter):
+    """Counts of what cleaning changed and dropped, by reason."""
+
+    # Reasons in the order the summary lists them, with the words it uses.
+    LABELS = (
+        ("changed_turns", "turns normalised"),
+        ("masked_emails", "e-mail addresses masked"),
+        ("masked_phones", "phone numbers masked"),
+        ("empty_turns", "empty turns dropped"),
+        ("merged_turns", "same-speaker turns merged"),
+        ("long_turns", "conversations cut at an over-long turn"),
+        ("cut_turns", "turns dropped after such a cut"),
+        ("single_speaker", "one-speaker conversations dropped"),
+        ("duplicates", "duplicate conversations dropped"),
+        ("no_reply", "conversations without a reply for the model"),
+    )
+
+    def summary(self) -> str:
+        parts = [f"{self[key]} {words}" for key, words in self.LABELS if self[key]]
+        return "; ".join(parts) if parts else "nothing changed or dropped"
+
+
+def clean_text(text: str, options: CleaningOptions, report: Counter | None = None) -> str:
+    """Return ``text`` cleaned; counts masked items into ``report`` when given."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    text = _INVISIBLE.sub("", text)
+    # ASCII is already NFKC/NFC; the check keeps English corpora fast.
+    if options.normalize != "none" and not text.isascii():
+        form = options.normalize.upper()
+        if not unicodedata.is_normalized(form, text):
+            # Normalising can yield characters the first pass removes (e.g. U+2028 stays,
+            # but compatibility forms of control characters do not).
+            text = _INVISIBLE.sub("", unicodedata.normalize(form, text))
+    if options.mask_pii:
+        text, emails = _EMAIL.subn(EMAIL_TOKEN, text)
+        text, phones = _PHONE.subn(PHONE_TOKEN, text)
+        if report is not None:
+            report["masked_emails"] += emails
+            report["masked_phones"] += phones
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def clean_turns(turns: Iterable[Turn], options: CleaningOptions, report: Counter) -> List[Turn]:
+    """Clean one conversation's turns: text, empty and over-long turns, speaker merges."""
+    kept: List[Turn] = []
+    turns = list(turns)
+    for index, turn in enumerate(turns):
+        text = clean_text(turn.text, options, report)
+        if text != turn.text:
+            report["changed_turns"] += 1
+        if not text:
+            report["empty_turns"] += 1
+            continue
+        if options.max_turn_chars and len(text) > options.max_turn_chars:
+            report["long_turns"] += 1
+            report["cut_turns"] += len(turns) - index - 1
+            break
+        knowledge = tuple(k for k in (clean_text(k, options) for k in turn.knowledge) if k)
+        if kept and kept[-1].speaker == turn.speaker:
+            report["merged_turns"] += 1
+            last = kept.pop()
+            turn_text = last.text + "\n" + text
+            knowledge = last.knowledge + knowledge
+            kept.append(Turn(turn.speaker, turn_text, knowledge))
+        else:
+            kept.append(Turn(turn.speaker, text, knowledge))
+    return kept
+
+
+def clean_conversations(
+    conversations: Iterable[Conversation], options: CleaningOptions, report: Counter
+) -> List[Conversation]:
+    """Clean every conversation; drop one-speaker results and exact duplicates (counted)."""
+    seen = set()
+    cleaned = []
+    for conversation in conversations:
+        turns = clean_turns(conversation.turns, options, report)
+        if len({turn.speaker for turn in turns}) < 2:
+            report["single_speaker"] += 1
+            continue
+        if options.dedup:
+            fingerprint = tuple((turn.speaker, turn.text) for turn in turns)
+            if fingerprint in seen:
+                report["duplicates"] += 1
+                continue
+            seen.add(fingerprint)
+        cleaned.append(conversation.with_turns(turns))
+    return cleaned

@@ -1,0 +1,204 @@
+"""The base of every dialogft teacher: conversations in, cleaned ParlAI episodes out.
+
+A teacher only says where its conversations come from (:meth:`load_conversations`, or
+:meth:`CorpusTeacher.sources` for the shipped corpora) and which speaker the model plays.
+This class owns the rest, once: the ``--clean-*`` flags, the cleaning step and its log line,
+the turn-to-episode conversion, and the refusal to train on nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from parlai.core.teachers import DialogTeacher
+from parlai.utils import logging
+from parlai.utils.data import DatatypeHelper
+
+from parlai_dialogft.cleaning import CleaningOptions, CleaningReport, clean_conversations
+from parlai_dialogft.conversation import Conversation, DataFormatError, resolve_speakers, to_examples
+
+Reader = Callable[[], Dict[str, Sequence[Conversation]]]
+LANGS = ("en", "zh", "all")
+
+
+def opt_value(opt, name: str, alias: Optional[str] = None, default=None):
+    """``opt[alias]`` when a task string set it (``-t task:lang=zh``), else ``opt[name]``.
+
+    Flags are prefixed (``--customer-lang`` → ``customer_lang``) so teachers in one multitask
+    run never share a dest; the short alias is what ParlAI copies from ``task:key=value``.
+    """
+    if alias is not None and alias in opt:
+        return opt[alias]
+    return opt.get(name, default)
+
+
+def add_cleaning_args(parser) -> None:
+    defaults = CleaningOptions()
+    group = parser.add_argument_group("dialogft data cleaning (all dialogft teachers)")
+    group.add_argument(
+        "--clean-normalize",
+        choices=("nfkc", "nfc", "none"),
+        default=defaults.normalize,
+        help="Unicode normalisation of every turn; nfkc folds full-width forms",
+    )
+    group.add_argument(
+        "--clean-max-turn-chars",
+        type=int,
+        default=defaults.max_turn_chars,
+        help="cut a conversation before a turn longer than this (0: no limit)",
+    )
+    group.add_argument(
+        "--clean-mask-pii",
+        type="bool",
+        default=defaults.mask_pii,
+        help="replace e-mail addresses and phone numbers by <email> and <phone>",
+    )
+    group.add_argument(
+        "--clean-dedup",
+        type="bool",
+        default=defaults.dedup,
+        help="drop exact duplicate conversations within a split",
+    )
+
+
+def cleaning_options(opt) -> CleaningOptions:
+    defaults = CleaningOptions()
+    return CleaningOptions(
+        normalize=opt.get("clean_normalize", defaults.normalize),
+        max_turn_chars=int(opt.get("clean_max_turn_chars", defaults.max_turn_chars)),
+        mask_pii=bool(opt.get("clean_mask_pii", defaults.mask_pii)),
+        dedup=bool(opt.get("clean_dedup", defaults.dedup)),
+    )
+
+
+# The language-aware metrics mixin (parlai_dialogft.metrics) goes in front of DialogTeacher
+# here, and only here: every dialogft teacher inherits from this class.
+class ConversationTeacher(DialogTeacher):
+    """Turns :class:`Conversation` objects into episodes whose labels are the model's turns."""
+
+    #: ``first``, ``second``, ``both`` or a speaker name; subclasses set it from their flags.
+    model_speaker = "second"
+    knowledge_in_context = False
+
+    @classmethod
+    def add_cmdline_args(cls, parser, partial_opt=None):
+        super().add_cmdline_args(parser, partial_opt)
+        cls.add_teacher_args(parser, partial_opt)
+        # Shared by all our teachers: in a multitask run the second copy is refused.
+        try:
+            add_cleaning_args(parser)
+        except argparse.ArgumentError:
+            pass
+        return parser
+
+    @classmethod
+    def add_teacher_args(cls, parser, partial_opt=None) -> None:
+        """A subclass's own flags, in its own argument group."""
+
+    def __init__(self, opt, shared=None):
+        self.split = DatatypeHelper.fold(opt["datatype"])
+        self.cleaning = cleaning_options(opt)
+        opt = copy.deepcopy(opt)
+        # DialogTeacher requires a datafile; ours is a label for messages and logs.
+        opt["datafile"] = f"{self.task_label(opt)} {self.split}"
+        super().__init__(opt, shared)
+
+    @classmethod
+    def task_label(cls, opt) -> str:
+        return opt.get("task") or cls.__name__
+
+    def load_conversations(self, split: str) -> Tuple[Sequence[Conversation], CleaningReport]:
+        """This split's conversations, cleaned, and the report of the cleaning."""
+        raise NotImplementedError
+
+    def model_speakers(self, conversation: Conversation) -> List[str]:
+        return resolve_speakers(conversation, self.model_speaker)
+
+    def setup_data(self, datafile: str) -> Iterable[Tuple[dict, bool]]:
+        conversations, report = self.load_conversations(self.split)
+        report = CleaningReport(report)
+        episodes = examples = 0
+        built = []
+        for conversation in conversations:
+            found = False
+            for speaker in self.model_speakers(conversation):
+                episode = to_examples(conversation, speaker, self.knowledge_in_context)
+                if episode:
+                    found = True
+                    built.append(episode)
+                    examples += len(episode)
+            if not found:
+                report["no_reply"] += 1
+        episodes = len(built)
+        if not built:
+            raise DataFormatError(
+                datafile, None, f"no usable conversations after cleaning ({report.summary()})"
+            )
+        self.stats = {
+            "dialogues": len(conversations),
+            "episodes": episodes,
+            "examples": examples,
+            "report": report,
+        }
+        logging.info(
+            f"{datafile}: {len(conversations)} dialogues, {episodes} episodes, "
+            f"{examples} examples; {report.summary()}"
+        )
+        for episode in built:
+            for index, message in enumerate(episode):
+                yield message, index == 0
+
+
+@functools.lru_cache(maxsize=64)
+def clean_corpus(
+    reader: Reader, split: str, lang: str, options: CleaningOptions
+) -> Tuple[Tuple[Conversation, ...], CleaningReport]:
+    """A corpus split in one language, cleaned; cached so teachers share the work."""
+    raw = [c for c in reader().get(split, ()) if lang in ("all", c.lang)]
+    report = CleaningReport()
+    return tuple(clean_conversations(raw, options, report)), report
+
+
+class CorpusTeacher(ConversationTeacher):
+    """A teacher over shipped corpora; subclasses list readers by name in :attr:`READERS`."""
+
+    READERS: Dict[str, Reader] = {}
+    #: Languages each source has; a source is used when it has the requested language.
+    SOURCE_LANGS: Dict[str, Tuple[str, ...]] = {}
+
+    def __init__(self, opt, shared=None):
+        self.lang, self.sources = self.choose_sources(opt)
+        super().__init__(opt, shared)
+
+    def choose_sources(self, opt) -> Tuple[str, List[str]]:
+        """(language, source names) from the flags; subclasses read their own flags."""
+        return "all", list(self.READERS)
+
+    @classmethod
+    def check_sources(cls, lang: str, requested: str, flags: str) -> List[str]:
+        """Validate ``--*-lang`` and ``--*-sources`` together; fail naming the flags."""
+        if lang not in LANGS:
+            raise ValueError(f"{flags}: language must be one of {', '.join(LANGS)}, not {lang!r}")
+        names = list(cls.READERS) if requested in ("", "all") else requested.split(",")
+        unknown = [n for n in names if n not in cls.READERS]
+        if unknown:
+            raise ValueError(
+                f"{flags}: unknown source(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(cls.READERS)}"
+            )
+        chosen = [n for n in names if lang == "all" or lang in cls.SOURCE_LANGS[n]]
+        if not chosen:
+            raise ValueError(f"{flags}: no source among {', '.join(names)} has language {lang}")
+        return chosen
+
+    def load_conversations(self, split: str):
+        conversations: List[Conversation] = []
+        report = CleaningReport()
+        for name in self.sources:
+            cleaned, part = clean_corpus(self.READERS[name], split, self.lang, self.cleaning)
+            conversations.extend(cleaned)
+            report.update(part)
+        return conversations, report

@@ -1,0 +1,199 @@
+"""dialogft_agent on tiny T5, BART, GPT-2, Llama and Qwen2 models built locally.
+
+The specs: a batch decodes like its examples alone; the KV cache changes nothing but
+speed; our search equals ``model.generate``; the loss covers the reply and its EOS only.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from parlai.core.message import Message
+
+from conftest import make_agent
+
+ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
+CONTEXTS = [
+    "hello , how can I help you today ?",
+    "我想订一张明天去北京的火车票。",
+    "can you find me a cheap hotel in the centre ? I would like to book a table for two .",
+]
+MAX_TS = 10
+MIN_LEN = 4  # random-init models may say EOS at once; make every search take a few steps
+
+
+def _batch(agent, texts):
+    observations = []
+    for text in texts:
+        copy = agent.clone()
+        observations.append(copy.observe(Message({"text": text, "episode_done": True})))
+    return agent.batchify(observations)
+
+
+def _search(agent, texts, beam_size=1):
+    """Token ids ParlAI's search produces (START stripped, END kept)."""
+    agent.model.eval()
+    with torch.no_grad():
+        preds, _ = agent._generate(_batch(agent, texts), beam_size, MAX_TS)
+    out = []
+    for tokens, _score, _meta in preds:
+        tokens = tokens.tolist()
+        assert tokens[0] == agent.START_IDX
+        out.append(tokens[1:])
+    return out
+
+
+def _agent(tiny_models, arch, **opts):
+    torch.manual_seed(0)
+    return make_agent(tiny_models[arch], beam_min_length=MIN_LEN, **opts)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
+def test_a_batch_decodes_like_each_example_alone(tiny_models, arch, inference, beam_size):
+    agent = _agent(tiny_models, arch, inference=inference, beam_size=beam_size)
+    batched = _search(agent, CONTEXTS, beam_size)
+    alone = [_search(agent, [text], beam_size)[0] for text in CONTEXTS]
+    assert batched == alone
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
+def test_cached_decoding_equals_recomputing_the_prefix(tiny_models, arch, inference, beam_size):
+    agent = _agent(tiny_models, arch, inference=inference, beam_size=beam_size)
+    cached = _search(agent, CONTEXTS, beam_size)
+    steps = []
+    original = agent.model.decoder
+
+    def uncached_decoder(decoder_input, encoder_states, incr_state=None):
+        steps.append(decoder_input.size(1))
+        return original(decoder_input, encoder_states, None)  # whole prefix, every step
+
+    agent.model.decoder = uncached_decoder
+    agent.model.reorder_decoder_incremental_state = lambda state, inds: None
+    assert _search(agent, CONTEXTS, beam_size) == cached
+    assert steps == list(range(1, len(steps) + 1))  # the whole prefix, growing each step
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cached_steps_feed_one_token(tiny_models, arch):
+    agent = _agent(tiny_models, arch, inference="beam", beam_size=1)  # honours MIN_LEN
+    fed = []
+    original = agent.model.hf.forward
+
+    def spy(*args, **kwargs):
+        ids = kwargs.get("decoder_input_ids", kwargs.get("input_ids"))
+        fed.append(ids.size(1))
+        return original(*args, **kwargs)
+
+    agent.model.hf.forward = spy
+    _search(agent, CONTEXTS[:1])
+    assert len(fed) > 2 and set(fed[1:]) == {1}
+
+
+def _hf_generate(agent, texts, beam_size):
+    batch = _batch(agent, texts)
+    hf = agent.model.hf
+    mask = batch.text_vec.ne(agent.NULL_IDX)
+    kwargs = dict(
+        max_new_tokens=MAX_TS, do_sample=False, num_beams=beam_size,
+        # ParlAI's greedy search ignores --beam-min-length; its beam search honours it.
+        min_new_tokens=MIN_LEN if beam_size > 1 else 0,
+        eos_token_id=agent.END_IDX, pad_token_id=agent.NULL_IDX,
+    )
+    if beam_size > 1:
+        kwargs.update(length_penalty=0.0, early_stopping=True)
+    with torch.no_grad():
+        out = hf.generate(input_ids=batch.text_vec, attention_mask=mask, **kwargs)
+    if agent.dict.is_seq2seq:
+        new = out[:, 1:]  # drop the decoder start token
+    else:
+        new = out[:, batch.text_vec.size(1):]
+    return [[t for t in row.tolist()] for row in new]
+
+
+def _same_prefix(parlai, hf):
+    """ParlAI forces END as the last token when none came within MAX_TS; HF pads after END."""
+    if len(parlai) >= MAX_TS:  # forced: compare what was really searched
+        return parlai[:-1] == hf[: len(parlai) - 1]
+    return parlai == hf[: len(parlai)]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_greedy_equals_model_generate(tiny_models, arch):
+    agent = _agent(tiny_models, arch)
+    ours = _search(agent, CONTEXTS)
+    theirs = _hf_generate(agent, CONTEXTS, 1)
+    assert all(_same_prefix(o, t) for o, t in zip(ours, theirs)), (ours, theirs)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_equals_model_generate(tiny_models, arch):
+    agent = _agent(tiny_models, arch, inference="beam", beam_size=3, beam_length_penalty=0.0)
+    ours = _search(agent, CONTEXTS, 3)
+    theirs = _hf_generate(agent, CONTEXTS, 3)
+    assert all(_same_prefix(o, t) for o, t in zip(ours, theirs)), (ours, theirs)
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2", "llama"])
+def test_loss_covers_the_reply_and_its_eos_but_not_the_context(tiny_models, arch):
+    agent = _agent(tiny_models, arch)
+    agent.model.eval()
+    context, reply = "hello , how can I help you today ?", "a table for two ."
+    copy = agent.clone()
+    batch = agent.batchify([copy.observe(Message({"text": context, "labels": [reply], "episode_done": True}))])
+    label = batch.label_vec[0].tolist()
+    assert label[-1] == agent.END_IDX and agent.END_IDX != agent.NULL_IDX
+    with torch.no_grad():
+        scores, _preds, _ = agent.model(*agent._model_input(batch), ys=batch.label_vec)
+        # The same log-probabilities computed by hand with plain transformers.
+        hf = agent.model.hf
+        ctx = batch.text_vec
+        if agent.dict.is_seq2seq:
+            dec_in = torch.tensor([[agent.dict.decoder_start_id] + label[:-1]])
+            ref = hf(input_ids=ctx, decoder_input_ids=dec_in).logits
+        else:
+            full = torch.cat([ctx, batch.label_vec], dim=1)
+            ref = hf(input_ids=full).logits[:, ctx.size(1) - 1 : -1]
+    assert scores.shape[1] == len(label)  # one score per reply token, EOS included
+    torch.testing.assert_close(scores, ref, atol=1e-4, rtol=1e-4)
+    loss_tokens = batch.label_vec.ne(agent.NULL_IDX).sum().item()
+    assert loss_tokens == len(label)  # nothing from the context is in the loss
+
+
+def test_decoder_only_contexts_are_left_padded(tiny_models):
+    agent = _agent(tiny_models, "gpt2")
+    batch = _batch(agent, ["hi", "I would like to book a table for two at seven ."])
+    assert batch.text_vec[0, 0].item() == agent.NULL_IDX
+    assert batch.text_vec[0, -1].item() != agent.NULL_IDX
+
+
+def test_a_tokenizer_without_pad_gets_one_distinct_from_eos(tiny_models):
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tiny_models["gpt2"]).pad_token is None
+    agent = _agent(tiny_models, "gpt2")
+    assert agent.NULL_IDX != agent.END_IDX
+    assert agent.model.hf.get_input_embeddings().num_embeddings == len(agent.dict)
+
+
+def test_decoder_only_context_is_truncated_to_leave_room_for_the_reply(tiny_models):
+    agent = _agent(tiny_models, "gpt2", text_truncate=1000, label_truncate=100)
+    assert agent.text_truncate == 512 - 100
+    long_text = " ".join(["hello"] * 2000)
+    batch = _batch(agent, [long_text])
+    assert batch.text_vec.size(1) == 412
+
+
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("/nonexistent/model/dir", "no such folder"),
+        ("no-such-org/no-such-model-xyz", "cannot load the config"),
+    ],
+)
+def test_unknown_models_get_a_clear_error(source, message):
+    from parlai_dialogft.hf_loading import HFLoadError
+
+    with pytest.raises(HFLoadError, match=message):
+        make_agent(source)
