@@ -184,7 +184,7 @@ def sentence_bleu(hyp_tokens: List[str], ref_tokens: List[List[str]], k: int) ->
 def precision_recall_f1(
     hyp_tokens: Sequence[str], ref_tokens: Sequence[str]
 ) -> Tuple[float, float, float]:
-    """SQuAD token overlap; 0 when nothing overlaps (also when both are empty, as ParlAI)."""
+    """SQuAD token overlap; 0 when nothing overlaps, even both empty (as ParlAI)."""
     same = sum((Counter(hyp_tokens) & Counter(ref_tokens)).values())
     if same == 0:
         return 0.0, 0.0, 0.0

@@ -77,7 +77,7 @@ class CorpusBleuMetric(Metric):
 
 
 class DistinctMetric(Metric):
-    """dist-n over every reply seen: distinct n-grams / n-grams, from the n-grams themselves.
+    """dist-n over every reply seen, kept as the n-grams themselves, never as averages.
 
     ParlAI adds a metric to its running total once per example and keeps the old value
     alive (it is also the example's "recent" metric), so ``__add__`` must not mutate.
@@ -155,7 +155,8 @@ class DialogueTeacherMetrics(TeacherMetrics):
         self.add("exs", SumMetric(1))
         prediction = observation.get("text", None)
         if prediction is not None and labels:
-            for name, metric in example_metrics(prediction, list(labels), self.lang).items():
+            scored = example_metrics(prediction, list(labels), self.lang)
+            for name, metric in scored.items():
                 if name in self._selected:
                     self.add(name, metric)
         self._update_ranking_metrics(observation, labels)

@@ -129,7 +129,7 @@ def rouge_tokenize(text: str) -> List[str]:
 
 
 class RougeTokenizer:
-    """:func:`rouge_tokenize` in the shape ``rouge_score.rouge_scorer.RougeScorer`` takes."""
+    """rouge_tokenize as the ``tokenizer`` object that rouge-score's RougeScorer takes."""
 
     def tokenize(self, text: str) -> List[str]:
         return rouge_tokenize(text)

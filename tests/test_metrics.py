@@ -1,4 +1,4 @@
-"""compute(): our numbers equal the field's tools on English and are meaningful on Chinese."""
+"""compute(): equal to the field's tools on English, and meaningful on Chinese."""
 
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ class TestRouge:
         scorer = RougeScorer(["rouge1", "rouge2", "rougeL"])
         scores = [scorer.score(ref, hyp) for hyp, ref in zip(EN_HYPS, EN_REFS)]
         result = compute(EN_HYPS, EN_REFS)
-        for ours, theirs in [("rouge-1", "rouge1"), ("rouge-2", "rouge2"), ("rouge-L", "rougeL")]:
+        pairs = [("rouge-1", "rouge1"), ("rouge-2", "rouge2"), ("rouge-L", "rougeL")]
+        for ours, theirs in pairs:
             expected = sum(s[theirs].fmeasure for s in scores) / len(scores)
             assert result[ours] == pytest.approx(expected, abs=1e-9)
 
@@ -131,8 +132,8 @@ class TestTokenF1:
         f1 = sum(F1Metric.compute(h, [r]).value() for h, r in zip(EN_HYPS, EN_REFS))
         assert result["f1"] == pytest.approx(f1 / len(EN_HYPS))
         for k in range(1, 5):
-            bleu = sum(BleuMetric.compute(h, [r], k).value() for h, r in zip(EN_HYPS, EN_REFS))
-            assert result[f"bleu-{k}"] == pytest.approx(bleu / len(EN_HYPS))
+            bleu = [BleuMetric.compute(h, [r], k).value() for h, r in zip(EN_HYPS, EN_REFS)]
+            assert result[f"bleu-{k}"] == pytest.approx(sum(bleu) / len(bleu))
 
     def test_punctuation_does_not_break_exact_match(self):
         assert compute(["好的。"], ["好的！"])["accuracy"] == 1.0
