@@ -6,7 +6,8 @@ whole (:func:`clean_conversations`):
 * Unicode normalisation (NFKC by default: full-width Latin letters and digits become ASCII,
   so ``ＡＢＣ１２３`` and ``ABC123`` are one token to the model; note that NFKC also turns the
   full-width CJK punctuation ``，？！：`` into ``,?!:``; use ``--clean-normalize nfc`` to keep it),
-* control and invisible format characters removed, whitespace runs collapsed, line ends kept,
+* control and invisible format characters removed, whitespace runs collapsed (line ends and
+  indentation kept: code answers need them),
 * optional masking of e-mail addresses and phone numbers (``--clean-mask-pii``),
 * empty turns dropped (the neighbours, now by the same speaker, are merged),
 * a conversation is cut before an over-long turn (``--clean-max-turn-chars``): the context
@@ -33,14 +34,17 @@ EMAIL_TOKEN = "<email>"
 PHONE_TOKEN = "<phone>"
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# Seven or more digits, optionally grouped by spaces, dots, dashes or one bracketed area
-# code. The ASCII-only look-arounds let a number touch CJK text ("电话13812345678").
+# Seven or more digits, grouped by spaces, dots or dashes, after an optional "+country" and
+# "(area)" code. The ASCII-only look-arounds let a number touch CJK text ("电话13812345678").
+# Long digit runs such as "20190101" are masked too: the option trades recall for that.
 _PHONE = re.compile(
-    r"(?<![0-9A-Za-z+])\+?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,14}(?![0-9A-Za-z])"
+    r"(?<![0-9A-Za-z+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,14}"
+    r"(?![0-9A-Za-z])"
 )
 # Control characters, lone surrogates (not encodable) and invisible format characters, but
-# not the line feed, nor the zero-width joiner that builds emoji sequences.
-_INVISIBLE = regex.compile(r"[\p{Cc}\p{Cs}\p{Cf}--[\n\u200d]]", regex.V1)
+# not line feed and tab, nor the zero-width joiner that builds emoji sequences.
+_INVISIBLE = regex.compile(r"[\p{Cc}\p{Cs}\p{Cf}--[\n\t\u200d]]", regex.V1)
+_INDENT = re.compile(r"[ \t]*")
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -79,7 +83,7 @@ class CleaningReport(Counter):
 
 def clean_text(text: str, options: CleaningOptions, report: Counter | None = None) -> str:
     """Return ``text`` cleaned; counts masked items into ``report`` when given."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _INVISIBLE.sub("", text)
     # ASCII is already NFKC/NFC; the check keeps English corpora fast.
     if options.normalize != "none" and not text.isascii():
@@ -94,9 +98,15 @@ def clean_text(text: str, options: CleaningOptions, report: Counter | None = Non
         if report is not None:
             report["masked_emails"] += emails
             report["masked_phones"] += phones
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = "\n".join(_clean_line(line) for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _clean_line(line: str) -> str:
+    """Collapse whitespace runs, but keep a line's indentation: code answers need it."""
+    indent = _INDENT.match(line).group()  # type: ignore[union-attr]
+    rest = _SPACES.sub(" ", line[len(indent):]).rstrip()
+    return indent + rest if rest else ""
 
 
 def clean_turns(turns: Iterable[Turn], options: CleaningOptions, report: Counter) -> List[Turn]:
