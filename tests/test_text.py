@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parlai_dialogft.text import (
+    LANGS,
     cjk_aware_tokenize,
     detect_lang,
     resolve_lang,
@@ -65,6 +66,14 @@ class TestCjkAwareTokenize:
     def test_kana_is_split_but_hangul_words_stay_whole(self):
         assert cjk_aware_tokenize("ありがとう") == ["あ", "り", "が", "と", "う"]
         assert cjk_aware_tokenize("감사 합니다") == ["감사", "합니다"]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.sampled_from("我想订一间房，。！A1b ?-")), st.sampled_from(LANGS))
+    def test_a_token_with_a_cjk_character_is_that_character_alone(self, text, lang):
+        for token in cjk_aware_tokenize(text, lang):
+            if any(ch in "我想订一间房" for ch in token):
+                assert len(token) == 1, token
+            assert not any(ch in token for ch in "，。！?-"), token  # punctuation is gone
 
     @settings(max_examples=300, deadline=None)
     @given(st.text(alphabet=string.printable))
