@@ -182,10 +182,10 @@ def _text_of(path: Path, line: Optional[int], content: Any) -> str:
 def _from_record(path: Path, line: int, record: Any) -> Tuple[int, Conversation]:
     """One JSON object (or a pair/list literal) → a conversation."""
     if isinstance(record, (list, tuple)):
-        if len(record) < 2 or not all(isinstance(t, str) for t in record):
-            raise DataFormatError(path, line, "a list item must hold at least two strings (prompt, response, ...)")
         if len(record) == 2:
             return _pair(path, line, record[0], record[1])
+        if len(record) < 2 or not all(isinstance(t, str) for t in record):
+            raise DataFormatError(path, line, "a list item must hold at least two strings (prompt, response, ...)")
         turns = tuple(Turn(ASSISTANT if i % 2 else USER, t) for i, t in enumerate(record))
         return line, _conversation(path, line, turns, ASSISTANT)
     if not isinstance(record, dict):
@@ -251,21 +251,22 @@ def _read_jsonl(path: Path, lines: List[str]):
 def _read_literal(path: Path, lines: List[str]):
     """A JSON document or Python literal list; Python's parser gives each item its line."""
     text = "\n".join(lines)
+    positioned = _python_items(text)
     try:
-        # Keep leading newlines (line numbers) but not the indentation Python would refuse.
-        stripped = text.lstrip()
-        body = ast.parse("\n" * text[: len(text) - len(stripped)].count("\n") + stripped, mode="eval").body
-        items = [(node.lineno, ast.literal_eval(node)) for node in body.elts]  # type: ignore[attr-defined]
-    except (SyntaxError, ValueError, AttributeError, TypeError, MemoryError, RecursionError):
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as err:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        if positioned is None:
             if path.suffix.lower() == ".json" and _looks_like_jsonl(lines):
                 return _read_jsonl(path, lines)
             raise DataFormatError(path, err.lineno, f"not a JSON or Python literal list ({err.msg})") from None
+        items = positioned
+    else:
         if not isinstance(document, list):
             raise DataFormatError(path, 1, f"expected a list of examples, found a {type(document).__name__}")
-        items = [(None, item) for item in document]
+        # Valid JSON is read as JSON ("\ud83d\ude00" is one emoji there, two surrogates in
+        # Python); Python's line numbers are used only where both read the same values.
+        same = positioned is not None and [value for _, value in positioned] == document
+        items = positioned if same else [(None, item) for item in document]
     if not items:
         raise DataFormatError(path, 1, "the list is empty")
     found = []
@@ -273,10 +274,33 @@ def _read_literal(path: Path, lines: List[str]):
         try:
             found.append(_from_record(path, line or index, item))
         except DataFormatError as err:
-            if line is None:  # JSON keeps no positions: name the item instead
+            if line is None:  # no positions known: name the item instead
                 raise DataFormatError(path, None, f"item {index}: {err.problem}") from None
             raise
     return found
+
+
+def _python_items(text: str) -> Optional[List[Tuple[int, Any]]]:
+    """(line, value) of each item of a Python literal list, or None if it is not one."""
+    # Keep leading newlines (line numbers) but not the indentation Python would refuse.
+    stripped = text.lstrip()
+    source = "\n" * text[: len(text) - len(stripped)].count("\n") + stripped
+    try:
+        body = ast.parse(source, mode="eval").body
+        if not isinstance(body, (ast.List, ast.Tuple)):
+            return None
+        return [(node.lineno, _lists(ast.literal_eval(node))) for node in body.elts]
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def _lists(value: Any) -> Any:
+    """Tuples as lists, so a Python literal compares equal to the same JSON."""
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
 
 
 def _looks_like_jsonl(lines: List[str]) -> bool:
@@ -301,7 +325,10 @@ def _read_parlai_text(path: Path, lines: List[str]):
                 path, number, "not ParlAI text format: expected tab-separated fields such as "
                 "text:...<TAB>labels:...<TAB>episode_done:True"
             )
-        message = str_to_msg(text)
+        try:
+            message = str_to_msg(text)
+        except Exception as err:  # ParlAI's parser raises whatever its split() hits
+            raise DataFormatError(path, number, f"not ParlAI text format ({err})") from None
         labels = message.get("labels") or message.get("eval_labels")
         if not labels:
             raise DataFormatError(path, number, "the example has no labels: (or eval_labels:) field")
