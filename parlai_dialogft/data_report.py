@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from parlai_dialogft.splits import SPLITS
 
@@ -44,23 +44,33 @@ def episodes(teacher):
         yield episode
 
 
-def count_rows() -> List[Row]:
-    rows: List[Row] = []
-    for name, task in TEACHERS:
-        for split in SPLITS:
-            teacher = build_teacher(task, split if split != "train" else "train:evalmode")
-            dialogues: Dict[Tuple[str, str], set] = defaultdict(set)
-            counts: Dict[Tuple[str, str], List[int]] = defaultdict(lambda: [0, 0])
-            for episode in episodes(teacher):
-                key = (episode[0]["source"], episode[0]["lang"])
-                dialogues[key].add(episode[0]["dialogue_id"])
-                counts[key][0] += 1
-                counts[key][1] += len(episode)
-            for (source, lang), (n_episodes, n_examples) in sorted(counts.items()):
-                rows.append(
-                    (name, source, lang, split, len(dialogues[(source, lang)]), n_episodes, n_examples)
-                )
-    return rows
+def count_teacher(name: str, split: str, teacher) -> List[Row]:
+    """Rows for one built teacher, one per (source, language) it yields."""
+    dialogues: Dict[Tuple[str, str], set] = defaultdict(set)
+    counts: Dict[Tuple[str, str], List[int]] = defaultdict(lambda: [0, 0])
+    for episode in episodes(teacher):
+        key = (episode[0]["source"], episode[0]["lang"])
+        dialogues[key].add(episode[0]["dialogue_id"])
+        counts[key][0] += 1
+        counts[key][1] += len(episode)
+    return [
+        (name, source, lang, split, len(dialogues[(source, lang)]), n_episodes, n_examples)
+        for (source, lang), (n_episodes, n_examples) in sorted(counts.items())
+    ]
+
+
+def datatype(split: str) -> str:
+    # train:evalmode: the train data exactly once, in order, as ParlAI's scripts count it.
+    return "train:evalmode" if split == "train" else split
+
+
+def count_rows(build: Callable = build_teacher) -> List[Row]:
+    return [
+        row
+        for name, task in TEACHERS
+        for split in SPLITS
+        for row in count_teacher(name, split, build(task, datatype(split)))
+    ]
 
 
 def markdown(rows: List[Row]) -> str:
