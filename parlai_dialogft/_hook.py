@@ -32,7 +32,10 @@ _ALIASES = (
 
 
 def _post_import_callbacks() -> Dict[str, List[Callable]]:
+    """Built at the first ``parlai.*`` import, before ParlAI's own code runs."""
     from parlai_dialogft import compat
+
+    compat.quiet_known_warnings()
 
     callbacks: Dict[str, List[Callable]] = {
         name: [patch] for name, patch in compat.PATCHES.items()

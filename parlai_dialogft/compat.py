@@ -18,6 +18,28 @@ from typing import Callable, Dict
 
 PATCHED_ATTR = "_dialogft_patched"
 
+INSTALL_HINT = (
+    "install it with: pip install --no-deps parlai==1.7.2 'setuptools<81' "
+    "(or run `make install` in a parlai_dialogft checkout)"
+)
+
+
+class ParlAIMissing(ImportError):
+    """ParlAI is absent or does not import; the message is one line saying how to fix it."""
+
+
+def require_parlai() -> None:
+    """Import ParlAI's core, turning any failure into one line that says how to install it."""
+    try:
+        import parlai.core.params  # noqa: F401  (pulls opt, loader, pkg_resources)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        if missing == "parlai" or missing.startswith("parlai."):
+            raise ParlAIMissing(f"parlai_dialogft needs ParlAI 1.7.2, which is not installed; {INSTALL_HINT}") from None
+        raise ParlAIMissing(
+            f"ParlAI is installed but does not import (missing module {missing!r}); {INSTALL_HINT}"
+        ) from None
+
 
 def _mark(module, name: str) -> bool:
     """Record that ``name`` was applied to ``module``; False when it already was."""
@@ -70,6 +92,13 @@ def numpy_removed_aliases(module) -> None:
     if not _mark(module, "numpy_aliases"):
         return
     module.np = _NumpyWithAliases("numpy")
+
+
+def quiet_known_warnings() -> None:
+    """ParlAI imports ``pkg_resources`` on every command; setuptools warns each time."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 
 PATCHES: Dict[str, Callable] = {

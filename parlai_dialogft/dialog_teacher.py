@@ -18,6 +18,7 @@ from parlai.utils import logging
 from parlai.utils.data import DatatypeHelper
 
 from parlai_dialogft.cleaning import CleaningOptions, CleaningReport, clean_conversations
+from parlai_dialogft.teacher_metrics import DialogueMetricsMixin
 from parlai_dialogft.conversation import Conversation, DataFormatError, resolve_speakers, to_examples
 
 Reader = Callable[[], Dict[str, Sequence[Conversation]]]
@@ -74,9 +75,9 @@ def cleaning_options(opt) -> CleaningOptions:
     )
 
 
-# The language-aware metrics mixin (parlai_dialogft.metrics) goes in front of DialogTeacher
-# here, and only here: every dialogft teacher inherits from this class.
-class ConversationTeacher(DialogTeacher):
+# The language-aware metrics go in front of DialogTeacher here, and only here: every
+# dialogft teacher inherits from this class, so every one scores Chinese correctly.
+class ConversationTeacher(DialogueMetricsMixin, DialogTeacher):
     """Turns :class:`Conversation` objects into episodes whose labels are the model's turns."""
 
     #: ``first``, ``second``, ``both`` or a speaker name; subclasses set it from their flags.

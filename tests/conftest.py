@@ -8,6 +8,8 @@ import pytest
 
 # Two cores: one torch thread per test process keeps parallel helpers from thrashing.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests build every model locally; never wait on a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TEXTS = [
     "hello , how can I help you today ?",

@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import os
 
-import torch
-from parlai.core.torch_generator_agent import TorchGeneratorAgent
-from parlai.utils import logging
-from parlai.utils.torch import padded_tensor
+from parlai_dialogft import compat
 
-from parlai_dialogft import compat, hf_loading
-from parlai_dialogft.hf_dict import HFDictionaryAgent
-from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel
+compat.require_parlai()
+
+import torch  # noqa: E402
+from parlai.core.torch_generator_agent import TorchGeneratorAgent  # noqa: E402
+from parlai.utils import logging  # noqa: E402
+from parlai.utils.torch import padded_tensor  # noqa: E402
+
+from parlai_dialogft import hf_loading  # noqa: E402
+from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
+from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 
 compat.apply_all()
 
@@ -67,6 +71,11 @@ class DialogftAgent(TorchGeneratorAgent):
             beam_size=1,
             # The tokenizer already knows how to write text; no extra ParlAI markers.
             history_add_global_end_token=None,
+            # Validation generates a reply per example: on a CPU, a full SGD dev split takes
+            # many minutes each time. Validate on a sample during training (and at its end);
+            # `parlai eval_model` always scores every example. -vme -1 restores ParlAI's.
+            validation_max_exs=1000,
+            short_final_eval=True,
         )
         return parser
 

@@ -1,0 +1,45 @@
+# The README's three commands. Each installs first when needed, so every one of them works
+# alone on a fresh clone.
+#
+#   make install   .venv with torch (CPU), ParlAI 1.7.2 and this package (editable)
+#   make demo      fine-tune the default model on dialogft_customer, evaluate, show replies
+#   make test      the test suite
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= /tmp/dialogft_demo
+DEMO_MINUTES ?= 4
+# Extra pytest arguments, e.g. make test PYTEST_ARGS="-k agent".
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+# torch first: with 2.13.0 (a local CPU build) in place, nothing later pulls a CUDA torch.
+# ParlAI's own pins (numpy 1.x, torchtext, ...) do not resolve on this stack, so it goes in
+# --no-deps and setup.py lists what it really imports.
+$(VENV)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q --no-deps parlai==1.7.2
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/parlai train_model -t dialogft_customer -m dialogft_agent -mf $(DEMO_DIR)/model \
+		--max-train-time $$(( $(DEMO_MINUTES) * 60 )) -bs 16 -vtim 120 -vme 200 \
+		--validation-metric ppl --validation-metric-mode min --save-after-valid true
+	$(BIN)/parlai eval_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test --num-examples 200
+	$(BIN)/parlai display_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test -n 5
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	@echo "see bench/README.md"
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

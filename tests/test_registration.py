@@ -1,0 +1,117 @@
+"""After installation, ParlAI's own `parlai` command finds our names with no flags or env.
+
+These run real subprocesses in a clean environment (``env -i``), as a user's fresh shell.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def fresh_shell(args, cwd, input=None, timeout=600, python_bin=BIN):
+    """Run a command as in a new login shell: only PATH and HOME, nothing of ours."""
+    env = {"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": str(cwd), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        args, cwd=cwd, env=env, input=input, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_importing_the_package_is_cheap(tmp_path):
+    code = "import sys, parlai_dialogft; print(sorted({'torch', 'transformers', 'parlai'} & set(sys.modules)))"
+    out = fresh_shell(["python", "-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_import_hook_runs_at_interpreter_start(tmp_path):
+    code = "import sys; print([type(f).__name__ for f in sys.meta_path].count('DialogftFinder'))"
+    out = fresh_shell(["python", "-c", code], tmp_path)
+    assert out.stdout.strip() == "1"  # installed, and once even if the .pth runs twice
+
+
+def test_a_missing_parlai_is_one_line_saying_how_to_install_it(tmp_path):
+    code = (
+        "import sys, runpy; sys.modules['parlai'] = None; "
+        "runpy.run_module('parlai_dialogft', run_name='__main__')"
+    )
+    out = fresh_shell(["python", "-c", code], tmp_path)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "pip install --no-deps parlai==1.7.2" in lines[0]
+
+
+def test_a_broken_parlai_names_the_missing_module(tmp_path):
+    code = (
+        "import sys, runpy; sys.modules['pkg_resources'] = None; "
+        "runpy.run_module('parlai_dialogft', run_name='__main__')"
+    )
+    out = fresh_shell(["python", "-c", code], tmp_path)
+    assert out.returncode == 1
+    assert "missing module 'pkg_resources'" in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_train_eval_and_chat_through_the_parlai_command(tiny_models, tmp_path):
+    mf = tmp_path / "m" / "model"  # the folder does not exist yet: the agent creates it
+    train = fresh_shell(
+        ["parlai", "train_model", "-t", "dialogft_customer", "-m", "dialogft_agent",
+         "--hf-model", tiny_models["t5"], "-mf", str(mf), "-tstep", "4", "-bs", "4",
+         "-vtim", "30", "-vme", "8", "--datapath", str(tmp_path / "data")],
+        tmp_path,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert mf.exists() and (tmp_path / "m" / "model.hf" / "tokenizer.json").exists()
+
+    # -mf alone: the saved opt says "dialogft_agent", and the hook resolves it again.
+    evaluate = fresh_shell(
+        ["parlai", "eval_model", "-mf", str(mf), "-t", "dialogft_customer", "--num-examples", "8",
+         "--datapath", str(tmp_path / "data")],
+        tmp_path,
+    )
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    assert '"exs": 8' in evaluate.stdout + evaluate.stderr
+
+    chat = fresh_shell(
+        ["parlai", "interactive", "-mf", str(mf), "--datapath", str(tmp_path / "data")],
+        tmp_path, input="hello\n[EXIT]\n",
+    )
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    assert "[DialogftAgent]:" in chat.stdout or "[dialogft" in chat.stdout.lower()
+
+
+@pytest.mark.slow
+def test_a_regular_non_editable_install_registers_the_names(tmp_path):
+    """Build a wheel-style install into a new venv that sees our dependencies but not the
+    editable install (its .pth files are not processed there)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.check_output(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        text=True).strip())
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+         "--no-deps", "--no-build-isolation", str(REPO)],
+        check=True, capture_output=True, timeout=600,
+    )
+    installed = sorted(p.name for p in site.iterdir())
+    assert "parlai_dialogft.pth" in installed
+    assert not {"agents", "tasks", "zoo"} & set(installed)  # one import name only
+    assert (site / "parlai_dialogft" / "agents" / "dialogft_agent" / "dialogft_agent.py").exists()
+
+    out = fresh_shell(["python", "-m", "parlai_dialogft"], tmp_path, python_bin=venv / "bin")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert str(site) in subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import parlai_dialogft; print(parlai_dialogft.__file__)"],
+        capture_output=True, text=True).stdout
+    assert "-m dialogft_agent    -> parlai_dialogft.agents.dialogft_agent.dialogft_agent" in out.stdout
