@@ -19,12 +19,12 @@ install: $(VENV)/.installed
 
 # torch first: with 2.13.0 (a local CPU build) in place, nothing later pulls a CUDA torch.
 # ParlAI's own pins (numpy 1.x, torchtext, ...) do not resolve on this stack, so it goes in
-# --no-deps and setup.py lists what it really imports.
+# last, --no-deps (pip then leaves its unmet pins alone); setup.py lists what it really imports.
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q --no-deps parlai==1.7.2
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps parlai==1.7.2
 	touch $@
 
 demo: install
