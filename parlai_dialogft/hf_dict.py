@@ -27,6 +27,7 @@ class HFDictionaryAgent(DictionaryAgent):
         else:
             source = hf_loading.resolve_source(opt)
             self.config = hf_loading.load_config(source)
+            hf_loading.model_kind(self.config)  # refuse a non-generative model before more loading
             self.hf_tokenizer = hf_loading.load_tokenizer(source)
             if self.hf_tokenizer.eos_token is None:
                 raise hf_loading.HFLoadError(

@@ -18,10 +18,11 @@ ARCHS = ("t5", "bart", "gpt2", "llama", "qwen2")
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000, with_pad: bool = True):
     """A byte-level BPE tokenizer (exact round trip for English and Chinese alike).
 
-    ids: <pad>=0, </s>=1, <unk>=2, <s>=3. ``with_pad=False`` leaves the pad token unset,
-    as GPT-2 and Llama tokenizers ship.
+    ids: <pad>=0, </s>=1, <unk>=2, <s>=3. With ``with_pad`` (the seq2seq shape) it also
+    ends every encoded text with </s>, as T5's and BART's tokenizers do; without, the pad
+    token is unset and nothing is added, as GPT-2 and Llama tokenizers ship.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=UNK))
@@ -34,6 +35,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000, with_pad: bool
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if with_pad:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, 1)]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS,

@@ -185,6 +185,30 @@ def test_decoder_only_context_is_truncated_to_leave_room_for_the_reply(tiny_mode
     assert batch.text_vec.size(1) == 412
 
 
+def test_seq2seq_context_is_truncated_to_the_position_table(tiny_models):
+    agent = _agent(tiny_models, "bart", text_truncate=5000)  # tiny BART has 512 positions
+    batch = _batch(agent, [" ".join(["hello"] * 2000)])
+    assert batch.text_vec.size(1) == 512
+    assert batch.text_vec[0, -1].item() == agent.END_IDX  # the EOS suffix survives truncation
+
+
+def test_a_reply_longer_than_the_window_is_refused(tiny_models):
+    from parlai_dialogft.hf_loading import HFLoadError
+
+    with pytest.raises(HFLoadError, match="--label-truncate 600"):
+        _agent(tiny_models, "gpt2", label_truncate=600)
+
+
+def test_a_model_that_cannot_generate_is_refused(tmp_path):
+    from transformers import ViTConfig
+
+    from parlai_dialogft.hf_loading import HFLoadError
+
+    ViTConfig().save_pretrained(tmp_path)
+    with pytest.raises(HFLoadError, match="neither a seq2seq nor a causal"):
+        make_agent(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     "source,message",
     [

@@ -15,6 +15,7 @@ from parlai_dialogft.readers import chitchat, task_oriented
 from parlai_dialogft.readers.task_oriented import content_key
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "data.md"
+README = DOCS.parent.parent / "README.md"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 # teacher, source, lang, split, dialogues, episodes, examples (docs/data.md shows the same).
@@ -76,8 +77,9 @@ def test_counts_per_teacher_split_and_language_are_pinned():
     assert all_counts() == PINNED_COUNTS
 
 
-def test_docs_show_the_pinned_counts():
+def test_docs_and_readme_show_the_pinned_counts():
     assert markdown(PINNED_COUNTS) in DOCS.read_text(encoding="utf-8")
+    assert markdown(PINNED_COUNTS) in README.read_text(encoding="utf-8")
 
 
 # --- ParlAI's teacher contract ------------------------------------------------------------

@@ -135,25 +135,31 @@ class DialogftAgent(TorchGeneratorAgent):
                 p.requires_grad = False
 
     def _fit_truncation_to_model(self) -> None:
-        """Decoder-only models see context and reply in one window: keep the reply's room."""
+        """Keep inputs inside the model's position table, and the reply's room in it.
+
+        Decoder-only models see context and reply in one window; seq2seq models with
+        absolute positions (BART) bound the context and the reply separately. T5's relative
+        positions have no bound.
+        """
         config = self.dict.config
         max_positions = getattr(config, "n_positions", None) or getattr(
             config, "max_position_embeddings", None
         )
-        if self.dict.is_seq2seq or not max_positions:
+        if not max_positions:
             return
         label_budget = self.label_truncate or 0
-        if label_budget >= max_positions:
+        if label_budget > max_positions or (not self.dict.is_seq2seq and label_budget >= max_positions):
             raise hf_loading.HFLoadError(
-                f"--label-truncate {label_budget} leaves no room for context in a model "
-                f"with {max_positions} positions; lower --label-truncate"
+                f"--label-truncate {label_budget} does not fit a model with {max_positions} "
+                "positions; lower --label-truncate"
             )
-        room = max_positions - label_budget
+        room = max_positions - (0 if self.dict.is_seq2seq else label_budget)
         if self.text_truncate is None or self.text_truncate > room:
             if self.text_truncate is not None:
                 logging.warning(
-                    f"--text-truncate {self.text_truncate} + --label-truncate {label_budget} "
-                    f"exceed the model's {max_positions} positions: using --text-truncate {room}"
+                    f"--text-truncate {self.text_truncate} does not fit the model's "
+                    f"{max_positions} positions (with --label-truncate {label_budget}): "
+                    f"using --text-truncate {room}"
                 )
             self.text_truncate = room
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import parlai.core.build_data as build_data
 
-VERSION = "v1"
+VERSION = "v2"  # v2: the tokenizer ends encoder inputs with </s>
 CORPORA = Path(__file__).resolve().parents[2] / "parlai_dialogft" / "corpora"
 #: Text the tokenizer may learn from: never dialogft_customer's validation or test data.
 TOKENIZER_SOURCES = ("chatterbot_corpus", "kdconv", "topical_chat", "sgd/train")
