@@ -10,6 +10,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= /tmp/dialogft_demo
 DEMO_MINUTES ?= 4
+# A briefly trained model repeats itself under greedy search; beam with trigram blocking reads better.
+DEMO_DECODING ?= --inference beam --beam-size 4 --beam-block-ngram 3
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k agent".
 PYTEST_ARGS ?=
 
@@ -32,8 +34,8 @@ demo: install
 	$(BIN)/parlai train_model -t dialogft_customer -m dialogft_agent -mf $(DEMO_DIR)/model \
 		--max-train-time $$(( $(DEMO_MINUTES) * 60 )) -bs 16 -vtim 120 -vme 200 \
 		--validation-metric ppl --validation-metric-mode min --save-after-valid true
-	$(BIN)/parlai eval_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test --num-examples 200
-	$(BIN)/parlai display_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test -n 5
+	$(BIN)/parlai eval_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test --num-examples 200 $(DEMO_DECODING)
+	$(BIN)/parlai display_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test -n 5 $(DEMO_DECODING)
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)

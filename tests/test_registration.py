@@ -90,6 +90,22 @@ def test_train_eval_and_chat_through_the_parlai_command(tiny_models, tmp_path):
     assert chat.returncode == 0, chat.stderr[-3000:]
     assert "[Dialogft]:" in chat.stdout
 
+    display = fresh_shell(
+        ["parlai", "display_model", "-mf", str(mf), "-t", "dialogft_customer", "-n", "1",
+         "--datapath", str(tmp_path / "data")],
+        tmp_path,
+    )
+    assert display.returncode == 0, display.stderr[-3000:]
+    assert "labels:" in display.stdout and "model:" in display.stdout
+
+    selfchat = fresh_shell(
+        ["parlai", "self_chat", "-mf", str(mf), "--num-self-chats", "1", "--selfchat-max-turns", "2",
+         "--outfile", str(tmp_path / "selfchat"), "--datapath", str(tmp_path / "data")],
+        tmp_path,
+    )
+    assert selfchat.returncode == 0, selfchat.stderr[-3000:]
+    assert (tmp_path / "selfchat.jsonl").exists()
+
 
 @pytest.mark.slow
 def test_a_regular_non_editable_install_registers_the_names(tmp_path):
