@@ -44,3 +44,44 @@ def make_agent(hf_model: str, **overrides):
     kwargs.update(overrides)
     opt = ParlaiParser(True, True).parse_kwargs(**kwargs)
     return create_agent(opt, requireModelExists=False)
+
+
+def batch_of(agent, texts, labels=None):
+    """A ParlAI batch of single-turn episodes, vectorised by the agent as in a world."""
+    from parlai.core.message import Message
+
+    observations = []
+    for i, text in enumerate(texts):
+        message = {"text": text, "episode_done": True}
+        if labels:
+            message["labels"] = [labels[i]]
+        observations.append(agent.clone().observe(Message(message)))
+    return agent.batchify(observations)
+
+
+def search(agent, texts, beam_size=1, max_ts=10):
+    """Token ids ParlAI's search produces for ``texts`` (START stripped, END kept)."""
+    import torch
+
+    agent.model.eval()
+    with torch.no_grad():
+        preds, _ = agent._generate(batch_of(agent, texts), beam_size, max_ts)
+    out = []
+    for tokens, _score, _meta in preds:
+        tokens = tokens.tolist()
+        assert tokens[0] == agent.START_IDX
+        out.append(tokens[1:])
+    return out
+
+
+def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3, **opts):
+    """A few real training steps through ParlAI's train_model (weights move off init)."""
+    from parlai.scripts.train_model import TrainModel
+
+    kwargs = dict(
+        task="integration_tests", model="dialogft_agent", hf_model=hf_model,
+        model_file=model_file, max_train_steps=steps, batchsize=4, validation_max_exs=4,
+        short_final_eval=True, datapath=datapath, learningrate=1e-2,
+    )
+    kwargs.update(opts)
+    return TrainModel.main(**kwargs)

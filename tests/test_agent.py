@@ -10,7 +10,9 @@ import pytest
 import torch
 from parlai.core.message import Message
 
+from conftest import batch_of as _batch
 from conftest import make_agent
+from conftest import search
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = [
@@ -19,28 +21,12 @@ CONTEXTS = [
     "can you find me a cheap hotel in the centre ? I would like to book a table for two .",
 ]
 MAX_TS = 10
-MIN_LEN = 4  # random-init models may say EOS at once; make every search take a few steps
-
-
-def _batch(agent, texts):
-    observations = []
-    for text in texts:
-        copy = agent.clone()
-        observations.append(copy.observe(Message({"text": text, "episode_done": True})))
-    return agent.batchify(observations)
 
 
 def _search(agent, texts, beam_size=1):
-    """Token ids ParlAI's search produces (START stripped, END kept)."""
-    agent.model.eval()
-    with torch.no_grad():
-        preds, _ = agent._generate(_batch(agent, texts), beam_size, MAX_TS)
-    out = []
-    for tokens, _score, _meta in preds:
-        tokens = tokens.tolist()
-        assert tokens[0] == agent.START_IDX
-        out.append(tokens[1:])
-    return out
+    return search(agent, texts, beam_size, MAX_TS)
+
+MIN_LEN = 4  # random-init models may say EOS at once; make every search take a few steps
 
 
 def _agent(tiny_models, arch, **opts):

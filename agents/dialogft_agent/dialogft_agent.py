@@ -22,7 +22,7 @@ from parlai.core.torch_generator_agent import TorchGeneratorAgent  # noqa: E402
 from parlai.utils import logging  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
-from parlai_dialogft import hf_loading  # noqa: E402
+from parlai_dialogft import hf_loading, lora  # noqa: E402
 from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 
@@ -60,6 +60,7 @@ class DialogftAgent(TorchGeneratorAgent):
             default=False,
             help="run forward passes under bfloat16 autocast (weights stay fp32)",
         )
+        lora.add_lora_args(parser.add_argument_group("dialogft_agent: LoRA adapters (peft)"))
         parser.set_defaults(
             dict_tokenizer="hf",
             optimizer="adamw",
@@ -99,8 +100,13 @@ class DialogftAgent(TorchGeneratorAgent):
         has_checkpoint = self._has_checkpoint()
         hf = hf_loading.load_model(source, config, pretrained=not has_checkpoint)
         if len(self.dict) > hf.get_input_embeddings().num_embeddings:
-            hf.resize_token_embeddings(len(self.dict))  # the tokenizer grew (added pad)
+            # The tokenizer grew (an added pad). New rows are drawn at random: from a fixed
+            # seed, so the same --hf-model always yields the same starting weights.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                hf.resize_token_embeddings(len(self.dict))
         hf.config.pad_token_id = self.dict.hf_tokenizer.pad_token_id
+        lora.apply(hf, self.opt)  # before ParlAI loads a checkpoint: its keys include lora_*
         ids = dict(
             null_idx=self.NULL_IDX,
             start_idx=self.START_IDX,

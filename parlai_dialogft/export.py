@@ -1,0 +1,64 @@
+"""A ParlAI ``-mf`` model of dialogft_agent as a plain ``save_pretrained`` folder.
+
+The folder holds the model (LoRA adapters merged), its tokenizer (with the pad token the
+agent may have added) and a generation config with the agent's pad/EOS/decoder-start ids,
+so ``transformers`` alone loads it and ``model.generate`` continues from the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+AGENT_NAMES = ("dialogft_agent",)
+
+
+class ExportError(ValueError):
+    """What stops an export; the message names the file or flag."""
+
+
+def _check_model_file(model_file: str) -> None:
+    if not model_file:
+        raise ExportError("-mf/--model-file is required: the model to export")
+    if not os.path.isfile(model_file):
+        raise ExportError(f"-mf {model_file}: no such model file")
+    opt_file = model_file + ".opt"
+    if not os.path.isfile(opt_file):
+        raise ExportError(f"-mf {model_file}: {opt_file} is missing, so this is not a ParlAI model")
+    with open(opt_file, encoding="utf-8") as f:
+        trained_with = json.load(f).get("model")
+    if trained_with not in AGENT_NAMES:
+        raise ExportError(
+            f"-mf {model_file} was trained with -m {trained_with}, not dialogft_agent; only "
+            "dialogft_agent models hold a HuggingFace model to export"
+        )
+
+
+def _check_out_dir(out_dir: str, overwrite: bool) -> None:
+    if not out_dir:
+        raise ExportError("--out is required: the folder to write")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise ExportError(f"--out {out_dir} exists and is not empty; pass --overwrite true to replace it")
+
+
+def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
+    """Write ``out_dir``; returns it."""
+    _check_model_file(model_file)
+    _check_out_dir(out_dir, overwrite)
+    from parlai.core.agents import create_agent_from_model_file
+
+    from parlai_dialogft import lora
+
+    agent = create_agent_from_model_file(model_file)
+    hf = agent.model.hf
+    if lora.has_adapters(hf):
+        lora.merge(hf)
+    generation = hf.generation_config
+    generation.pad_token_id = agent.NULL_IDX
+    generation.eos_token_id = agent.END_IDX
+    if agent.dict.is_seq2seq:
+        generation.decoder_start_token_id = agent.dict.decoder_start_id
+    os.makedirs(out_dir, exist_ok=True)
+    hf.save_pretrained(out_dir)
+    agent.dict.hf_tokenizer.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,78 @@
+"""LoRA adapters (via ``peft``) on the HuggingFace model inside the agent.
+
+Adapters are injected in place (``peft.inject_adapter_in_model``): the model keeps its class
+and its ``forward`` signature, so :mod:`parlai_dialogft.hf_model` drives it unchanged, and
+ParlAI's ``-mf`` checkpoints simply hold the extra ``lora_*`` tensors. Only adapters train.
+:func:`merge` folds them into the base weights, for export as a plain model.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+
+def add_lora_args(group) -> None:
+    group.add_argument(
+        "--lora-r", type=int, default=0,
+        help="rank of LoRA adapters; 0 fine-tunes every weight instead",
+    )
+    group.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator")
+    group.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the LoRA input")
+    group.add_argument(
+        "--lora-target-modules", type=str, default="all-linear",
+        help="comma-separated module names to adapt (e.g. q,v or q_proj,v_proj), or "
+        "all-linear: every linear layer but the output head",
+    )
+
+
+def target_modules(value: str) -> "str | List[str]":
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise ValueError("--lora-target-modules is empty; name modules or use all-linear")
+    return "all-linear" if names == ["all-linear"] else names
+
+
+def apply(hf: torch.nn.Module, opt) -> torch.nn.Module:
+    """Inject adapters when ``--lora-r`` > 0 and freeze everything else; returns ``hf``."""
+    rank = opt.get("lora_r") or 0
+    if rank <= 0:
+        return hf
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=opt.get("lora_alpha", 16.0),
+        lora_dropout=opt.get("lora_dropout", 0.05),
+        target_modules=target_modules(opt.get("lora_target_modules", "all-linear")),
+    )
+    try:
+        inject_adapter_in_model(config, hf)
+    except ValueError as exc:  # peft: "Target modules ... not found in the base model"
+        raise ValueError(f"--lora-target-modules: {exc}") from None
+    for name, param in hf.named_parameters():
+        param.requires_grad = "lora_" in name
+    return hf
+
+
+def _lora_layers(hf: torch.nn.Module):
+    from peft.tuners.lora import LoraLayer
+
+    return [(name, module) for name, module in hf.named_modules() if isinstance(module, LoraLayer)]
+
+
+def has_adapters(hf: torch.nn.Module) -> bool:
+    return bool(_lora_layers(hf))
+
+
+def merge(hf: torch.nn.Module) -> torch.nn.Module:
+    """Fold every adapter into its base layer and put the plain layer back; returns ``hf``."""
+    for name, module in _lora_layers(hf):
+        module.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent: Optional[torch.nn.Module] = hf.get_submodule(parent_name) if parent_name else hf
+        setattr(parent, child, module.get_base_layer())
+    for param in hf.parameters():
+        param.requires_grad = True
+    return hf

@@ -1,0 +1,33 @@
+"""``parlai dialogft_export -mf MODEL --out DIR``: a trained model as a plain HF folder.
+
+    parlai dialogft_export -mf /tmp/m/model --out /tmp/m/hf
+    python -c "from transformers import pipeline; ..."   # transformers alone loads /tmp/m/hf
+"""
+
+from parlai.core.params import ParlaiParser
+from parlai.core.script import ParlaiScript, register_script
+
+from parlai_dialogft.export import ExportError, export
+
+
+@register_script("dialogft_export", hidden=False)
+class DialogftExport(ParlaiScript):
+    @classmethod
+    def setup_args(cls):
+        parser = ParlaiParser(False, False, description="Export a dialogft_agent model as a save_pretrained folder")
+        parser.add_argument("-mf", "--model-file", type=str, default=None, help="the ParlAI model file to export")
+        parser.add_argument("--out", type=str, default=None, help="folder to write (model, tokenizer, generation config)")
+        parser.add_argument("--overwrite", type="bool", default=False, help="replace a non-empty --out folder")
+        return parser
+
+    def run(self):
+        try:
+            out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"])
+        except ExportError as exc:
+            raise SystemExit(f"dialogft_export: {exc}") from None
+        print(f"exported {self.opt['model_file']} to {out}")
+        return out
+
+
+if __name__ == "__main__":
+    DialogftExport.main()
