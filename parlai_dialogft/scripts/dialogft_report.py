@@ -1,0 +1,53 @@
+"""``parlai dialogft_report -mf MODEL -t TASK --out DIR``: a Markdown report with plots.
+
+    parlai dialogft_report -mf /tmp/m/model -t dialogft_customer --out /tmp/m/report
+    parlai dialogft_report -mf /tmp/m/model -t dialogft_customer:lang=zh --out r --report-max-exs 50
+
+The logic is in :mod:`parlai_dialogft.report`; this module only reads flags.
+"""
+
+from parlai.core.params import ParlaiParser
+from parlai.core.script import ParlaiScript, register_script
+
+from parlai_dialogft.report import ReportError, ReportOptions, build
+
+DEFAULTS = ReportOptions(model_file="", task="", out="")
+
+
+@register_script("dialogft_report", hidden=False)
+class DialogftReport(ParlaiScript):
+    @classmethod
+    def setup_args(cls):
+        # Only our flags, and -t not stored as "task": ParlAI's parser imports any "task"
+        # while parsing, so an unknown one would end in a traceback instead of one line.
+        parser = ParlaiParser(False, False, description="Report on a trained model: curves, metrics, sample dialogues")
+        parser.add_argument("-mf", "--model-file", type=str, default=None, help="the trained ParlAI model file")
+        parser.add_argument("-t", "--task", dest="report_task", type=str, default=None, help="task whose valid and test splits are evaluated")
+        parser.add_argument("--out", type=str, default=None, help="folder for report.md, the PNG plots and metrics.json")
+        parser.add_argument(
+            "--report-max-exs", type=int, default=DEFAULTS.max_exs,
+            help="evaluate at most this many examples per split (generation is the slow part)",
+        )
+        parser.add_argument("--report-samples", type=int, default=DEFAULTS.samples, help="sample dialogues shown per split")
+        parser.add_argument("--report-batchsize", type=int, default=DEFAULTS.batchsize, help="batch size of the evaluation")
+        return parser
+
+    def run(self):
+        options = ReportOptions(
+            model_file=self.opt["model_file"],
+            task=self.opt["report_task"],
+            out=self.opt["out"],
+            max_exs=self.opt["report_max_exs"],
+            samples=self.opt["report_samples"],
+            batchsize=self.opt["report_batchsize"],
+        )
+        try:
+            path = build(options)
+        except ReportError as exc:
+            raise SystemExit(f"dialogft_report: {exc}") from None
+        print(f"wrote {path}")
+        return path
+
+
+if __name__ == "__main__":
+    DialogftReport.main()

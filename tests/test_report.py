@@ -1,0 +1,111 @@
+"""`parlai dialogft_report`: curves, a metric table and sample dialogues from a trained model."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import train_briefly
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_models, tmp_path_factory):
+    """A model trained 6 updates with a validation every 2 and a train log every update."""
+    root = tmp_path_factory.mktemp("report")
+    mf = str(root / "m" / "model")
+    train_briefly(
+        tiny_models["t5"], mf, str(root / "data"), steps=6, task="dialogft_customer",
+        validation_every_n_steps=2, log_every_n_steps=1,
+    )
+    return mf, root
+
+
+@pytest.fixture(scope="module")
+def report(trained):
+    """The report on the Chinese customer-service splits, as report.md text and its folder."""
+    from parlai_dialogft.report import ReportOptions, build
+
+    mf, root = trained
+    out = root / "report"
+    path = build(ReportOptions(mf, "dialogft_customer:lang=zh", str(out), max_exs=8, samples=3, batchsize=4))
+    return open(path, encoding="utf-8").read(), out
+
+
+def test_the_markdown_links_valid_png_plots(report):
+    from PIL import Image
+
+    text, out = report
+    linked = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text)
+    assert linked == ["training_curves.png", "validation.png"]
+    for name in linked:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE)
+        with Image.open(out / name) as image:
+            image.verify()
+            assert image.format == "PNG"
+            assert image.size[0] >= 400 and image.size[1] >= 300
+
+
+def test_the_metric_table_has_a_number_per_split(report):
+    text, _ = report
+    assert "| metric | what it measures | valid | test |" in text
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([\w-]+)` \| [^|]+ \| (.+) \|$", text, re.M)}
+    for name in ("exs", "ppl", "loss", "token_acc", "f1", "bleu-4", "sacrebleu", "rouge-L", "dist-1", "len"):
+        cells = [c.strip() for c in rows[name].split("|")]
+        assert len(cells) == 2 and all(re.fullmatch(r"[\d,]+(\.\d+)?", c) for c in cells), (name, cells)
+    assert rows["exs"].split("|")[0].strip() == "8"  # bounded by max_exs, a multiple of the batch
+
+
+def test_samples_show_chinese_context_reference_and_reply_side_by_side(report):
+    text, _ = report
+    for split in ("valid", "test"):
+        section = text.split(f"### {split}\n", 1)[1].split("\n\n", 1)[0].strip()
+        lines = section.splitlines()
+        assert lines[0] == "| # | context | reference | model reply |"
+        samples = lines[2:]
+        assert len(samples) == 3
+        for line in samples:
+            _index, context, reference, reply = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            assert CJK.search(context) and CJK.search(reference)
+            assert reply  # a reply, or "*(empty)*" when the tiny model says nothing
+    assert "\ufffd" not in text
+
+
+def test_the_summary_says_which_update_the_weights_are_from(report):
+    text, _ = report
+    assert "| training | 6 updates, batch size 4" in text
+    assert re.search(r"\| weights kept \| update [246]: the best validation `accuracy`", text)
+
+
+def test_cells_escape_table_and_html_syntax():
+    from parlai_dialogft.report import md_cell
+
+    assert md_cell("a | b <pad>\n\nc *d*") == r"a \| b &lt;pad&gt;<br>c \*d\*"
+    assert md_cell("") == "*(empty)*"
+    assert md_cell("你" * 1000, keep_end=True).startswith("…你")
+
+
+def _run_report(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "parlai", "dialogft_report", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_missing_model_and_bad_task_fail_with_one_line(trained, tmp_path):
+    mf, _ = trained
+    missing = _run_report("-mf", str(tmp_path / "nope"), "-t", "dialogft_customer", "--out", str(tmp_path / "r"))
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines()[-1] == f"dialogft_report: -mf {tmp_path / 'nope'}: no such model file"
+
+    bad_task = _run_report("-mf", mf, "-t", "no_such_task", "--out", str(tmp_path / "r"))
+    assert bad_task.returncode != 0
+    last = bad_task.stderr.strip().splitlines()[-1]
+    assert last.startswith("dialogft_report: -t no_such_task: no such task")
+    assert "Traceback" not in bad_task.stderr
+    assert not (tmp_path / "r").exists()
