@@ -94,6 +94,134 @@ def numpy_removed_aliases(module) -> None:
     module.np = _NumpyWithAliases("numpy")
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def distributed_on_cpu(distributed) -> None:
+    """ParlAI's distributed training assumes CUDA and NCCL; on CPU it must use gloo.
+
+    Unpatched, ``distributed_context`` divides by the GPU count (0), hard-codes the nccl
+    backend and calls ``torch.cuda.init()``; ``all_gather_list`` (behind ``sync_object``)
+    allocates its buffers with ``.cuda()``. With CUDA present both stay as ParlAI wrote them.
+    """
+    if not _mark(distributed, "distributed_on_cpu"):
+        return
+    import contextlib
+    import copy
+    import pickle
+
+    import torch
+    import torch.distributed as dist
+
+    original_context = distributed.distributed_context
+    original_gather = distributed.all_gather_list
+
+    @contextlib.contextmanager
+    def distributed_context(rank, opt, rank_offset=0, gpu=None, init_method="tcp://localhost:61337"):
+        if _cuda():
+            with original_context(rank, opt, rank_offset, gpu, init_method) as ctx_opt:
+                yield ctx_opt
+            return
+        opt = copy.deepcopy(opt)
+        rank = rank + rank_offset
+        opt["rank"] = rank
+        opt["gpu"] = -1
+        opt.setdefault("override", {})["gpu"] = -1
+        suppress = not opt.get("verbose") and rank != 0
+        prefix = None if not suppress and rank == 0 else "rank:{:3d} |".format(rank)
+        with distributed.override_print(suppress, prefix):
+            dist.init_process_group(
+                backend="gloo", init_method=init_method,
+                world_size=opt["distributed_world_size"], rank=rank,
+            )
+            torch.manual_seed(42)  # as ParlAI: all ranks start from the same weights
+            distributed.sync_object(None)
+            try:
+                yield opt
+            finally:
+                dist.destroy_process_group()
+
+    def all_gather_list(data):
+        if not distributed.is_distributed() or dist.get_backend() == "nccl":
+            return original_gather(data)  # ParlAI's: [data] alone, or CUDA buffers for nccl
+        # The same protocol as ParlAI's (sizes, then one summed byte buffer), on CPU tensors.
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        encoded = pickle.dumps(data)
+        sizes = torch.zeros(world_size, dtype=torch.long)
+        sizes[rank] = len(encoded)
+        dist.all_reduce(sizes)
+        positions = sizes.cumsum(dim=0)
+        buffer = torch.zeros(int(positions[-1]), dtype=torch.uint8)
+        buffer[positions[rank] - len(encoded) : positions[rank]] = torch.frombuffer(bytearray(encoded), dtype=torch.uint8)
+        dist.all_reduce(buffer)
+        return [
+            pickle.loads(buffer[positions[i] - sizes[i] : positions[i]].numpy().tobytes())
+            for i in range(world_size)
+        ]
+
+    distributed.distributed_context = distributed_context
+    distributed.all_gather_list = all_gather_list
+
+
+_ORIGINAL_MULTIPROCESS_TRAIN = None
+
+
+def multiprocess_train(rank, opt, port=61337, rank_offset=0, gpu=None, hostname="localhost"):
+    """ParlAI's per-rank training function, freeing DDP before its process group goes.
+
+    ParlAI's version keeps the train loop (and so DDP's reducer) alive until after
+    ``destroy_process_group``; the reducer's last reference then drops in the spawned rank
+    and gloo's destructor joins threads of a group already torn down: the rank never exits
+    (py-spy: ``~ProcessGroupGloo`` < ``~Reducer`` < ``_wrap``), intermittently. At module
+    level so that ``torch.multiprocessing.spawn`` can pickle it by name.
+    """
+    import gc
+
+    import parlai.utils.distributed as distributed_utils
+    import parlai.utils.fsdp as fsdp_utils
+
+    if _cuda():
+        return _ORIGINAL_MULTIPROCESS_TRAIN(rank, opt, port, rank_offset, gpu, hostname)
+    init_method = f"tcp://{hostname}:{port}"
+    with distributed_utils.distributed_context(rank, opt, rank_offset, gpu, init_method=init_method) as opt:
+        opt["multiprocessing"] = True
+        loop = fsdp_utils.JoinableTrainLoop(opt)
+        try:
+            with fsdp_utils.fsdp_join(loop):
+                return loop.train()
+        finally:
+            del loop
+            gc.collect()  # the reducer goes now, while its process group still exists
+
+
+def multiprocessing_train_on_cpu(mp_train) -> None:
+    global _ORIGINAL_MULTIPROCESS_TRAIN
+    if not _mark(mp_train, "multiprocess_train"):
+        return
+    _ORIGINAL_MULTIPROCESS_TRAIN = mp_train.multiprocess_train
+    mp_train.multiprocess_train = multiprocess_train
+
+
+def fsdp_join_device_on_cpu(fsdp) -> None:
+    """ParlAI's joinable train loop and evaluator report ``opt['gpu']`` (-1 on CPU) as their
+    torch ``Join`` device; torch needs a device: the CPU."""
+    if not _mark(fsdp, "join_device_on_cpu"):
+        return
+    import torch
+
+    for cls in (fsdp.JoinableTrainLoop, fsdp.JoinableEvaluator):
+        attribute = f"_{cls.__name__}__device"
+
+        def join_device(self, attribute=attribute):
+            device = getattr(self, attribute)
+            return torch.device("cpu") if device in (-1, None) else device
+
+        cls.join_device = property(join_device)
+
+
 def quiet_known_warnings() -> None:
     """ParlAI imports ``pkg_resources`` on every command; setuptools warns each time."""
     import warnings
@@ -104,6 +232,9 @@ def quiet_known_warnings() -> None:
 PATCHES: Dict[str, Callable] = {
     "parlai.nn.lr_scheduler": reduce_on_plateau_without_verbose,
     "parlai.core.dict": numpy_removed_aliases,
+    "parlai.utils.distributed": distributed_on_cpu,
+    "parlai.utils.fsdp": fsdp_join_device_on_cpu,
+    "parlai.scripts.multiprocessing_train": multiprocessing_train_on_cpu,
 }
 
 

@@ -62,3 +62,66 @@ def test_patches_are_applied_once():
     compat.apply_all()
     compat.apply_all()
     assert lr.ReduceOnPlateauLRScheduler.__init__ is init
+
+
+# --- distributed training on CPU (gloo) ------------------------------------------------------
+
+
+def _one_rank_opt():
+    return {"distributed_world_size": 1, "verbose": False}
+
+
+def _free_init_method():
+    from parlai.utils.distributed import find_free_port
+
+    return f"tcp://127.0.0.1:{find_free_port()}"
+
+
+def test_distributed_context_without_cuda_needs_the_patch():
+    unpatched = _unpatched("parlai.utils.distributed")
+    with pytest.raises(ZeroDivisionError):
+        with unpatched.distributed_context(0, _one_rank_opt(), init_method=_free_init_method()):
+            pass
+
+
+def test_distributed_context_and_gathering_work_on_cpu_when_patched():
+    import parlai.utils.distributed as distributed
+
+    unpatched = _unpatched("parlai.utils.distributed")
+    with distributed.distributed_context(0, _one_rank_opt(), init_method=_free_init_method()) as opt:
+        assert opt["gpu"] == -1 and torch.distributed.get_backend() == "gloo"
+        assert distributed.all_gather_list({"rank": 0, "text": "你好"}) == [{"rank": 0, "text": "你好"}]
+        assert distributed.sync_object("same everywhere") == "same everywhere"
+        with pytest.raises((AssertionError, RuntimeError)):  # ParlAI's own allocates .cuda()
+            unpatched.all_gather_list("x")
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("cls_name", ["JoinableTrainLoop", "JoinableEvaluator"])
+def test_join_device_on_cpu(cls_name):
+    import parlai.utils.fsdp as fsdp
+
+    unpatched = getattr(_unpatched("parlai.utils.fsdp"), cls_name)
+    raw = unpatched.__new__(unpatched)
+    setattr(raw, f"_{cls_name}__device", -1)
+    assert raw.join_device == -1  # what torch's Join would be handed without the patch
+
+    cls = getattr(fsdp, cls_name)
+    loop = cls.__new__(cls)
+    setattr(loop, f"_{cls_name}__device", -1)
+    assert loop.join_device == torch.device("cpu")
+
+
+def test_multiprocessing_train_uses_the_rank_function_that_frees_ddp_first():
+    """Spawned ranks receive the function by pickle, so it must be importable by name. (That
+    ParlAI's own version hangs some runs at exit is an intermittent race, seen with py-spy in
+    ~ProcessGroupGloo under ~Reducer; tests/test_distributed.py runs the real thing.)"""
+    import pickle
+
+    import parlai.scripts.multiprocessing_train as mp_train
+
+    from parlai_dialogft import compat
+
+    assert mp_train.multiprocess_train is compat.multiprocess_train
+    assert pickle.loads(pickle.dumps(mp_train.multiprocess_train)) is compat.multiprocess_train
+    assert compat._ORIGINAL_MULTIPROCESS_TRAIN.__module__ == "parlai.scripts.multiprocessing_train"

@@ -20,8 +20,10 @@ BIN = Path(sys.executable).parent
 def fresh_shell(args, cwd, input=None, timeout=600, python_bin=BIN):
     """Run a command as in a new login shell: only PATH and HOME, nothing of ours."""
     env = {"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": str(cwd), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # No inherited stdin: a terminal-like stdin was seen to stall multiprocessing_train's exit.
+    stdin = None if input is not None else subprocess.DEVNULL
     return subprocess.run(
-        args, cwd=cwd, env=env, input=input, capture_output=True, text=True, timeout=timeout
+        args, cwd=cwd, env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -20,11 +20,13 @@ compat.require_parlai()
 import torch  # noqa: E402
 from parlai.core.torch_generator_agent import TorchGeneratorAgent  # noqa: E402
 from parlai.utils import logging  # noqa: E402
+from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
 from parlai_dialogft import hf_loading, lora  # noqa: E402
 from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
+from parlai_dialogft.interactive_chat import InteractiveChatMixin  # noqa: E402
 
 compat.apply_all()
 
@@ -35,7 +37,8 @@ DEFAULT_HF_MODEL = "zoo:dialogft/tiny_t5"
 FREEZE_CHOICES = ("none", "embeddings", "encoder")
 
 
-class DialogftAgent(TorchGeneratorAgent):
+# InteractiveChatMixin first: empty lines, [RESET] and notices in `parlai interactive`.
+class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
         super().add_cmdline_args(parser, partial_opt=partial_opt)
@@ -79,6 +82,17 @@ class DialogftAgent(TorchGeneratorAgent):
             short_final_eval=True,
         )
         return parser
+
+    # ParlAI wraps the model in DistributedDataParallel with device_ids=[opt['gpu']] unless
+    # model_parallel is set; on CPU that is [-1], which torch refuses. ParlAI sets this flag
+    # and reads it only in __init__; without CUDA it means exactly "device_ids=None".
+    @property
+    def model_parallel(self) -> bool:
+        return self._model_parallel or not self.use_cuda
+
+    @model_parallel.setter
+    def model_parallel(self, value: bool) -> None:
+        self._model_parallel = value
 
     @staticmethod
     def dictionary_class():
@@ -206,11 +220,12 @@ class DialogftAgent(TorchGeneratorAgent):
     def save(self, path=None):
         path = self.opt.get("model_file") if path is None else path
         super().save(path)
-        if not path or not hasattr(self, "model"):
+        if not path or not hasattr(self, "model") or not is_primary_worker():
             return
         # Config and tokenizer beside the checkpoint: -mf reloads need nothing else.
         hf_dir = hf_loading.hf_dir_for(path)
-        self.model.hf.config.save_pretrained(hf_dir)
+        model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
+        model.hf.config.save_pretrained(hf_dir)
         self.dict.hf_tokenizer.save_pretrained(hf_dir)
         with open(os.path.join(hf_dir, "dialogft.json"), "w") as f:
             json.dump({"source": self.opt.get("hf_model")}, f)
