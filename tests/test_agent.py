@@ -207,3 +207,15 @@ def test_unknown_models_get_a_clear_error(source, message):
 
     with pytest.raises(HFLoadError, match=message):
         make_agent(source)
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_bf16_autocast_runs_the_forward_pass_in_bfloat16(tiny_models, arch):
+    agent = _agent(tiny_models, arch, hf_bf16=True)
+    batch = _batch(agent, ["hello , how can I help you today ?"], labels=["a table for two ."])
+    seen = []
+    original = agent.model.hf.forward
+    agent.model.hf.forward = lambda *a, **k: seen.append(out := original(*a, **k)) or out
+    loss = agent.compute_loss(batch)
+    assert seen and seen[0].logits.dtype == torch.bfloat16
+    assert torch.isfinite(loss) and next(agent.model.hf.parameters()).dtype == torch.float32

@@ -90,7 +90,8 @@ def test_train_eval_and_chat_through_the_parlai_command(tiny_models, tmp_path):
         tmp_path, input="hello\n[EXIT]\n",
     )
     assert chat.returncode == 0, chat.stderr[-3000:]
-    assert "[Dialogft]:" in chat.stdout
+    # A 4-step model may say only special tokens; the chat then says so instead of nothing.
+    assert "[Dialogft]:" in chat.stdout or "the model's reply is blank" in chat.stdout
 
     display = fresh_shell(
         ["parlai", "display_model", "-mf", str(mf), "-t", "dialogft_customer", "-n", "1",
