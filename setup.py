@@ -110,6 +110,7 @@ setup(
         "peft",
         "sacrebleu",
         "rouge-score",
+        "matplotlib",  # dialogft_report's plots
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
