@@ -225,9 +225,12 @@ def _kept_line(trained, curves, metric) -> str:
     line = f"update {int(kept):,}: the best validation `{metric}` ({mode}imised)"
     if curves.best_valid is not None:
         line += f", {format_number(metric, curves.best_valid)}"
+    later = sum(1 for update in curves.valid_updates if update > kept)
+    if later:
+        line += f"; {later} later validation(s) did not improve it"
     if curves.train_steps and kept < curves.train_steps:
-        line += (f"; the {curves.train_steps - int(kept):,} updates after it did not improve "
-                 f"`{metric}`, so their weights were not kept")
+        line += (f"; train_model saves only a new best, so updates {int(kept) + 1:,} to "
+                 f"{curves.train_steps:,} are not in these weights")
     return line
 
 
