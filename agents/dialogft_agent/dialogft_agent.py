@@ -23,7 +23,7 @@ from parlai.utils import logging  # noqa: E402
 from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
-from parlai_dialogft import hf_loading, lora  # noqa: E402
+from parlai_dialogft import chat_format, hf_loading, lora  # noqa: E402
 from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.interactive_chat import InteractiveChatMixin  # noqa: E402
@@ -56,6 +56,13 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             default="none",
             choices=FREEZE_CHOICES,
             help="keep these weights fixed while fine-tuning (encoder: seq2seq only)",
+        )
+        group.add_argument(
+            "--hf-chat-template",
+            type="bool",
+            default=False,
+            help="render the history with the tokenizer's chat template (instruct models): "
+            "turns alternate user/assistant, the newest being the user's",
         )
         group.add_argument(
             "--hf-bf16",
@@ -103,6 +110,8 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             _ensure_model_dir_writable(opt.get("model_file"))
         super().__init__(opt, shared)
         self._fit_truncation_to_model()
+        if self.opt.get("hf_chat_template"):
+            chat_format.check(self.dict.hf_tokenizer)
 
     # --- model -------------------------------------------------------------------------
 
@@ -186,6 +195,11 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
     # --- vectorising -------------------------------------------------------------------
 
     def _set_text_vec(self, obs, history, truncate):
+        if self.opt.get("hf_chat_template") and "text" in obs and "text_vec" not in obs:
+            ids = chat_format.encode(self.dict.hf_tokenizer, history.history_strings, truncate)
+            obs["full_text"] = history.get_history_str()
+            obs.force_set("text_vec", torch.LongTensor(ids))
+            return obs
         suffix = self.dict.text_suffix
         budget = None if truncate is None else max(truncate - len(suffix), 1)
         obs = super()._set_text_vec(obs, history, budget)
