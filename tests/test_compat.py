@@ -71,12 +71,17 @@ def _one_rank_opt():
     return {"distributed_world_size": 1, "verbose": False}
 
 
+# ParlAI's own path runs when CUDA is present; these show the CPU path.
+_without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) path only")
+
+
 def _free_init_method():
     from parlai.utils.distributed import find_free_port
 
     return f"tcp://127.0.0.1:{find_free_port()}"
 
 
+@_without_cuda
 def test_distributed_context_without_cuda_needs_the_patch():
     unpatched = _unpatched("parlai.utils.distributed")
     with pytest.raises(ZeroDivisionError):
@@ -84,6 +89,7 @@ def test_distributed_context_without_cuda_needs_the_patch():
             pass
 
 
+@_without_cuda
 def test_distributed_context_and_gathering_work_on_cpu_when_patched():
     import parlai.utils.distributed as distributed
 
