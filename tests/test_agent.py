@@ -219,3 +219,16 @@ def test_bf16_autocast_runs_the_forward_pass_in_bfloat16(tiny_models, arch):
     loss = agent.compute_loss(batch)
     assert seen and seen[0].logits.dtype == torch.bfloat16
     assert torch.isfinite(loss) and next(agent.model.hf.parameters()).dtype == torch.float32
+
+
+def test_a_reply_without_tokens_adds_no_loss(tiny_models):
+    agent = _agent(tiny_models, "t5")
+    batch = _batch(agent, ["hello", "hi there"], labels=["", "a table for two ."])
+    empty, real = batch.label_vec.tolist()
+    assert set(empty) == {agent.NULL_IDX}  # no loss from the empty reply, not even EOS
+    assert real[-1] == agent.END_IDX or agent.END_IDX in real
+
+
+def test_validation_defaults_keep_the_best_perplexity(tiny_models):
+    agent = _agent(tiny_models, "t5")
+    assert agent.opt["validation_metric"] == "ppl" and agent.opt["validation_metric_mode"] == "min"

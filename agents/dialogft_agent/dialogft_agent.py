@@ -87,6 +87,10 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             # `parlai eval_model` always scores every example. -vme -1 restores ParlAI's.
             validation_max_exs=1000,
             short_final_eval=True,
+            # ParlAI's default, accuracy (exact match), almost never improves for a
+            # generator, so -mf would keep the first validation's weights.
+            validation_metric="ppl",
+            validation_metric_mode="min",
         )
         return parser
 
@@ -205,6 +209,20 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
         obs = super()._set_text_vec(obs, history, budget)
         if suffix and obs.get("text_vec") is not None:
             obs.force_set("text_vec", torch.cat([obs["text_vec"], torch.LongTensor(suffix)]))
+        return obs
+
+    def _set_label_vec(self, obs, add_start, add_end, truncate):
+        super()._set_label_vec(obs, add_start, add_end, truncate)
+        vec = obs.get("labels_vec")
+        if vec is not None and len(vec) <= 1:
+            # A reply with no tokens would only teach the model to stop at once: skip it.
+            self._empty_labels = getattr(self, "_empty_labels", 0) + 1
+            if self._empty_labels in (1, 10, 100, 1000):
+                logging.warning(
+                    f"skipped {self._empty_labels} training example(s) whose reply has no "
+                    f"tokens (e.g. {obs.get('labels')!r}); they add no loss"
+                )
+            obs.pop("labels_vec")
         return obs
 
     def _pad_tensor(self, items, is_label=False):
