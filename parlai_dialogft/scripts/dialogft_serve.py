@@ -1,0 +1,54 @@
+"""``parlai dialogft_serve -mf MODEL``: a trained model behind an OpenAI-compatible HTTP API.
+
+    parlai dialogft_serve -mf /tmp/m/model                      # http://127.0.0.1:8080/ (chat page)
+    curl -s 127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
+         -d '{"model": "m", "messages": [{"role": "user", "content": "hello"}]}'
+    parlai dialogft_serve -mf /tmp/m/model --host 0.0.0.0 --serve-api-keys keys.txt \\
+         --serve-log-db /tmp/m/log.db --inference beam --beam-size 4
+
+Decoding is the model's saved opt (greedy for dialogft_agent); ParlAI's decoding flags given
+here override it. See :mod:`parlai_dialogft.serving` for what each part does.
+"""
+
+from __future__ import annotations
+
+from parlai.core.agents import create_agent
+from parlai.core.params import ParlaiParser
+from parlai.core.script import ParlaiScript, register_script
+
+from parlai_dialogft.serving.guard import GuardError
+from parlai_dialogft.serving.options import add_serve_args, settings_from_opt
+
+
+@register_script("dialogft_serve", hidden=False)
+class DialogftServe(ParlaiScript):
+    @classmethod
+    def setup_args(cls):
+        parser = ParlaiParser(True, True, description="Serve a dialogft_agent model over HTTP (OpenAI-compatible)")
+        add_serve_args(parser)
+        return parser
+
+    def run(self):
+        try:
+            settings = settings_from_opt(self.opt)  # before the model loads: flags fail fast
+        except GuardError as exc:
+            raise SystemExit(f"dialogft_serve: {exc}") from None
+
+        # Web dependencies load only when serving (the rest of the package does not need them).
+        from parlai_dialogft.serving.app import create_app
+        from parlai_dialogft.serving.replier import Replier
+        from parlai_dialogft.serving.server import build_server
+        from parlai_dialogft.serving.store import ConversationStore
+
+        agent = create_agent(self.opt, requireModelExists=True)
+        store = ConversationStore(settings.log_db, settings.log_retention_days) if settings.log_db else None
+        app = create_app(settings, Replier(agent, settings.max_batch), store)
+        server = build_server(app, settings.host, settings.port, settings.shutdown_timeout_s)
+        print(f"dialogft_serve: model {settings.model_name!r} at http://{settings.host}:{settings.port}/ "
+              f"(API at /v1, metrics at /metrics){'; logging to ' + settings.log_db if store else ''}",
+              flush=True)
+        server.run()
+
+
+if __name__ == "__main__":
+    DialogftServe.main()

@@ -1,0 +1,15 @@
+"""``parlai dialogft_serve``: a trained dialogft_agent behind an OpenAI-compatible HTTP API.
+
+One job per module, so each can be read (and tested) alone:
+
+* :mod:`.protocol`  the chat-completions wire format and how messages become a ParlAI history
+* :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out
+* :mod:`.batcher`   micro-batching in one worker thread that owns the model (no web imports)
+* :mod:`.metrics`   the Prometheus registry and the middleware that counts requests
+* :mod:`.store`     opt-in SQLite log of replies and user feedback, with retention
+* :mod:`.guard`     API keys, loopback detection and the request-size limit
+* :mod:`.options`   the ``--serve-*`` flags and their validation
+* :mod:`.app`       the FastAPI routes that tie these together
+
+Only :mod:`.app` imports FastAPI; only :mod:`.replier` touches ParlAI or torch.
+"""

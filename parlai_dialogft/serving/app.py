@@ -1,0 +1,227 @@
+"""The HTTP routes: OpenAI's chat completions, feedback, health, metrics and the chat page.
+
+    GET  /                      the chat page (static/index.html; ?q=hello sends a first message)
+    GET  /healthz               {"status": "ok", ...}; 503 while shutting down
+    GET  /metrics               Prometheus text format
+    GET  /v1/models             the one served model, OpenAI's list format
+    POST /v1/chat/completions   OpenAI's request; "stream": true answers server-sent events
+    POST /v1/feedback           {"id": "chatcmpl-...", "rating": "up"|"down", "comment": "..."}
+
+Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx
+status, so OpenAI client libraries raise their usual exceptions with our message.
+
+The app owns the :class:`~.batcher.MicroBatcher`: started at startup, and closed at shutdown,
+after uvicorn has let in-flight requests finish, so every accepted request is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import AsyncIterator, Callable, List, Optional, Sequence
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from parlai_dialogft.serving import protocol
+from parlai_dialogft.serving.batcher import Closed, MicroBatcher, QueueFull
+from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge, bearer_token, key_matches
+from parlai_dialogft.serving.metrics import MetricsMiddleware, ServingMetrics
+from parlai_dialogft.serving.options import ServeSettings
+from parlai_dialogft.serving.protocol import ApiError, ChatRequest, FeedbackRequest, Prompt
+from parlai_dialogft.serving.replier import Reply
+from parlai_dialogft.serving.store import ConversationStore
+
+log = logging.getLogger(__name__)
+
+Generate = Callable[[Sequence[Prompt]], List[Reply]]
+
+
+def create_app(settings: ServeSettings, generate: Generate,
+               store: Optional[ConversationStore] = None) -> FastAPI:
+    """``generate`` is called in the batcher's thread only (a :class:`~.replier.Replier`)."""
+    metrics = ServingMetrics()
+    batcher: MicroBatcher[Prompt, Reply] = MicroBatcher(
+        generate, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_s,
+        max_queue=settings.max_queue, on_batch=metrics.observe_batch,
+    )
+    metrics.watch_queue(lambda: batcher.depth)
+    if store is not None:
+        metrics.watch_store(store.aggregates)
+    started = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(batcher.close)  # answers whatever is still queued
+            if store is not None:
+                store.close()
+
+    # No /docs: FastAPI's pages load Swagger from a CDN, and the schema would not show our
+    # hand-checked bodies anyway.
+    app = FastAPI(title="dialogft_serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    _add_error_handlers(app)
+
+    def require_key(request: Request) -> None:
+        if not settings.api_keys:
+            return
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise ApiError(401, "missing API key: send the header 'Authorization: Bearer KEY'",
+                           "missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+        if not key_matches(token, settings.api_keys):
+            raise ApiError(401, "incorrect API key", "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    authorized = [Depends(require_key)]
+
+    def check_model(name: Optional[str]) -> None:
+        if name is not None and name != settings.model_name:
+            raise ApiError(404, f"the model {name!r} does not exist: this server serves "
+                           f"{settings.model_name!r} (GET /v1/models)", "model_not_found", param="model")
+
+    async def generate_one(prompt: Prompt) -> Reply:
+        try:
+            future = batcher.submit(prompt)
+        except QueueFull as exc:
+            raise ApiError(503, f"server busy ({exc}); retry shortly", "server_busy",
+                           type="server_error", headers={"Retry-After": "1"}) from None
+        except Closed:
+            raise ApiError(503, "the server is shutting down", "shutting_down", type="server_error") from None
+        try:
+            return await asyncio.wrap_future(future)
+        except Exception as exc:  # noqa: BLE001 - the model failed; the client gets a 500 saying so
+            log.exception("generation failed")
+            raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed",
+                           type="server_error") from None
+
+    @app.get("/", include_in_schema=False)
+    def chat_page() -> HTMLResponse:
+        page = resources.files("parlai_dialogft.serving").joinpath("static/index.html").read_text("utf-8")
+        return HTMLResponse(page)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        body = {"status": "shutting_down" if batcher.closed else "ok", "model": settings.model_name,
+                "queue_depth": batcher.depth, "auth_required": bool(settings.api_keys),
+                "feedback": store is not None}
+        return JSONResponse(body, status_code=503 if batcher.closed else 200)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        content, content_type = metrics.render()
+        return Response(content, media_type=content_type)
+
+    @app.get("/v1/models", dependencies=authorized)
+    def list_models() -> dict:
+        return protocol.models_list(settings.model_name, started)
+
+    @app.get("/v1/models/{name:path}", dependencies=authorized)
+    def get_model(name: str) -> dict:
+        check_model(name)
+        return protocol.model_card(settings.model_name, started)
+
+    @app.post("/v1/chat/completions", dependencies=authorized)
+    async def chat_completions(request: Request) -> Response:
+        start = time.perf_counter()
+        chat = protocol.parse(ChatRequest, await _read_json(request))
+        check_model(chat.model)
+        reply = await generate_one(protocol.to_prompt(chat.messages, chat.reply_limit))
+        cid, created = protocol.new_completion_id(), int(time.time())
+        metrics.prompt_tokens.inc(reply.prompt_tokens)
+        metrics.generated_tokens.inc(reply.completion_tokens)
+        if store is not None:
+            messages = [m.model_dump() for m in chat.messages]
+            await run_in_threadpool(store.log_reply, cid, settings.model_name, messages, reply.text,
+                                    reply.finish_reason, reply.prompt_tokens, reply.completion_tokens,
+                                    time.perf_counter() - start)
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            events = _stream(cid, settings.model_name, created, reply, include_usage)
+            # no-cache and no proxy buffering: each event should reach the client as sent.
+            return StreamingResponse(events, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return JSONResponse(protocol.completion(cid, settings.model_name, reply.text, reply.finish_reason,
+                                                reply.prompt_tokens, reply.completion_tokens, created))
+
+    @app.post("/v1/feedback", dependencies=authorized)
+    async def feedback(request: Request) -> dict:
+        if store is None:
+            raise ApiError(404, "feedback is off: start the server with --serve-log-db PATH",
+                           "feedback_disabled")
+        given = protocol.parse(FeedbackRequest, await _read_json(request))
+        if not await run_in_threadpool(store.add_feedback, given.id, given.rating, given.comment):
+            raise ApiError(404, f"no logged reply has the id {given.id!r}", "reply_not_found", param="id")
+        metrics.feedback.labels(given.rating).inc()
+        return {"id": given.id, "rating": given.rating, "status": "recorded"}
+
+    return app
+
+
+async def _read_json(request: Request) -> object:
+    body = await request.body()
+    if not body.strip():
+        raise ApiError(400, "empty request body: send a JSON object", "invalid_json")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}", "invalid_json") from None
+
+
+async def _stream(cid: str, model: str, created: int, reply: Reply, include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI's chunk sequence: role, content pieces, finish reason, [usage], ``[DONE]``.
+
+    ParlAI's search returns finished replies, so the reply exists before the first event;
+    the stream is for clients that only speak streaming, not an earlier first token.
+    """
+
+    def event(payload: dict) -> str:
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    yield event(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}))
+    for piece in protocol.pieces(reply.text):
+        yield event(protocol.chunk(cid, model, created, {"content": piece}))
+    yield event(protocol.chunk(cid, model, created, {}, reply.finish_reason))
+    if include_usage:
+        yield event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "choices": [], "usage": protocol.usage(reply.prompt_tokens, reply.completion_tokens)})
+    yield "data: [DONE]\n\n"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
+        message = f"request body over {exc.limit:,} bytes (the server's --serve-max-body-bytes)"
+        # The unread rest of the body makes the connection unusable: close it.
+        return JSONResponse(protocol.error_body(message, "request_too_large"), status_code=413,
+                            headers={"Connection": "close"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = {404: f"no such endpoint: {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(protocol.error_body(message, codes.get(exc.status_code, "http_error")),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(protocol.error_body(f"internal error: {type(exc).__name__}", "internal_error",
+                                                type="server_error"), status_code=500)

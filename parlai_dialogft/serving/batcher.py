@@ -1,0 +1,159 @@
+"""Micro-batching: concurrent requests become one generation call, in one worker thread.
+
+Generating for 16 prompts at once costs little more than for one (the model runs the same
+number of steps on a wider tensor), so under load the server waits a moment to gather
+requests. The rule: the worker takes the oldest request, then everything already queued,
+then waits at most ``max_wait_s`` (counted from taking the first) for more, up to
+``max_batch``. An idle server therefore adds at most ``max_wait_s`` to a request; a busy one
+adds nothing, because requests pile up while the previous batch generates.
+
+The worker thread is the only one that touches the model (torch is not re-entrant per
+model, and ParlAI agents keep per-call state). Callers get a ``concurrent.futures.Future``;
+asyncio code awaits it with ``asyncio.wrap_future``. :meth:`MicroBatcher.close` finishes
+every request already accepted before the thread ends (graceful shutdown).
+
+No web framework here: this module is plain threads and queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Generic, List, Optional, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """More requests are waiting than ``max_queue``: the caller should answer 503."""
+
+
+class Closed(Exception):
+    """The batcher is shutting down and accepts no new work."""
+
+
+@dataclass
+class _Job(Generic[T, R]):
+    item: T
+    future: "Future[R]" = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+_STOP = object()
+
+
+class MicroBatcher(Generic[T, R]):
+    """Run ``process(items) -> results`` (same length, same order) on batches of submissions.
+
+    ``on_batch(size, seconds)`` is called after each batch (for metrics). When ``process``
+    raises on a batch of several, each item is retried alone, so one bad request fails only
+    itself.
+    """
+
+    def __init__(self, process: Callable[[Sequence[T]], List[R]], max_batch: int = 16,
+                 max_wait_s: float = 0.01, max_queue: int = 1024,
+                 on_batch: Optional[Callable[[int, float], None]] = None, name: str = "dialogft-batcher"):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._process = process
+        self.max_batch = max_batch
+        self.max_wait_s = max(0.0, max_wait_s)
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._queue: "queue.Queue[object]" = queue.Queue()
+        self._lock = threading.Lock()  # orders submit() against close()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # --- callers' side ---------------------------------------------------------------------
+
+    def start(self) -> "MicroBatcher[T, R]":
+        self._thread.start()
+        return self
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch (not the one generating now)."""
+        return self._queue.qsize()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, item: T) -> "Future[R]":
+        job: _Job[T, R] = _Job(item)
+        with self._lock:
+            if self._closed:
+                raise Closed("the server is shutting down")
+            if self._queue.qsize() >= self.max_queue:
+                raise QueueFull(f"{self.max_queue} requests are already waiting")
+            self._queue.put(job)
+        return job.future
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting work, finish everything accepted, then stop the thread."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)  # behind every accepted job: FIFO drains them first
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # --- the worker thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stopping = True  # run this last batch, then leave
+                    break
+                batch.append(job)
+            self._run_batch(batch)  # type: ignore[arg-type]
+
+    def _run_batch(self, batch: List[_Job[T, R]]) -> None:
+        # A client that gave up (cancelled future) is not worth generating for.
+        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        start = time.monotonic()
+        try:
+            results = self._process([job.item for job in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"process returned {len(results)} results for {len(live)} items")
+        except Exception as exc:  # noqa: BLE001 - every failure must reach its caller
+            if len(live) == 1:
+                live[0].future.set_exception(exc)
+            else:
+                log.warning("a batch of %d failed (%s); retrying each alone", len(live), exc)
+                for job in live:
+                    self._run_alone(job)
+            return
+        finally:
+            if self._on_batch is not None:
+                self._on_batch(len(live), time.monotonic() - start)
+        for job, result in zip(live, results):
+            job.future.set_result(result)
+
+    def _run_alone(self, job: _Job[T, R]) -> None:
+        try:
+            job.future.set_result(self._process([job.item])[0])
+        except Exception as exc:  # noqa: BLE001
+            job.future.set_exception(exc)

@@ -1,0 +1,100 @@
+"""The ``dialogft_serve`` flags, and :class:`ServeSettings`, their checked form.
+
+Everything is checked before the model loads, so a bad flag costs a second, not a minute.
+Decoding flags are ParlAI's own (``--inference``, ``--beam-size``, ``--beam-min-length``):
+given on the command line they override the model's saved opt, as in ``parlai interactive``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import FrozenSet, Optional
+
+from parlai_dialogft.serving import guard
+
+
+def add_serve_args(parser) -> None:
+    group = parser.add_argument_group("dialogft_serve: HTTP server")
+    group.add_argument("--host", "--serve-host", dest="serve_host", type=str, default="127.0.0.1",
+                       help="address to bind; anything but loopback requires --serve-api-keys")
+    group.add_argument("--port", "--serve-port", dest="serve_port", type=int, default=8080,
+                       help="TCP port (0: any free port, printed at start)")
+    group.add_argument("--serve-model-name", type=str, default=None,
+                       help="the model id clients send in 'model' (default: the -mf folder's name)")
+    group.add_argument("--serve-max-batch", type=int, default=16,
+                       help="most requests generated together in one call")
+    group.add_argument("--serve-batch-wait-ms", type=float, default=10.0,
+                       help="how long an idle server waits for more requests to batch with the first")
+    group.add_argument("--serve-max-queue", type=int, default=1024,
+                       help="requests waiting beyond this get 503 (back-pressure, not a growing backlog)")
+    group.add_argument("--serve-max-body-bytes", type=int, default=1_000_000,
+                       help="larger request bodies get 413")
+    group.add_argument("--serve-api-keys", type=str, default=None,
+                       help="comma-separated keys, or a file with one per line; clients send "
+                       "'Authorization: Bearer KEY'")
+    group.add_argument("--serve-log-db", type=str, default=None,
+                       help="SQLite file logging every request and reply, for feedback and online "
+                       "evaluation (off by default: conversations are user data)")
+    group.add_argument("--serve-log-retention-days", type=float, default=30.0,
+                       help="delete logged conversations older than this (0: keep all)")
+    group.add_argument("--serve-shutdown-timeout", type=float, default=30.0,
+                       help="on SIGTERM/Ctrl-C, seconds to let in-flight requests finish")
+    # A server is not a training run: no optimizer, generation always on (as `interactive`).
+    parser.set_defaults(interactive_mode=True, datatype="valid")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_name: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_batch: int = 16
+    batch_wait_s: float = 0.01
+    max_queue: int = 1024
+    max_body_bytes: int = 1_000_000
+    api_keys: FrozenSet[str] = frozenset()
+    log_db: Optional[str] = None
+    log_retention_days: float = 30.0
+    shutdown_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for flag, value, least in (("--serve-max-batch", self.max_batch, 1),
+                                   ("--serve-max-queue", self.max_queue, 1),
+                                   ("--serve-max-body-bytes", self.max_body_bytes, 1024)):
+            if value < least:
+                raise guard.GuardError(f"{flag} {value}: must be at least {least}")
+        if self.batch_wait_s < 0:
+            raise guard.GuardError("--serve-batch-wait-ms must not be negative")
+        if self.log_retention_days < 0:
+            raise guard.GuardError("--serve-log-retention-days must not be negative (0 keeps all)")
+        if not 0 <= self.port < 65536:
+            raise guard.GuardError(f"--port {self.port}: not a TCP port")
+        guard.check_binding(self.host, self.api_keys)
+
+
+def default_model_name(model_file: Optional[str]) -> str:
+    """``/runs/support_bot/model`` -> ``support_bot``: the folder names a run, ``model`` does not."""
+    if not model_file:
+        return "dialogft"
+    path = os.path.abspath(model_file)
+    folder = os.path.basename(os.path.dirname(path))
+    return folder or os.path.basename(path)
+
+
+def settings_from_opt(opt) -> ServeSettings:
+    if not opt.get("model_file"):
+        raise guard.GuardError("-mf MODEL is required: the dialogft_agent model file to serve")
+    return ServeSettings(
+        model_name=opt.get("serve_model_name") or default_model_name(opt["model_file"]),
+        host=opt["serve_host"],
+        port=opt["serve_port"],
+        max_batch=opt["serve_max_batch"],
+        batch_wait_s=opt["serve_batch_wait_ms"] / 1000.0,
+        max_queue=opt["serve_max_queue"],
+        max_body_bytes=opt["serve_max_body_bytes"],
+        api_keys=guard.load_api_keys(opt.get("serve_api_keys")),
+        log_db=opt.get("serve_log_db"),
+        log_retention_days=opt["serve_log_retention_days"],
+        shutdown_timeout_s=opt["serve_shutdown_timeout"],
+    )

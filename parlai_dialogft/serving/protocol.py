@@ -1,0 +1,200 @@
+"""The OpenAI chat-completions wire format, and how its messages become a ParlAI history.
+
+Clients send the whole conversation each time (the API is stateless). A dialogft model was
+trained on episodes whose ``text`` is everything the partner said since the model's last turn
+(joined by newlines) and whose ``labels`` is the model's turn (see
+:func:`parlai_dialogft.conversation.to_examples`); :func:`to_prompt` rebuilds exactly that
+shape, so the served model sees what it saw in training:
+
+    [system "be nice", user "hi", assistant "hello!", user "a table", user "for two"]
+    -> history (("be nice\\nhi", "hello!"),), text "a table\\nfor two"
+
+Sampling fields (``temperature``, ``top_p``, ...) are accepted and ignored: decoding is the
+served model's (its saved opt, or ``--inference``/``--beam-size`` given to the server).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Tuple, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI's ``{"error": {...}}`` body with an HTTP status."""
+
+    def __init__(self, status: int, message: str, code: str, param: Optional[str] = None,
+                 type: str = "invalid_request_error", headers: Optional[Dict[str, str]] = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return error_body(self.message, self.code, self.param, self.type)
+
+
+def error_body(message: str, code: str, param: Optional[str] = None,
+               type: str = "invalid_request_error") -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class TextPart(BaseModel):
+    """``content`` may be a list of parts (newer clients); only text parts mean anything here."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # name, tool_calls, ... are not ours to judge
+    role: Role
+    content: Union[str, List[TextPart]]
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # temperature, top_p, seed, ...: see module doc
+    model: Optional[str] = None  # absent: the served model
+    messages: List[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)  # OpenAI's newer name
+    n: int = Field(default=1, ge=1, le=1)  # one reply: greedy search has only one
+
+    @field_validator("messages")
+    @classmethod
+    def _last_is_the_user(cls, messages: List[ChatMessage]) -> List[ChatMessage]:
+        if messages[-1].role != "user":
+            raise ValueError(f"the last message must have role 'user' (the model replies to it), "
+                             f"not {messages[-1].role!r}")
+        if not messages[-1].text.strip():
+            raise ValueError("the last user message is empty")
+        return messages
+
+    @model_validator(mode="after")
+    def _one_length_limit(self) -> "ChatRequest":
+        if self.max_tokens and self.max_completion_tokens and self.max_tokens != self.max_completion_tokens:
+            raise ValueError("max_tokens and max_completion_tokens disagree; send one")
+        return self
+
+    @property
+    def reply_limit(self) -> Optional[int]:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo ("raiting") should not pass silently
+    id: str = Field(min_length=1, max_length=100, description="the chat completion's id")
+    rating: Literal["up", "down"]
+    comment: str = Field(default="", max_length=4000)
+
+
+def parse(model: type, payload: object):
+    """``model.model_validate`` with pydantic's errors as one 400 line naming the field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors()[:3]:
+            where = ".".join(str(part) for part in error["loc"]) or "body"
+            problems.append(f"{where}: {error['msg']}")
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        param = ".".join(str(part) for part in first) or None
+        raise ApiError(400, "invalid request: " + "; ".join(problems), "invalid_request", param) from None
+
+
+# --- messages -> ParlAI history ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One conversation as ParlAI sees it: earlier (context, reply) turns, then the context."""
+
+    history: Tuple[Tuple[str, str], ...]
+    text: str
+    max_tokens: Optional[int] = None
+
+
+def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None) -> Prompt:
+    history: List[Tuple[str, str]] = []
+    context: List[str] = []
+    partner_spoke = False
+    for message in messages:
+        if message.role != "assistant":  # system and user: what the model reads
+            context.append(message.text)
+            partner_spoke = True
+        elif not partner_spoke:  # the assistant opens: part of the first context, as in training
+            context.append(message.text)
+        elif context:
+            history.append(("\n".join(context), message.text))
+            context = []
+        else:  # two assistant turns in a row: one longer reply, as in training
+            previous_context, reply = history[-1]
+            history[-1] = (previous_context, reply + "\n" + message.text)
+    return Prompt(tuple(history), "\n".join(context), max_tokens)
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def new_completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex
+
+
+def completion(cid: str, model: str, text: str, finish: str, prompt_tokens: int,
+               completion_tokens: int, created: Optional[int] = None) -> dict:
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created or int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish}],
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def chunk(cid: str, model: str, created: int, delta: dict, finish: Optional[str] = None) -> dict:
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def pieces(text: str) -> List[str]:
+    """A reply cut into stream deltas: words with their leading spaces, CJK per character."""
+    return re.findall(r"\s*[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]|\s*[^\s\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]+|\s+$",
+                      text)
+
+
+def models_list(model: str, created: int) -> dict:
+    return {"object": "list", "data": [model_card(model, created)]}
+
+
+def model_card(model: str, created: int) -> dict:
+    return {"id": model, "object": "model", "created": created, "owned_by": "dialogft"}
