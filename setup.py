@@ -112,7 +112,7 @@ setup(
         "rouge-score",
         "matplotlib",  # dialogft_report's plots
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )
