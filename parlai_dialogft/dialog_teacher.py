@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import hashlib
+import os
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from parlai.core.teachers import DialogTeacher
@@ -103,9 +105,27 @@ class ConversationTeacher(DialogueMetricsMixin, DialogTeacher):
         self.split = DatatypeHelper.fold(opt["datatype"])
         self.cleaning = cleaning_options(opt)
         opt = copy.deepcopy(opt)
-        # DialogTeacher requires a datafile; ours is a label for messages and logs.
-        opt["datafile"] = f"{self.task_label(opt)} {self.split}"
+        self.data_label = f"{self.task_label(opt)} {self.split}"  # for messages and logs
+        opt["datafile"] = self.datafile_for(opt, self.split)
         super().__init__(opt, shared)
+
+    #: Option prefixes that change which examples a teacher yields.
+    DATA_OPTION_PREFIXES = ("customer_", "chitchat_", "qa_", "files_", "clean_")
+
+    @classmethod
+    def datafile_for(cls, opt, split: str) -> str:
+        """DialogTeacher's ``datafile``: a label in messages, and where ParlAI's streaming
+        mode caches ``DATAFILE.lengths``. So it lives under ``--datapath`` (not the working
+        directory), and names a hash of the options that shape the data (a cached count
+        for other options would be wrong)."""
+        shaping = sorted(
+            (key, str(value)) for key, value in opt.items()
+            if key.startswith(cls.DATA_OPTION_PREFIXES) or key in ("task", "lang", "sources", "speaker", "knowledge")
+        )
+        digest = hashlib.sha1(repr(shaping).encode("utf-8")).hexdigest()[:10]
+        folder = os.path.join(opt.get("datapath") or ".", "dialogft", "streams")
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, f"{cls.task_label(opt)} {split} {digest}".replace(os.sep, "_"))
 
     @classmethod
     def task_label(cls, opt) -> str:
@@ -136,7 +156,7 @@ class ConversationTeacher(DialogueMetricsMixin, DialogTeacher):
         episodes = len(built)
         if not built:
             raise DataFormatError(
-                datafile, None, f"no usable conversations after cleaning ({report.summary()})"
+                self.data_label, None, f"no usable conversations after cleaning ({report.summary()})"
             )
         self.stats = {
             "dialogues": len(conversations),
@@ -145,7 +165,7 @@ class ConversationTeacher(DialogueMetricsMixin, DialogTeacher):
             "report": report,
         }
         logging.info(
-            f"{datafile}: {len(conversations)} dialogues, {episodes} episodes, "
+            f"{self.data_label}: {len(conversations)} dialogues, {episodes} episodes, "
             f"{examples} examples; {report.summary()}"
         )
         for episode in built:

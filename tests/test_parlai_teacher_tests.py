@@ -22,3 +22,21 @@ class TestChitChat(AutoTeacherTest):
 
 class TestKnowledgeGroundedQA(AutoTeacherTest):
     task = "dialogft_qa"
+
+
+def test_streamed_counts_follow_the_options_and_stay_out_of_the_working_dir(tmp_path, monkeypatch):
+    """ParlAI's stream mode caches counts in DATAFILE.lengths: one cache per data-shaping
+    option set, under --datapath (a shared cache once gave lang=zh the English counts)."""
+    from parlai.core.params import ParlaiParser
+    from parlai.core.teachers import create_task_agent_from_taskname
+
+    monkeypatch.chdir(tmp_path)
+    counts = {}
+    for flag in ("en", "zh"):
+        opt = ParlaiParser(True, False).parse_kwargs(
+            task="dialogft_customer", customer_lang=flag, datatype="valid:stream",
+            datapath=str(tmp_path / "data"),
+        )
+        counts[flag] = create_task_agent_from_taskname(opt)[0].num_examples()
+    assert counts == {"en": 6831, "zh": 448}
+    assert not list(tmp_path.glob("*.lengths"))
