@@ -136,3 +136,23 @@ def test_a_regular_non_editable_install_registers_the_names(tmp_path):
         [str(venv / "bin" / "python"), "-c", "import parlai_dialogft; print(parlai_dialogft.__file__)"],
         capture_output=True, text=True).stdout
     assert "-m dialogft_agent    -> parlai_dialogft.agents.dialogft_agent.dialogft_agent" in out.stdout
+
+
+def test_a_script_with_a_missing_dependency_costs_only_that_script(monkeypatch):
+    import importlib
+
+    from parlai_dialogft import scripts
+
+    real_import = importlib.import_module
+    imported = []
+
+    def import_module(name, *args):
+        if name.endswith("dialogft_report"):
+            raise ImportError("No module named 'matplotlib'")
+        imported.append(name)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    with pytest.warns(UserWarning, match="parlai dialogft_report is unavailable: No module named 'matplotlib'"):
+        scripts.register_all()
+    assert "parlai_dialogft.scripts.dialogft_export" in imported
