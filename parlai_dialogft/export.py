@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any, Dict
+
+from parlai.utils import logging
 
 AGENT_NAMES = ("dialogft_agent",)
 
@@ -41,6 +44,34 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
         raise ExportError(f"--out {out_dir} exists and is not empty; pass --overwrite true to replace it")
 
 
+def decoding(opt) -> Dict[str, Any]:
+    """The agent's ``--inference`` as ``GenerationConfig`` fields, replacing whatever the base
+    model shipped (e.g. 4 beams), so plain ``generate`` searches the way the agent does.
+
+    Greedy matches token for token; beam and sampling follow the same settings, though
+    ParlAI's beam scoring and random draws differ in details.
+    """
+    inference = opt.get("inference", "greedy")
+    # Sampling knobs at transformers' neutral values unless the agent samples (a base
+    # model's temperature=0.7 beside do_sample=False fails transformers' validation).
+    fields: Dict[str, Any] = dict(
+        num_beams=1, do_sample=False, temperature=1.0, top_k=50, top_p=1.0,
+        max_new_tokens=opt.get("label_truncate") or 256,
+    )
+    if inference == "beam":
+        fields["num_beams"] = opt.get("beam_size", 1)
+    elif inference == "topk":
+        fields.update(do_sample=True, temperature=opt.get("temperature", 1.0), top_k=opt.get("topk", 10))
+    elif inference == "nucleus":
+        fields.update(do_sample=True, temperature=opt.get("temperature", 1.0), top_k=0, top_p=opt.get("topp", 0.9))
+    elif inference != "greedy":
+        logging.warning(f"--inference {inference} has no transformers equivalent: the export decodes greedily")
+    block = opt.get("beam_block_ngram", -1) or -1
+    if block > 0:
+        fields["no_repeat_ngram_size"] = block
+    return fields
+
+
 def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
     """Write ``out_dir``; returns it."""
     _check_model_file(model_file)
@@ -58,6 +89,9 @@ def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
     generation.eos_token_id = agent.END_IDX
     if agent.dict.is_seq2seq:
         generation.decoder_start_token_id = agent.dict.decoder_start_id
+    # The agent never forces a first token; a base model's (BART: BOS) would change replies.
+    generation.forced_bos_token_id = None
+    generation.update(**decoding(agent.opt))
     os.makedirs(out_dir, exist_ok=True)
     hf.save_pretrained(out_dir)
     agent.dict.hf_tokenizer.save_pretrained(out_dir)

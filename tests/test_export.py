@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -31,10 +32,41 @@ def _exported_logits(folder, agent, batch):
         return model(input_ids=full).logits[:, batch.text_vec.size(1) - 1 : -1]
 
 
-@pytest.mark.parametrize("arch", ["t5", "gpt2"])
-def test_exported_folder_gives_the_same_logits_and_replies(tiny_models, tmp_path, arch):
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+@pytest.fixture(scope="module")
+def varied_models(tiny_models, tmp_path_factory):
+    """Tiny models whose greedy replies vary with the context (seq2seq and causal).
 
+    The tied-embedding tiny models (T5, GPT-2) repeat one token whatever the context, so
+    equal replies there would prove little; untied BART and Llama answer each context
+    differently.
+    """
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    bart = tmp_path_factory.mktemp("untied") / "bart"
+    shutil.copytree(tiny_models["bart"], bart)
+    config = AutoConfig.from_pretrained(bart)
+    config.tie_word_embeddings = False
+    torch.manual_seed(0)
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(bart)
+    return {"bart": str(bart), "llama": tiny_models["llama"]}
+
+
+def _load_exported(folder):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    seq2seq = AutoConfig.from_pretrained(folder).is_encoder_decoder
+    return (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(folder).eval()
+
+
+def _until_end(tokens, end_idx, max_ts):
+    """``generate``'s new tokens as ParlAI's search reports them: up to END, which ParlAI
+    forces as the ``max_ts``-th token when the reply has not ended by then."""
+    tokens = tokens[: tokens.index(end_idx) + 1] if end_idx in tokens else tokens
+    return tokens if tokens[-1:] == [end_idx] and len(tokens) <= max_ts else tokens[: max_ts - 1] + [end_idx]
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_exported_folder_gives_the_same_logits(tiny_models, tmp_path, arch):
     from parlai_dialogft.export import export
 
     mf = str(tmp_path / "m" / "model")
@@ -48,17 +80,44 @@ def test_exported_folder_gives_the_same_logits_and_replies(tiny_models, tmp_path
         ours, _preds, _ = agent.model(*agent._model_input(batch), ys=batch.label_vec)
     torch.testing.assert_close(_exported_logits(out, agent, batch), ours, atol=1e-5, rtol=1e-5)
 
-    # Greedy replies: transformers' generate on the folder equals the agent's search.
+
+@pytest.mark.parametrize("arch", ["bart", "llama"])
+def test_generate_on_the_exported_folder_replies_like_the_agent(varied_models, tmp_path, arch):
+    from transformers import AutoTokenizer
+
+    from parlai_dialogft.export import export
+
+    mf = str(tmp_path / "m" / "model")
+    # A small step size: the weights move off init, the replies stay context-dependent.
+    train_briefly(varied_models[arch], mf, str(tmp_path / "data"), learningrate=1e-4)
+    out = export(mf, str(tmp_path / "hf"))
+    agent = create_agent_from_model_file(mf)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    auto = AutoModelForSeq2SeqLM if arch == "t5" else AutoModelForCausalLM
-    model = auto.from_pretrained(out).eval()
-    for text, reply in zip(CONTEXTS, search(agent, CONTEXTS, max_ts=8)):
+    model = _load_exported(out)
+    assert tokenizer.pad_token_id == agent.NULL_IDX == model.generation_config.pad_token_id
+
+    max_ts = 10
+    contexts = CONTEXTS + ["thanks"]
+    replies = search(agent, contexts, max_ts=max_ts)  # batched: padded contexts
+    assert len({tuple(reply) for reply in replies}) > 1  # the check below means something
+    for text, reply in zip(contexts, replies):
         ids = torch.tensor([batch_of(agent, [text]).text_vec[0].tolist()])
         with torch.no_grad():
-            generated = model.generate(input_ids=ids, max_new_tokens=8, do_sample=False)
-        new = generated[0, 1:] if arch == "t5" else generated[0, ids.size(1):]
-        assert new.tolist()[: len(reply) - 1] == reply[:-1]  # reply's last is END or forced END
-    assert tokenizer.pad_token_id == agent.NULL_IDX
+            generated = model.generate(input_ids=ids)  # the exported generation config alone
+        new = generated[0, 1:] if model.config.is_encoder_decoder else generated[0, ids.size(1) :]
+        assert _until_end(new.tolist(), agent.END_IDX, max_ts) == reply
+
+
+def test_the_generation_config_decodes_as_the_agent_was_set_to():
+    from parlai_dialogft.export import decoding
+
+    assert decoding({"inference": "greedy", "label_truncate": 32}) == dict(
+        num_beams=1, do_sample=False, temperature=1.0, top_k=50, top_p=1.0, max_new_tokens=32
+    )
+    beam = decoding({"inference": "beam", "beam_size": 4, "beam_block_ngram": 3, "label_truncate": 32})
+    assert (beam["num_beams"], beam["do_sample"], beam["no_repeat_ngram_size"]) == (4, False, 3)
+    nucleus = decoding({"inference": "nucleus", "topp": 0.8, "temperature": 0.7})
+    assert (nucleus["do_sample"], nucleus["top_p"], nucleus["top_k"], nucleus["temperature"]) == (True, 0.8, 0, 0.7)
 
 
 def _run_export(*args):
@@ -67,16 +126,20 @@ def _run_export(*args):
     )
 
 
-def test_export_refuses_bad_input_with_one_line(tmp_path):
+def test_a_missing_model_file_is_one_line_and_a_failing_exit(tmp_path):
     missing = _run_export("-mf", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
     assert missing.returncode != 0
-    assert missing.stderr.strip().splitlines()[-1] == f"dialogft_export: -mf {tmp_path / 'nope'}: no such model file"
+    assert missing.stderr.strip().splitlines() == [f"dialogft_export: -mf {tmp_path / 'nope'}: no such model file"]
+
+
+def test_a_model_of_another_agent_is_refused(tmp_path):
+    from parlai_dialogft.export import ExportError, export
 
     other = tmp_path / "other"
     other.write_text("x")
     (tmp_path / "other.opt").write_text(json.dumps({"model": "transformer/generator"}))
-    wrong = _run_export("-mf", str(other), "--out", str(tmp_path / "out"))
-    assert "trained with -m transformer/generator, not dialogft_agent" in wrong.stderr
+    with pytest.raises(ExportError, match="trained with -m transformer/generator, not dialogft_agent"):
+        export(str(other), str(tmp_path / "out"))
 
 
 def test_export_does_not_overwrite_a_folder_unless_asked(tmp_path):
