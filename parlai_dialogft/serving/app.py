@@ -208,7 +208,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, exc: BodyTooLarge) -> JSONResponse:
         message = f"request body over {exc.limit:,} bytes (the server's --serve-max-body-bytes)"
-        # The unread rest of the body makes the connection unusable: close it.
+        # A refused body may be partly unread (past guard.DRAIN_CAP): start the next request afresh.
         return JSONResponse(protocol.error_body(message, "request_too_large"), status_code=413,
                             headers={"Connection": "close"})
 

@@ -72,11 +72,17 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+#: Bytes of a refused body still read (and dropped) before answering 413: a client that is
+#: still sending when the server closes gets a broken pipe, not the 413 that says why.
+DRAIN_CAP = 4 * 1024 * 1024
+
+
 class BodyLimitMiddleware:
     """Pure ASGI: stop reading a request body past ``limit`` bytes.
 
-    A declared ``Content-Length`` over the limit raises at once; a chunked body raises from
-    ``receive`` when the running total passes it. The app turns :class:`BodyTooLarge` into 413.
+    A declared ``Content-Length`` over the limit is refused at the first read; a chunked body
+    when its running total passes the limit. The rest is drained (up to :data:`DRAIN_CAP`,
+    never kept), then :class:`BodyTooLarge` is raised, which the app answers with 413.
     """
 
     def __init__(self, app, limit: int):
@@ -90,14 +96,25 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         received = int(declared) if declared.isdigit() else 0  # a declared size counts at once
 
+        async def refuse():
+            dropped = 0
+            while dropped < DRAIN_CAP:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+                dropped += len(message.get("body", b""))
+            raise BodyTooLarge(limit)
+
         async def limited_receive():
             nonlocal received
             if received > limit:
-                raise BodyTooLarge(limit)
+                await refuse()
             message = await receive()
             if message["type"] == "http.request" and not declared.isdigit():
                 received += len(message.get("body", b""))
-                if received > limit:
+                if received > limit and message.get("more_body"):
+                    await refuse()
+                elif received > limit:
                     raise BodyTooLarge(limit)
             return message
 
