@@ -8,9 +8,11 @@ ParlAI's ``-mf`` checkpoints simply hold the extra ``lora_*`` tensors. Only adap
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
+
+from parlai_dialogft.hf_loading import HFLoadError
 
 
 def add_lora_args(group) -> None:
@@ -54,6 +56,33 @@ def apply(hf: torch.nn.Module, opt) -> torch.nn.Module:
     for name, param in hf.named_parameters():
         param.requires_grad = "lora_" in name
     return hf
+
+
+def fit_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``state_dict`` keyed for ``model`` when only one of them has adapters.
+
+    A plain checkpoint (``--init-model`` from a full fine-tune) into a LoRA model: peft moved
+    each adapted layer's weights under ``base_layer``, so they are renamed, and the adapters
+    keep their fresh init (B = 0: the model starts exactly as the checkpoint). The other way
+    round would need a merge the user should ask for, so it is refused with what to do.
+    """
+    own = model.state_dict()
+    model_adapted = any("lora_" in key for key in own)
+    checkpoint_adapted = any("lora_" in key for key in state_dict)
+    if checkpoint_adapted and not model_adapted:
+        raise HFLoadError(
+            "the checkpoint holds LoRA adapters but --lora-r is 0: load it with the --lora-r "
+            "it was trained with, or export it (adapters merged) with parlai dialogft_export "
+            "and start from that folder with --hf-model"
+        )
+    if checkpoint_adapted or not model_adapted:
+        return state_dict
+    fitted = {key: value for key, value in own.items() if "lora_" in key}
+    for key, value in state_dict.items():
+        prefix, _, leaf = key.rpartition(".")
+        based = f"{prefix}.base_layer.{leaf}"
+        fitted[based if based in own else key] = value
+    return fitted
 
 
 def _lora_layers(hf: torch.nn.Module):

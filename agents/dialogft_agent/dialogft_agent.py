@@ -147,6 +147,10 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
         self._freeze(model)
         return model
 
+    def load_state_dict(self, state_dict):
+        # --init-model from a full fine-tune into a LoRA run: peft renamed the base weights.
+        super().load_state_dict(lora.fit_state_dict(self.model, state_dict))
+
     def _has_checkpoint(self) -> bool:
         for key in ("init_model", "model_file"):
             path = self.opt.get(key)
