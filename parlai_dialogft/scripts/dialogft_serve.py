@@ -3,6 +3,7 @@
     parlai dialogft_serve -mf /tmp/m/model                      # http://127.0.0.1:8080/ (chat page)
     curl -s 127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
          -d '{"model": "m", "messages": [{"role": "user", "content": "hello"}]}'
+    parlai dialogft_serve -m dialogft_agent --hf-model Qwen/Qwen2.5-0.5B-Instruct   # no fine-tuning
     parlai dialogft_serve -mf /tmp/m/model --host 0.0.0.0 --serve-api-keys keys.txt \\
          --serve-log-db /tmp/m/log.db --inference beam --beam-size 4
 
@@ -40,7 +41,8 @@ class DialogftServe(ParlaiScript):
         from parlai_dialogft.serving.server import build_server
         from parlai_dialogft.serving.store import ConversationStore
 
-        agent = create_agent(self.opt, requireModelExists=True)
+        # Without -mf, `-m dialogft_agent --hf-model NAME` serves an untuned HF model as is.
+        agent = create_agent(self.opt, requireModelExists=bool(self.opt.get("model_file")))
         store = ConversationStore(settings.log_db, settings.log_retention_days) if settings.log_db else None
         app = create_app(settings, Replier(agent, settings.max_batch), store)
         server = build_server(app, settings.host, settings.port, settings.shutdown_timeout_s)

@@ -73,20 +73,22 @@ class ServeSettings:
         guard.check_binding(self.host, self.api_keys)
 
 
-def default_model_name(model_file: Optional[str]) -> str:
-    """``/runs/support_bot/model`` -> ``support_bot``: the folder names a run, ``model`` does not."""
-    if not model_file:
-        return "dialogft"
-    path = os.path.abspath(model_file)
-    folder = os.path.basename(os.path.dirname(path))
-    return folder or os.path.basename(path)
+def default_model_name(opt) -> str:
+    """``/runs/support_bot/model`` -> ``support_bot``: the folder names a run, ``model`` does not.
+
+    Without -mf (an untuned ``--hf-model``), the HF model's name: ``Qwen/Qwen2.5-0.5B`` -> ``Qwen2.5-0.5B``.
+    """
+    if opt.get("model_file"):
+        path = os.path.abspath(opt["model_file"])
+        return os.path.basename(os.path.dirname(path)) or os.path.basename(path)
+    return os.path.basename(str(opt.get("hf_model") or "dialogft").rstrip("/")) or "dialogft"
 
 
 def settings_from_opt(opt) -> ServeSettings:
-    if not opt.get("model_file"):
-        raise guard.GuardError("-mf MODEL is required: the dialogft_agent model file to serve")
+    if not opt.get("model_file") and not opt.get("model"):
+        raise guard.GuardError("give -mf MODEL (a trained model file), or -m dialogft_agent --hf-model NAME")
     return ServeSettings(
-        model_name=opt.get("serve_model_name") or default_model_name(opt["model_file"]),
+        model_name=opt.get("serve_model_name") or default_model_name(opt),
         host=opt["serve_host"],
         port=opt["serve_port"],
         max_batch=opt["serve_max_batch"],

@@ -23,7 +23,7 @@ class Reply:
     text: str
     finish_reason: str  # "stop", or "length" when cut to the request's max_tokens
     prompt_tokens: int  # what the model read, after --text-truncate
-    completion_tokens: int
+    completion_tokens: int  # tokens generated, the closing EOS included
 
 
 class Replier:
@@ -57,11 +57,12 @@ class Replier:
     def _reply(self, observation: Message, act: Message, prompt: Prompt) -> Reply:
         text = act.get("text") or ""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
-        tokens = self.agent.dict.txt2vec(text) if text else []
-        finish = "stop"
-        if prompt.max_tokens is not None and len(tokens) > prompt.max_tokens:
+        # ParlAI's own count of this reply's decoding steps: START plus every token chosen,
+        # EOS included. Re-tokenising the text would not give it back (merges, specials).
+        steps = (act.get("metrics") or {}).get("gen_n_toks")
+        generated = max(int(steps.value()) - 1, 0) if steps is not None else len(self.agent.dict.txt2vec(text))
+        if prompt.max_tokens is not None and len(self.agent.dict.txt2vec(text)) > prompt.max_tokens:
             # Search length is one setting for the whole batch; a request's own limit cuts after.
-            tokens = tokens[: prompt.max_tokens]
-            text = self.agent.dict.vec2txt(tokens)
-            finish = "length"
-        return Reply(text, finish, prompt_tokens, len(tokens))
+            text = self.agent.dict.vec2txt(self.agent.dict.txt2vec(text)[: prompt.max_tokens])
+            return Reply(text, "length", prompt_tokens, prompt.max_tokens)
+        return Reply(text, "stop", prompt_tokens, generated)
