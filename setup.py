@@ -111,6 +111,9 @@ setup(
         "sacrebleu",
         "rouge-score",
         "matplotlib",  # dialogft_report's plots
+        "fastapi",  # dialogft_serve
+        "uvicorn",
+        "prometheus-client",
     ],
     extras_require={"test": ["pytest", "hypothesis", "pytest-regressions"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
