@@ -27,17 +27,14 @@ from types import SimpleNamespace
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("prometheus_client")
+# fastapi, uvicorn and prometheus-client are dependencies: missing, these tests error (no skip).
+from prometheus_client.parser import text_string_to_metric_families
 
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from parlai_dialogft.serving.batcher import MicroBatcher  # noqa: E402
-from parlai_dialogft.serving.guard import GuardError  # noqa: E402
-from parlai_dialogft.serving.options import ServeSettings  # noqa: E402
-from parlai_dialogft.serving.protocol import ChatMessage, Prompt, to_prompt  # noqa: E402
-from parlai_dialogft.serving.store import DAY_S, ConversationStore  # noqa: E402
+from parlai_dialogft.serving.batcher import MicroBatcher
+from parlai_dialogft.serving.guard import GuardError
+from parlai_dialogft.serving.options import ServeSettings
+from parlai_dialogft.serving.protocol import ChatMessage, Prompt, to_prompt
+from parlai_dialogft.serving.store import DAY_S, ConversationStore
 
 KEYS = "key-one,key-two"
 MAX_BODY = 64 * 1024

@@ -36,9 +36,13 @@ class DialogftServe(ParlaiScript):
             raise SystemExit(f"dialogft_serve: {exc}") from None
 
         # Web dependencies load only when serving (the rest of the package does not need them).
-        from parlai_dialogft.serving.app import create_app
+        try:
+            from parlai_dialogft.serving.app import create_app
+            from parlai_dialogft.serving.server import build_server
+        except ImportError as exc:
+            raise SystemExit(f"dialogft_serve: missing module {exc.name!r}; "
+                             "pip install fastapi uvicorn prometheus-client") from None
         from parlai_dialogft.serving.replier import Replier
-        from parlai_dialogft.serving.server import build_server
         from parlai_dialogft.serving.store import ConversationStore
 
         # Without -mf, `-m dialogft_agent --hf-model NAME` serves an untuned HF model as is.
@@ -46,8 +50,9 @@ class DialogftServe(ParlaiScript):
         store = ConversationStore(settings.log_db, settings.log_retention_days) if settings.log_db else None
         app = create_app(settings, Replier(agent, settings.max_batch), store)
         server = build_server(app, settings.host, settings.port, settings.shutdown_timeout_s)
-        print(f"dialogft_serve: model {settings.model_name!r} at http://{settings.host}:{settings.port}/ "
-              f"(API at /v1, metrics at /metrics){'; logging to ' + settings.log_db if store else ''}",
+        where = f"http://{settings.host}:{settings.port}/" if settings.port else f"{settings.host} (a free port: see below)"
+        logging_to = f"; logging conversations to {settings.log_db}" if store else ""
+        print(f"dialogft_serve: model {settings.model_name!r} at {where} (API /v1, metrics /metrics){logging_to}",
               flush=True)
         server.run()
 

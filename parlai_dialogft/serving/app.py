@@ -62,7 +62,8 @@ def create_app(settings: ServeSettings, generate: Generate,
         try:
             yield
         finally:
-            await run_in_threadpool(batcher.close)  # answers whatever is still queued
+            # Answers what is still queued; bounded, as uvicorn's own wait was.
+            await run_in_threadpool(batcher.close, settings.shutdown_timeout_s)
             if store is not None:
                 store.close()
 

@@ -21,7 +21,7 @@ def add_serve_args(parser) -> None:
     group.add_argument("--port", "--serve-port", dest="serve_port", type=int, default=8080,
                        help="TCP port (0: any free port, printed at start)")
     group.add_argument("--serve-model-name", type=str, default=None,
-                       help="the model id clients send in 'model' (default: the -mf folder's name)")
+                       help="the model id clients send in 'model' (default: the -mf folder's name, or --hf-model's)")
     group.add_argument("--serve-max-batch", type=int, default=16,
                        help="most requests generated together in one call")
     group.add_argument("--serve-batch-wait-ms", type=float, default=10.0,
