@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 # fastapi, uvicorn and prometheus-client are dependencies: missing, these tests error (no skip).
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from parlai_dialogft.serving.batcher import MicroBatcher
 from parlai_dialogft.serving.guard import GuardError
 from parlai_dialogft.serving.options import ServeSettings
-from parlai_dialogft.serving.protocol import ChatMessage, Prompt, to_prompt
+from parlai_dialogft.serving.protocol import ChatMessage, Prompt, pieces, to_prompt
 from parlai_dialogft.serving.store import DAY_S, ConversationStore
 
 KEYS = "key-one,key-two"
@@ -155,6 +157,11 @@ def metric(samples, name, **labels):
 def test_messages_become_the_history_the_model_was_trained_on(messages, history, text):
     prompt = to_prompt([ChatMessage(role=role, content=content) for role, content in messages])
     assert prompt == Prompt(history, text)
+
+
+@given(st.text(max_size=40))
+def test_streamed_pieces_put_together_are_the_reply(text):
+    assert "".join(pieces(text)) == text
 
 
 def test_the_model_reads_the_whole_conversation_in_order(model_file):

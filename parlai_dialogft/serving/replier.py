@@ -23,7 +23,7 @@ class Reply:
     text: str
     finish_reason: str  # "stop", or "length" when cut to the request's max_tokens
     prompt_tokens: int  # what the model read, after --text-truncate
-    completion_tokens: int  # tokens generated, the closing EOS included
+    completion_tokens: int  # tokens the model generated, its closing EOS not counted
 
 
 class Replier:
@@ -57,12 +57,19 @@ class Replier:
     def _reply(self, observation: Message, act: Message, prompt: Prompt) -> Reply:
         text = act.get("text") or ""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
-        # ParlAI's own count of this reply's decoding steps: START plus every token chosen,
-        # EOS included. Re-tokenising the text would not give it back (merges, specials).
+        if prompt.max_tokens is not None:
+            tokens = self.agent.dict.txt2vec(text)
+            if len(tokens) > prompt.max_tokens:
+                # Search length is one setting for the whole batch; a request's own limit cuts after.
+                text = self.agent.dict.vec2txt(tokens[: prompt.max_tokens])
+                return Reply(text, "length", prompt_tokens, prompt.max_tokens)
+        return Reply(text, "stop", prompt_tokens, self._generated_tokens(act, text))
+
+    def _generated_tokens(self, act: Message, text: str) -> int:
+        # ParlAI's own count of the reply's tokens: START + content + END (search forces an
+        # END at the length limit too). Re-tokenising the text would not give it back
+        # (tokens the model chose may merge differently, specials vanish from the text).
         steps = (act.get("metrics") or {}).get("gen_n_toks")
-        generated = max(int(steps.value()) - 1, 0) if steps is not None else len(self.agent.dict.txt2vec(text))
-        if prompt.max_tokens is not None and len(self.agent.dict.txt2vec(text)) > prompt.max_tokens:
-            # Search length is one setting for the whole batch; a request's own limit cuts after.
-            text = self.agent.dict.vec2txt(self.agent.dict.txt2vec(text)[: prompt.max_tokens])
-            return Reply(text, "length", prompt_tokens, prompt.max_tokens)
-        return Reply(text, "stop", prompt_tokens, generated)
+        if steps is None:
+            return len(self.agent.dict.txt2vec(text))
+        return max(int(steps.value()) - 2, 0)
