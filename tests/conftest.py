@@ -75,8 +75,20 @@ def search(agent, texts, beam_size=1, max_ts=10):
 
 
 def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3, **opts):
-    """A few real training steps through ParlAI's train_model (weights move off init)."""
+    """A few real training steps through ParlAI's train_model (weights move off init).
+
+    Seeded: ParlAI shuffles with the global RNGs, so the weights would otherwise depend on
+    which tests ran before.
+    """
+    import random
+
+    import numpy
+    import torch
     from parlai.scripts.train_model import TrainModel
+
+    random.seed(0)
+    numpy.random.seed(0)
+    torch.manual_seed(0)
 
     kwargs = dict(
         task="integration_tests", model="dialogft_agent", hf_model=hf_model,

@@ -89,7 +89,7 @@ def test_generate_on_the_exported_folder_replies_like_the_agent(varied_models, t
 
     mf = str(tmp_path / "m" / "model")
     # A small step size: the weights move off init, the replies stay context-dependent.
-    train_briefly(varied_models[arch], mf, str(tmp_path / "data"), learningrate=1e-4)
+    train_briefly(varied_models[arch], mf, str(tmp_path / "data"), learningrate=1e-5)
     out = export(mf, str(tmp_path / "hf"))
     agent = create_agent_from_model_file(mf)
     tokenizer = AutoTokenizer.from_pretrained(out)

@@ -81,7 +81,8 @@ def test_samples_show_chinese_context_reference_and_reply_side_by_side(report):
 def test_the_summary_says_which_update_the_weights_are_from(report):
     text, _ = report
     assert "| training | 6 updates, batch size 4" in text
-    assert re.search(r"\| weights kept \| update [246]: the best validation `accuracy`", text)
+    # dialogft_agent keeps the best validation ppl (minimised) by default.
+    assert re.search(r"\| weights kept \| update [246]: the best validation `ppl` \(minimised\)", text)
 
 
 def test_cells_escape_table_and_html_syntax():
