@@ -24,8 +24,9 @@ class HFDictionaryAgent(DictionaryAgent):
         if shared:
             self.hf_tokenizer = shared["hf_tokenizer"]
             self.config = shared["hf_config"]
+            self.source = shared["hf_source"]
         else:
-            source = hf_loading.resolve_source(opt)
+            self.source = source = hf_loading.resolve_source(opt)
             self.config = hf_loading.load_config(source)
             hf_loading.model_kind(self.config)  # refuse a non-generative model before more loading
             self.hf_tokenizer = hf_loading.load_tokenizer(source)
@@ -54,13 +55,11 @@ class HFDictionaryAgent(DictionaryAgent):
         self._unk_token_idx = self.tok2ind[self.unk_token]
         # START is a placeholder ParlAI's search writes first and strips again; it must not
         # be END (see hf_model). Seq2seq models use their decoder start token when allowed.
-        start_id = getattr(self.config, "decoder_start_token_id", None)
-        if not self.is_seq2seq or start_id is None or start_id == tok.eos_token_id:
-            start_id = tok.pad_token_id
         self.decoder_start_id = getattr(self.config, "decoder_start_token_id", None)
         if self.decoder_start_id is None:
             self.decoder_start_id = tok.pad_token_id
-        self.start_token = self.ind2tok[start_id]
+        use_decoder_start = self.is_seq2seq and self.decoder_start_id != tok.eos_token_id
+        self.start_token = self.ind2tok[self.decoder_start_id if use_decoder_start else tok.pad_token_id]
         # Seq2seq encoders were pretrained on inputs that end with EOS (T5, BART): keep that.
         probe = tok("a")["input_ids"]
         self.text_suffix = [tok.eos_token_id] if self.is_seq2seq and probe[-1:] == [
@@ -98,4 +97,5 @@ class HFDictionaryAgent(DictionaryAgent):
         shared = super().share()
         shared["hf_tokenizer"] = self.hf_tokenizer
         shared["hf_config"] = self.config
+        shared["hf_source"] = self.source
         return shared

@@ -120,7 +120,7 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
     # --- model -------------------------------------------------------------------------
 
     def build_model(self):
-        source = hf_loading.resolve_source(self.opt)
+        source = self.dict.source  # resolved once, by the dictionary (zoo build included)
         config = self.dict.config
         # A ParlAI checkpoint provides the weights: building from config skips loading
         # (and maybe downloading) pretrained weights that load() would overwrite.
