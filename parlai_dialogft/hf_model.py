@@ -63,6 +63,12 @@ class HFGeneratorModel(TorchGeneratorModel):
     def output(self, latent: torch.Tensor) -> torch.Tensor:
         return latent
 
+    def reorder_encoder_states(self, encoder_states, indices):
+        """Both kinds' encoder states are a pair of batch-first tensors (states, mask)."""
+        states, mask = encoder_states
+        indices = _as_index(indices, states.device)
+        return states.index_select(0, indices), mask.index_select(0, indices)
+
     def reorder_decoder_incremental_state(self, incr_state, inds):
         inds = _as_index(inds, self.START.device)
         if _is_identity(inds):
@@ -85,11 +91,6 @@ class Seq2SeqModel(HFGeneratorModel):
         mask = text_vec.ne(self.NULL_IDX)  # (B, S)
         hidden = self.hf.get_encoder()(input_ids=text_vec, attention_mask=mask)[0]  # (B, S, C)
         return hidden, mask
-
-    def reorder_encoder_states(self, encoder_states, indices):
-        hidden, mask = encoder_states
-        indices = _as_index(indices, hidden.device)
-        return hidden.index_select(0, indices), mask.index_select(0, indices)
 
     def decoder(self, decoder_input, encoder_states, incr_state: Optional[dict] = None):
         hidden, mask = encoder_states
@@ -128,11 +129,6 @@ class CausalModel(HFGeneratorModel):
 
     def encoder(self, text_vec: torch.LongTensor):
         return text_vec, text_vec.ne(self.NULL_IDX)  # (B, S) each, left-padded
-
-    def reorder_encoder_states(self, encoder_states, indices):
-        ids, mask = encoder_states
-        indices = _as_index(indices, ids.device)
-        return ids.index_select(0, indices), mask.index_select(0, indices)
 
     def decoder(self, decoder_input, encoder_states, incr_state: Optional[dict] = None):
         if incr_state is None:
