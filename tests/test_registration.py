@@ -40,12 +40,17 @@ def test_the_import_hook_runs_at_interpreter_start(tmp_path):
     assert out.stdout.strip() == "1"  # installed, and once even if the .pth runs twice
 
 
-def test_a_missing_parlai_is_one_line_saying_how_to_install_it(tmp_path):
+def _doctor_without(module: str, cwd):
+    """`python -m parlai_dialogft` in a fresh shell where ``module`` cannot be imported."""
     code = (
-        "import sys, runpy; sys.modules['parlai'] = None; "
+        f"import sys, runpy; sys.modules[{module!r}] = None; "
         "runpy.run_module('parlai_dialogft', run_name='__main__')"
     )
-    out = fresh_shell(["python", "-c", code], tmp_path)
+    return fresh_shell(["python", "-c", code], cwd)
+
+
+def test_a_missing_parlai_is_one_line_saying_how_to_install_it(tmp_path):
+    out = _doctor_without("parlai", tmp_path)
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -53,11 +58,7 @@ def test_a_missing_parlai_is_one_line_saying_how_to_install_it(tmp_path):
 
 
 def test_a_broken_parlai_names_the_missing_module(tmp_path):
-    code = (
-        "import sys, runpy; sys.modules['pkg_resources'] = None; "
-        "runpy.run_module('parlai_dialogft', run_name='__main__')"
-    )
-    out = fresh_shell(["python", "-c", code], tmp_path)
+    out = _doctor_without("pkg_resources", tmp_path)
     assert out.returncode == 1
     assert "missing module 'pkg_resources'" in out.stderr.strip().splitlines()[-1]
 
