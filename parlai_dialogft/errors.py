@@ -1,0 +1,30 @@
+"""One kind of error for user mistakes, and the one way the plugin's scripts report it.
+
+A user who mistypes a flag or a path should read one line that names it, not a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad flag, missing file, wrong model type): the message says how."""
+
+
+def one_line_errors(script: str):
+    """Decorate a script's ``run``: a ``UserError`` becomes ``script: message`` on stderr, exit status 2."""
+
+    def wrap(run):
+        @functools.wraps(run)
+        def wrapped(*args, **kwargs):
+            try:
+                return run(*args, **kwargs)
+            except UserError as exc:
+                print(f"{script}: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+
+        return wrapped
+
+    return wrap
