@@ -63,17 +63,64 @@ class HFGeneratorModel(TorchGeneratorModel):
     def output(self, latent: torch.Tensor) -> torch.Tensor:
         return latent
 
+    def forward(self, *xs, ys=None, keep: Optional[torch.BoolTensor] = None, **kwargs):
+        """ParlAI's forward, plus ``keep``: teacher-forced logits of the kept label positions.
+
+        Going through ``forward`` (not a side method) keeps DDP's gradient hooks in play.
+        """
+        if keep is None:
+            return super().forward(*xs, ys=ys, **kwargs)
+        return self.forced_logits(self.encoder(*xs), ys, keep)
+
+    def forced_logits(self, encoder_states, ys: torch.LongTensor, keep: torch.BoolTensor) -> torch.Tensor:
+        """(N, V) logits for the N positions of ``ys`` (B, T) where ``keep`` is true.
+
+        The vocabulary projection is the largest matmul per target token (t5-small: 512 x
+        32k), and in a padded batch many label positions are padding. A pre-hook on the
+        model's output layer drops those rows before the projection, whatever the
+        architecture does before it (T5's rescaling) or after (BART's logits bias).
+        """
+        inputs = torch.cat([self.START.detach().expand(len(ys), 1), ys[:, :-1]], 1)
+
+        def pack(_module, args):
+            hidden = args[0][:, -keep.size(1):]  # a causal model without logits_to_keep sees the context too
+            return (hidden[keep],) + tuple(args[1:])
+
+        handle = self.hf.get_output_embeddings().register_forward_pre_hook(pack)
+        try:
+            logits, _ = self.decoder(inputs, encoder_states)
+        finally:
+            handle.remove()
+        return logits
+
     def reorder_encoder_states(self, encoder_states, indices):
         """Both kinds' encoder states are a pair of batch-first tensors (states, mask)."""
         states, mask = encoder_states
         indices = _as_index(indices, states.device)
         return states.index_select(0, indices), mask.index_select(0, indices)
 
+    #: Set by the agent before each search; beams of one example are adjacent rows.
+    beam_size: int = 1
+
+    def _shares_cross_attention(self, inds: torch.Tensor) -> bool:
+        """True when every row takes its state from a beam of its own example.
+
+        Those beams share their encoder states, hence their cross-attention keys and
+        values: reordering them copies identical rows (6 layers x 2 tensors of the whole
+        context per step at t5-small size), which ``model.generate`` pays and we skip.
+        """
+        rows = torch.arange(len(inds), device=inds.device)
+        return self.beam_size > 1 and torch.equal(inds // self.beam_size, rows // self.beam_size)
+
     def reorder_decoder_incremental_state(self, incr_state, inds):
         inds = _as_index(inds, self.START.device)
         if _is_identity(inds):
             return incr_state
-        incr_state["cache"].reorder_cache(inds)
+        cache = incr_state["cache"]
+        if hasattr(cache, "cross_attention_cache") and self._shares_cross_attention(inds):
+            cache.self_attention_cache.reorder_cache(inds)
+        else:
+            cache.reorder_cache(inds)
         return {
             key: (value.index_select(0, inds) if torch.is_tensor(value) else value)
             for key, value in incr_state.items()
@@ -156,7 +203,8 @@ class CausalModel(HFGeneratorModel):
             **{self._cache_kw: cache},
             **kwargs,
         )
-        logits = out.logits[:, -keep:, :]  # (B, T, V)
+        # (B, T, V); (N, V) when forced_logits packed the label positions already.
+        logits = out.logits[:, -keep:, :] if out.logits.dim() == 3 else out.logits
         new_cache = _returned_cache(out)
         if new_cache is None:
             return logits, None

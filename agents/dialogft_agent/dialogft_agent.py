@@ -18,7 +18,8 @@ from parlai_dialogft import compat
 compat.require_parlai()
 
 import torch  # noqa: E402
-from parlai.core.torch_generator_agent import TorchGeneratorAgent  # noqa: E402
+from parlai.core.metrics import AverageMetric  # noqa: E402
+from parlai.core.torch_generator_agent import PPLMetric, TorchGeneratorAgent  # noqa: E402
 from parlai.utils import logging  # noqa: E402
 from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
@@ -91,6 +92,11 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             # generator, so -mf would keep the first validation's weights.
             validation_metric="ppl",
             validation_metric_mode="min",
+            # Batches of examples of similar length (ParlAI's DynamicBatchWorld, the same
+            # batch size): about a third of a randomly drawn batch is padding otherwise.
+            # --dynamic-batching full also grows batches of short examples; off restores
+            # ParlAI's default.
+            dynamic_batching="batchsort",
         )
         return parser
 
@@ -245,9 +251,33 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
 
     def compute_loss(self, batch, return_output=False):
         with self._autocast():
-            return super().compute_loss(batch, return_output=return_output)
+            if return_output or batch.label_vec is None:
+                return super().compute_loss(batch, return_output=return_output)
+            return self._packed_loss(batch)
+
+    def _packed_loss(self, batch):
+        """ParlAI's loss and metrics, with logits computed for real label tokens only.
+
+        Same numbers as ``TorchGeneratorAgent.compute_loss`` (a test holds them equal),
+        but no vocabulary projection, softmax or argmax is spent on label padding.
+        """
+        labels = batch.label_vec
+        notnull = labels.ne(self.NULL_IDX)
+        logits = self.model(*self._model_input(batch), ys=labels, keep=notnull)  # (N, V)
+        token_loss = self.criterion(logits, labels[notnull])  # (N,)
+        loss_per_token = token_loss.new_zeros(labels.shape).masked_scatter(notnull, token_loss)
+        correct = torch.zeros_like(notnull).masked_scatter(notnull, logits.argmax(-1) == labels[notnull])
+        self.record_local_metric("loss", AverageMetric.from_mask(loss_per_token, notnull))
+        self.record_local_metric("ppl", PPLMetric.from_mask(loss_per_token, notnull))
+        self.record_local_metric("token_acc", AverageMetric.from_mask(correct, notnull))
+        target_tokens = notnull.sum(dim=-1)
+        self.record_local_metric("token_em", AverageMetric.many(correct.sum(dim=-1) == target_tokens))
+        self.record_per_token_metrics(batch, loss_per_token)
+        return token_loss.sum() / target_tokens.sum()
 
     def _generate(self, batch, beam_size, max_ts, prefix_tokens=None):
+        model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
+        model.beam_size = beam_size
         with self._autocast():
             return super()._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
 

@@ -1,0 +1,160 @@
+"""The recipe behind ``zoo:dialogft/bilingual_t5``: a small English + Chinese dialogue model
+pretrained from nothing on the corpora the project ships.
+
+Four steps, each plain:
+
+1. **Text**: every turn of the *training* splits of the shipped teachers (chit-chat,
+   knowledge-grounded QA, customer service in both languages). Validation and test
+   dialogues never reach the tokenizer or the model, so ``dialogft_customer``'s test split
+   stays an honest evaluation set.
+2. **Tokenizer and model**: a byte-level BPE tokenizer trained on that text, and a
+   random-init T5 built from a config (:mod:`parlai_dialogft.tiny`).
+3. **Pretraining**: ``parlai train_model`` with ``dialogft_agent`` on those teachers
+   together; the objective is the one fine-tuning uses (the next reply given the history).
+4. **Release**: the weights as fp16 safetensors (half the bytes; loaded back as fp32),
+   the tokenizer, and a model card.
+
+``python -m parlai_dialogft.pretrain --out DIR`` (or ``parlai dialogft_pretrain``) runs it;
+tests run it with tiny sizes so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, List
+
+#: The teachers pretraining reads, train split only. ``dialogft_qa`` is KdConv with its
+#: knowledge triples in the context: the same replies, learned with grounding.
+PRETRAIN_TASKS = "dialogft_chitchat,dialogft_qa,dialogft_customer:lang=all"
+#: Customer service has ~2.5x the examples of the others; sample tasks closer to their size.
+PRETRAIN_TASK_WEIGHTS = "1,1,2"
+
+
+@dataclass
+class Recipe:
+    """Sizes and budget. The defaults made the released model; tests shrink them."""
+
+    out: str = field(metadata={"help": "folder to write the released model into"})
+    work: str = field(default="", metadata={"help": "scratch folder (default: OUT.work)"})
+    vocab_size: int = field(default=8000, metadata={"help": "BPE vocabulary, shared by both languages"})
+    d_model: int = field(default=256, metadata={"help": "T5 hidden size"})
+    layers: int = field(default=4, metadata={"help": "encoder and decoder layers (each)"})
+    max_train_steps: int = field(default=2400, metadata={"help": "pretraining budget in updates (the LR decays to 0 over it)"})
+    max_train_time: float = field(default=5400.0, metadata={"help": "a cap on the budget, seconds"})
+    batchsize: int = field(default=32, metadata={"help": "examples per batch (dynamic batching packs by length)"})
+    learningrate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
+    max_texts: int = field(default=0, metadata={"help": "cap on tokenizer texts (0: all); tests use a few hundred"})
+    datapath: str = field(default="", metadata={"help": "ParlAI --datapath (default: ParlAI's)"})
+    seed: int = field(default=0, metadata={"help": "weight init and data order"})
+
+    def __post_init__(self):
+        if not self.out:
+            raise ValueError("--out is required: the folder to write the model into")
+        self.work = self.work or self.out.rstrip("/") + ".work"
+
+
+def training_texts(tasks: str = PRETRAIN_TASKS, datapath: str = "", limit: int = 0) -> Iterator[str]:
+    """Every turn (context and reply) of the teachers' train split, cleaned as fine-tuning sees it."""
+    from parlai.core.params import ParlaiParser
+    from parlai.core.teachers import create_task_agent_from_taskname
+
+    count = 0
+    for task in tasks.split(","):
+        kwargs = dict(task=task, datatype="train:ordered")
+        if datapath:
+            kwargs["datapath"] = datapath
+        opt = ParlaiParser(True, False).parse_kwargs(**kwargs)
+        teacher = create_task_agent_from_taskname(opt)[0]
+        for _ in range(teacher.num_examples()):
+            message = teacher.act()
+            for text in [message.get("text", "")] + list(message.get("labels", [])):
+                if text:
+                    yield text
+                    count += 1
+                    if limit and count >= limit:
+                        return
+
+
+def build_initial_model(recipe: Recipe) -> str:
+    """Tokenizer trained on the pretraining text, random-init T5: the folder pretraining starts from."""
+    from parlai_dialogft.tiny import build_tiny_model
+
+    init_dir = os.path.join(recipe.work, "init")
+    texts = list(training_texts(datapath=recipe.datapath, limit=recipe.max_texts))
+    build_tiny_model(
+        init_dir, "t5", texts, vocab_size=recipe.vocab_size, d_model=recipe.d_model,
+        layers=recipe.layers, seed=recipe.seed,
+    )
+    return init_dir
+
+
+def train_args(recipe: Recipe, init_dir: str) -> List[str]:
+    """The ``parlai train_model`` command line of step 3 (also printed into the model card)."""
+    args = [
+        "-t", PRETRAIN_TASKS, "--multitask-weights", PRETRAIN_TASK_WEIGHTS,
+        "-m", "dialogft_agent", "--hf-model", init_dir,
+        "-mf", os.path.join(recipe.work, "pretrain", "model"),
+        "-bs", str(recipe.batchsize), "--dynamic-batching", "full",
+        "-lr", str(recipe.learningrate), "--lr-scheduler", "linear", "--warmup-updates", str(min(200, recipe.max_train_steps // 10)),
+        "--text-truncate", "128", "--label-truncate", "48", "--gradient-clip", "1.0",
+        "--max-train-time", str(recipe.max_train_time), "--max-train-steps", str(recipe.max_train_steps),
+        # Validation generates replies (slow on a CPU) and selects nothing here: only at the end.
+        "-vtim", str(10 * max(recipe.max_train_time, 1)), "-vme", "200", "-vmt", "ppl", "-vmm", "min",
+        "--skip-generation", "true", "--save-after-valid", "false",
+        "--seed", str(recipe.seed),
+    ]
+    if recipe.datapath:
+        args += ["--datapath", recipe.datapath]
+    return args
+
+
+def release(model_file: str, out: str, card: dict) -> str:
+    """``out``: the pretrained model as a save_pretrained folder, fp16 on disk, with its card."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from parlai_dialogft.export import export
+
+    staging = out.rstrip("/") + ".staging"
+    export(model_file, staging, overwrite=True)
+    model = AutoModelForSeq2SeqLM.from_pretrained(staging, dtype=torch.float32)
+    model.config.dtype = "float32"  # what from_pretrained(dtype="auto") should rebuild
+    os.makedirs(out, exist_ok=True)
+    model.half().save_pretrained(out)
+    for name in os.listdir(staging):
+        if name.startswith(("tokenizer", "special_tokens", "generation_config")):
+            shutil.copy(os.path.join(staging, name), os.path.join(out, name))
+    shutil.rmtree(staging)
+    with open(os.path.join(out, "dialogft_card.json"), "w", encoding="utf-8") as f:
+        json.dump(card, f, indent=1, ensure_ascii=False)
+    return out
+
+
+def pretrain(recipe: Recipe) -> str:
+    """Run the whole recipe; returns the released folder."""
+    from parlai.scripts.train_model import TrainModel
+
+    init_dir = build_initial_model(recipe)
+    args = train_args(recipe, init_dir)
+    TrainModel.main(*args)
+    card = {"recipe": asdict(recipe), "train_model": ["parlai", "train_model", *args]}
+    return release(os.path.join(recipe.work, "pretrain", "model"), recipe.out, card)
+
+
+def main(argv=None) -> None:
+    import argparse
+    from dataclasses import MISSING, fields
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for f in fields(Recipe):
+        default = None if f.default is MISSING else f.default
+        parser.add_argument("--" + f.name.replace("_", "-"), type=type(default) if default is not None else str,
+                            default=default, required=default is None, help=f.metadata["help"])
+    print(pretrain(Recipe(**vars(parser.parse_args(argv)))))
+
+
+if __name__ == "__main__":
+    main()
