@@ -1,0 +1,281 @@
+"""Training speed: ``parlai train_model`` with dialogft_agent vs ``transformers`` ``Trainer``.
+
+Both train the same random-init model (t5-small or GPT-2-small shaped, built from a config)
+on the same examples from dialogft_customer's train split, for one epoch at batch 16,
+AdamW at a constant 5e-4, gradient norm clipped at 1.0, fp32, the same truncation (context
+256 tokens from the left, reply 64). Each side runs in its own process, one after the
+other, so each owns both cores and reports its own peak memory. Then one shared function
+computes the validation loss of both trained models on the same validation examples.
+
+    python bench/training.py                       # t5-small shape, 480 examples
+    python bench/training.py --arch gpt2 --examples 320
+    python bench/training.py --bf16                # adds ours under bf16 autocast
+
+Throughput counts non-padding tokens (context + reply) per second of the training loop,
+from the first step to the last (model building and data reading excluded on both sides).
+Run it alone: two torch processes on two cores distort each other's times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+TEXT_TRUNCATE, LABEL_TRUNCATE, BATCH, LR, CLIP = 256, 64, 16, 5e-4, 1.0
+
+
+# --- shared inputs -------------------------------------------------------------------------
+
+
+def customer_pairs(datatype: str, n: int, seed: int):
+    """``n`` (context, reply) pairs of dialogft_customer (English), sampled with ``seed``.
+
+    The context is the whole history joined by newlines, as ParlAI's history writes it.
+    """
+    from parlai.core.params import ParlaiParser
+    from parlai.core.teachers import create_task_agent_from_taskname
+
+    opt = ParlaiParser(True, False).parse_kwargs(task="dialogft_customer", datatype=datatype if datatype != "train" else "train:ordered")
+    teacher = create_task_agent_from_taskname(opt)[0]
+    pairs, history = [], []
+    for _ in range(min(teacher.num_examples(), 20 * n)):
+        message = teacher.act()
+        reply = (message.get("labels") or message.get("eval_labels"))[0]
+        pairs.append(("\n".join(history + [message["text"]]), reply))
+        history = [] if message["episode_done"] else history + [message["text"], reply]
+    return random.Random(seed).sample(pairs, n)
+
+
+def build_model(arch: str, out: str, texts) -> str:
+    """A t5-small- or GPT-2-small-shaped model, random init, with a 32k BPE tokenizer."""
+    import torch
+    import transformers as tf
+
+    from parlai_dialogft.tiny import train_tokenizer
+
+    tok = train_tokenizer(texts, vocab_size=32000, with_pad=arch == "t5")
+    torch.manual_seed(0)
+    if arch == "t5":  # t5-small: 6+6 layers, d_model 512, 8 heads, d_ff 2048
+        config = tf.T5Config(vocab_size=len(tok), d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6,
+                             pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)
+        model = tf.AutoModelForSeq2SeqLM.from_config(config)
+    else:  # GPT-2 small: 12 layers, 768 wide, 12 heads
+        config = tf.GPT2Config(vocab_size=len(tok), n_embd=768, n_layer=12, n_head=12, n_positions=512,
+                               bos_token_id=3, eos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        model = tf.AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def encode(tokenizer, pairs, seq2seq: bool):
+    """Token ids exactly as the Trainer side sees them (ParlAI tokenises on its own)."""
+    tokenizer.truncation_side = "left"  # keep the newest turns, as ParlAI's history does
+    rows = []
+    for context, reply in pairs:
+        reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"][: LABEL_TRUNCATE - 1]
+        reply_ids.append(tokenizer.eos_token_id)
+        if seq2seq:
+            ctx = tokenizer(context, truncation=True, max_length=TEXT_TRUNCATE)["input_ids"]
+            rows.append({"input_ids": ctx, "labels": reply_ids})
+        else:
+            ctx = tokenizer(context, add_special_tokens=False)["input_ids"][-TEXT_TRUNCATE:]
+            rows.append({"input_ids": ctx + reply_ids, "labels": [-100] * len(ctx) + reply_ids})
+    return rows
+
+
+def validation_loss(model, tokenizer, pairs, seq2seq: bool) -> float:
+    """Mean cross-entropy per reply token (EOS included): the same function for both sides."""
+    import torch
+
+    rows = encode(tokenizer, pairs, seq2seq)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            width = max(len(r["input_ids"]) for r in chunk)
+            ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in chunk])
+            mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in chunk])
+            lwidth = max(len(r["labels"]) for r in chunk)
+            labels = torch.tensor([r["labels"] + [-100] * (lwidth - len(r["labels"])) for r in chunk])
+            if seq2seq:
+                logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits
+                targets = labels
+            else:
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+                targets = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum")
+            total += loss.item()
+            count += int(targets.ne(-100).sum())
+    return total / count
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the two sides (each in its own process) -----------------------------------------------
+
+
+def run_parlai(spec) -> dict:
+    """One epoch through ParlAI's TrainLoop; tokens and time counted around each train step."""
+    import numpy as np
+    import torch
+    from parlai.core.params import ParlaiParser
+    from parlai.scripts.train_model import TrainLoop, setup_args
+
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    parser = setup_args(ParlaiParser(True, True))
+    opt = parser.parse_args([
+        "-t", "dialogft_files", "--files-datapath", spec["train_file"], "-m", "dialogft_agent",
+        "--hf-model", spec["model_dir"], "-mf", os.path.join(spec["work"], "parlai", "model"),
+        "-bs", str(BATCH), "-eps", "1", "-lr", str(LR), "--optimizer", "adamw", "--gradient-clip", str(CLIP),
+        "--text-truncate", str(TEXT_TRUNCATE), "--label-truncate", str(LABEL_TRUNCATE),
+        "--dynamic-batching", spec["dynamic_batching"], "--hf-bf16", str(spec["bf16"]).lower(),
+        "-vtim", "-1", "-veps", "-1", "-vme", str(BATCH), "--skip-generation", "true", "--log-every-n-secs", "60",
+        "--datapath", os.path.join(spec["work"], "data"),
+    ])
+    loop = TrainLoop(opt)
+    agent = loop.agent
+    pad = agent.NULL_IDX
+    seen = {"tokens": 0, "padding": 0, "steps": 0, "first": None, "last": None}
+    train_step = agent.train_step
+
+    def counted(batch):
+        seen["first"] = seen["first"] or time.perf_counter()
+        out = train_step(batch)
+        for vec in (batch.text_vec, batch.label_vec):
+            seen["tokens"] += int(vec.ne(pad).sum())
+            seen["padding"] += int(vec.eq(pad).sum())
+        seen["steps"] += 1
+        seen["last"] = time.perf_counter()
+        return out
+
+    agent.train_step = counted
+    loop.train()
+    return {
+        "tokens": seen["tokens"], "padding": seen["padding"], "steps": seen["steps"],
+        "seconds": seen["last"] - seen["first"], "peak_mb": peak_rss_mb(),
+        "val_loss": validation_loss(agent.model.hf, agent.dict.hf_tokenizer, spec["valid"], spec["seq2seq"]),
+    }
+
+
+def run_trainer(spec) -> dict:
+    """One epoch of ``Trainer`` (``Seq2SeqTrainer`` for seq2seq) with its default collation."""
+    import torch
+    import transformers as tf
+
+    tokenizer = tf.AutoTokenizer.from_pretrained(spec["model_dir"])
+    auto = tf.AutoModelForSeq2SeqLM if spec["seq2seq"] else tf.AutoModelForCausalLM
+    model = auto.from_pretrained(spec["model_dir"], dtype=torch.float32)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # the usual recipe for GPT-2
+    rows = encode(tokenizer, spec["train"], spec["seq2seq"])
+    collator = tf.DataCollatorForSeq2Seq(tokenizer, model=model if spec["seq2seq"] else None)
+    seen = {"tokens": 0, "padding": 0}
+
+    def counting_collator(features):
+        batch = collator(features)
+        real = batch["attention_mask"].sum() + batch["labels"].ne(-100).sum() * int(spec["seq2seq"])
+        seen["tokens"] += int(real)
+        seen["padding"] += int(batch["attention_mask"].numel() - batch["attention_mask"].sum())
+        if spec["seq2seq"]:
+            seen["padding"] += int(batch["labels"].eq(-100).sum())
+        return batch
+
+    cls, args_cls = (tf.Seq2SeqTrainer, tf.Seq2SeqTrainingArguments) if spec["seq2seq"] else (tf.Trainer, tf.TrainingArguments)
+    args = args_cls(
+        output_dir=os.path.join(spec["work"], "trainer"), per_device_train_batch_size=BATCH, num_train_epochs=1,
+        learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=CLIP, seed=0,
+        logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
+    )
+    clock = {}
+
+    class Clock(tf.TrainerCallback):
+        def on_step_begin(self, *_args, **_kw):
+            clock.setdefault("first", time.perf_counter())
+
+        def on_step_end(self, *_args, **_kw):
+            clock["last"] = time.perf_counter()
+
+    trainer = cls(model=model, args=args, train_dataset=rows, data_collator=counting_collator,
+                  callbacks=[Clock()])
+    trainer.train()
+    return {
+        "tokens": seen["tokens"], "padding": seen["padding"], "steps": trainer.state.global_step,
+        "seconds": clock["last"] - clock["first"], "peak_mb": peak_rss_mb(),
+        "val_loss": validation_loss(model, tokenizer, spec["valid"], spec["seq2seq"]),
+    }
+
+
+# --- orchestration --------------------------------------------------------------------------
+
+
+def side(spec_path: str, which: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", which, "--spec", spec_path],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{which} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=["t5", "gpt2"], default="t5")
+    parser.add_argument("--examples", type=int, default=480, help="training examples (one epoch)")
+    parser.add_argument("--valid", type=int, default=160, help="validation examples")
+    parser.add_argument("--bf16", action="store_true", help="also run ours under bf16 autocast")
+    parser.add_argument("--worker", choices=["parlai", "trainer"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.worker:
+        with open(args.spec) as f:
+            spec = json.load(f)
+        print(json.dumps((run_parlai if args.worker == "parlai" else run_trainer)(spec)))
+        return
+
+    work = tempfile.mkdtemp(prefix="bench_train_")
+    train, valid = customer_pairs("train", args.examples, seed=0), customer_pairs("valid", args.valid, seed=1)
+    model_dir = build_model(args.arch, os.path.join(work, "model"), [t for pair in train for t in pair] * 3)
+    train_file = os.path.join(work, "train.jsonl")
+    with open(train_file, "w", encoding="utf-8") as f:
+        for context, reply in train:
+            f.write(json.dumps({"prompt": context, "completion": reply}, ensure_ascii=False) + "\n")
+    runs = [("transformers Trainer", "trainer", {}), ("ParlAI + dialogft_agent", "parlai", {})]
+    if args.bf16:
+        runs.append(("ParlAI + dialogft_agent, bf16", "parlai", {"bf16": True}))
+    results = []
+    for name, which, extra in runs:
+        spec = dict(work=os.path.join(work, f"run{len(results)}"), model_dir=model_dir, train=train, valid=valid,
+                    train_file=train_file, seq2seq=args.arch == "t5", dynamic_batching="batchsort", bf16=False)
+        spec.update(extra)
+        spec_path = os.path.join(work, f"spec{len(results)}.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        results.append((name, side(spec_path, which)))
+        print(f"# {name}: {json.dumps(results[-1][1])}", flush=True)
+
+    reference = results[0][1]["tokens"] / results[0][1]["seconds"]
+    print(f"\n{args.arch}, {args.examples} examples, batch {BATCH}, one epoch\n")
+    print("| trainer | tokens/s (non-padding) | padding | peak RSS MB | val loss | steps | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results:
+        rate = r["tokens"] / r["seconds"]
+        share = r["padding"] / (r["padding"] + r["tokens"])
+        print(f"| {name} | {rate:.0f} | {share:.0%} | {r['peak_mb']:.0f} | {r['val_loss']:.3f} | {r['steps']} "
+              f"| {rate / reference:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
