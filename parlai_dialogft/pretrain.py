@@ -56,12 +56,11 @@ class Recipe:
         self.work = self.work or self.out.rstrip("/") + ".work"
 
 
-def training_texts(tasks: str = PRETRAIN_TASKS, datapath: str = "", limit: int = 0) -> Iterator[str]:
-    """Every turn (context and reply) of the teachers' train split, cleaned as fine-tuning sees it."""
+def training_messages(tasks: str = PRETRAIN_TASKS, datapath: str = "") -> Iterator[dict]:
+    """Every example of the teachers' train split, cleaned as fine-tuning sees it."""
     from parlai.core.params import ParlaiParser
     from parlai.core.teachers import create_task_agent_from_taskname
 
-    count = 0
     for task in tasks.split(","):
         kwargs = dict(task=task, datatype="train:ordered")
         if datapath:
@@ -69,13 +68,19 @@ def training_texts(tasks: str = PRETRAIN_TASKS, datapath: str = "", limit: int =
         opt = ParlaiParser(True, False).parse_kwargs(**kwargs)
         teacher = create_task_agent_from_taskname(opt)[0]
         for _ in range(teacher.num_examples()):
-            message = teacher.act()
-            for text in [message.get("text", "")] + list(message.get("labels", [])):
-                if text:
-                    yield text
-                    count += 1
-                    if limit and count >= limit:
-                        return
+            yield teacher.act()
+
+
+def training_texts(tasks: str = PRETRAIN_TASKS, datapath: str = "", limit: int = 0) -> Iterator[str]:
+    """Every turn (context and reply) of :func:`training_messages`: the tokenizer's text."""
+    count = 0
+    for message in training_messages(tasks, datapath):
+        for text in [message.get("text", "")] + list(message.get("labels", [])):
+            if text:
+                yield text
+                count += 1
+                if limit and count >= limit:
+                    return
 
 
 def build_initial_model(recipe: Recipe) -> str:
@@ -121,16 +126,96 @@ def release(model_file: str, out: str, card: dict) -> str:
     staging = out.rstrip("/") + ".staging"
     export(model_file, staging, overwrite=True)
     model = AutoModelForSeq2SeqLM.from_pretrained(staging, dtype=torch.float32)
-    model.config.dtype = "float32"  # what from_pretrained(dtype="auto") should rebuild
     os.makedirs(out, exist_ok=True)
+    # fp16 halves the bytes in git; the config still says float32, so from_pretrained
+    # (dtype="auto" included) gives the fp32 model that CPU training wants.
     model.half().save_pretrained(out)
+    config = json.load(open(os.path.join(out, "config.json")))
+    config["dtype"] = "float32"
+    json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=2)
     for name in os.listdir(staging):
         if name.startswith(("tokenizer", "special_tokens", "generation_config")):
             shutil.copy(os.path.join(staging, name), os.path.join(out, name))
     shutil.rmtree(staging)
+    card["parameters"] = sum(p.numel() for p in model.parameters())
     with open(os.path.join(out, "dialogft_card.json"), "w", encoding="utf-8") as f:
         json.dump(card, f, indent=1, ensure_ascii=False)
+    with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+        f.write(model_card(card))
     return out
+
+
+def model_card(card: dict) -> str:
+    """The model card (README.md of the released folder), from the recipe and its reports."""
+    recipe = card["recipe"]
+    valid = card.get("valid", {})
+    rows = "\n".join(
+        f"| {task} | {valid.get(f'{task}/ppl', valid.get('ppl', float('nan'))):.1f} |"
+        for task in ("dialogft_chitchat", "dialogft_qa", "dialogft_customer")
+    )
+    return CARD.format(
+        parameters=f"{card['parameters'] / 1e6:.1f}M", command=" ".join(card["train_model"]), rows=rows,
+        **{k: recipe[k] for k in ("vocab_size", "d_model", "layers", "max_train_steps", "batchsize", "learningrate")},
+    )
+
+
+CARD = """# zoo:dialogft/bilingual_t5
+
+A small English + Chinese dialogue model: T5 architecture, {parameters} parameters
+({layers}+{layers} layers, d_model {d_model}), byte-level BPE tokenizer with {vocab_size} tokens
+trained on the same text. Pretrained from random weights by `parlai_dialogft.pretrain`
+(`parlai dialogft_pretrain`) on the corpora shipped with parlai_dialogft. It is the default
+`--hf-model` of `dialogft_agent`, so the main job runs offline on something real.
+
+## Training data
+
+The **training splits only** of the shipped teachers (see `docs/data.md` for counts, splits
+and cleaning): `dialogft_chitchat` (Topical-Chat, ChatterBot en/zh, KdConv),
+`dialogft_qa` (KdConv with knowledge triples) and `dialogft_customer:lang=all` (SGD,
+Taskmaster-4, MultiWOZ 2.1, CrossWOZ). No validation or test dialogue of any teacher was
+seen by the tokenizer or the model, so `dialogft_customer`'s test split is a fair
+evaluation set. Note that the customer-service *training* split is part of pretraining:
+fine-tuning on it continues from a model that has read it once.
+
+Each dataset keeps its licence (`parlai_dialogft/corpora/*/README.md`): SGD CC BY-SA 4.0,
+Taskmaster-4 CC BY 4.0, MultiWOZ MIT (ConvLab-2 Apache 2.0), CrossWOZ Apache 2.0,
+Topical-Chat CDLA-Sharing 1.0, KdConv Apache 2.0, ChatterBot BSD-3-Clause. Please cite them.
+The weights are released under the project's MIT licence; none of the data licences
+puts obligations on trained models, and attribution is given here.
+
+## Recipe
+
+Objective: the next reply given the dialogue history (what fine-tuning optimises),
+{max_train_steps} updates of about {batchsize} examples (ParlAI dynamic batching), AdamW,
+peak learning rate {learningrate}, linear decay, on a 2-core CPU:
+
+```
+{command}
+```
+
+## Metrics
+
+Perplexity on validation samples (ParlAI's final validation of the pretraining run, 200
+examples per task; byte-level BPE tokens):
+
+| task | ppl |
+|---|---|
+{rows}
+
+Fine-tuned on `dialogft_customer` versus the same model trained from scratch: see the
+"Pretrained default" section of the project README (`python bench/transfer.py`).
+
+## Intended use and limits
+
+- For: the offline default of parlai_dialogft, demos, tests, teaching, and a quick start
+  for fine-tuning on customer-service or chit-chat data in English or Chinese.
+- Not for: production use or any decision about people. It is tiny and trained for minutes:
+  replies are short, generic and often wrong about facts; it knows nothing beyond the
+  shipped corpora, which are crowd-sourced dialogues with their own biases (see
+  `parlai dialogft_probe` for the bias probe).
+- Byte-level tokens can make a reply end in a broken UTF-8 fragment (shown as "\ufffd").
+- Stored in fp16 to halve its size; load it as fp32 (the default) for CPU training.
+"""
 
 
 def pretrain(recipe: Recipe) -> str:
@@ -139,8 +224,12 @@ def pretrain(recipe: Recipe) -> str:
 
     init_dir = build_initial_model(recipe)
     args = train_args(recipe, init_dir)
-    TrainModel.main(*args)
-    card = {"recipe": asdict(recipe), "train_model": ["parlai", "train_model", *args]}
+    valid, _test = TrainModel.main(*args)
+    card = {
+        "recipe": asdict(recipe),
+        "train_model": ["parlai", "train_model", *args],
+        "valid": {key: float(value) for key, value in valid.items() if key.endswith("ppl")},
+    }
     return release(os.path.join(recipe.work, "pretrain", "model"), recipe.out, card)
 
 
