@@ -4,6 +4,7 @@
 #   make install   .venv with torch (CPU), ParlAI 1.7.2 and this package (editable)
 #   make demo      fine-tune the default model on dialogft_customer, evaluate, show replies
 #   make test      the test suite
+#   make bench     the speed benchmarks, one after the other (bench/README.md; ~1 hour on 2 cores)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -40,8 +41,12 @@ demo: install
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# One at a time: each benchmark owns every core while it runs.
 bench: install
-	@echo "see bench/README.md"
+	$(BIN)/python bench/training.py --arch t5 --bf16
+	$(BIN)/python bench/training.py --arch gpt2
+	$(BIN)/python bench/generation.py --arch t5
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
