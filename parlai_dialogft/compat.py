@@ -222,6 +222,37 @@ def fsdp_join_device_on_cpu(fsdp) -> None:
         cls.join_device = property(join_device)
 
 
+def resumable_training(train_model) -> None:
+    """ParlAI's TrainLoop resumes weights and counters but not the data order, writes
+    ``.trainstats`` in place (a kill leaves it truncated) and restarts its validation
+    counters; :mod:`parlai_dialogft.resume` makes a resumed run continue the same run."""
+    if not _mark(train_model, "resumable_training"):
+        return
+    from parlai_dialogft import resume
+
+    resume.install(train_model)
+
+
+def one_line_cli_errors(script) -> None:
+    """Unknown task or agent names, a missing ``-mf`` and the plugin's user errors end in a
+    ParlAI traceback; :mod:`parlai_dialogft.cli_errors` makes them one line, exit status 2."""
+    if not _mark(script, "one_line_cli_errors"):
+        return
+    from parlai_dialogft import cli_errors
+
+    cli_errors.install(script)
+
+
+def one_line_parse_errors(params) -> None:
+    """A mistyped flag prints ParlAI's whole ``--help`` before the error; one line instead,
+    with the closest flag."""
+    if not _mark(params, "one_line_parse_errors"):
+        return
+    from parlai_dialogft import cli_errors
+
+    cli_errors.install_parse_errors(params)
+
+
 def quiet_known_warnings() -> None:
     """ParlAI imports ``pkg_resources`` on every command; setuptools warns each time."""
     import warnings
@@ -235,6 +266,9 @@ PATCHES: Dict[str, Callable] = {
     "parlai.utils.distributed": distributed_on_cpu,
     "parlai.utils.fsdp": fsdp_join_device_on_cpu,
     "parlai.scripts.multiprocessing_train": multiprocessing_train_on_cpu,
+    "parlai.scripts.train_model": resumable_training,
+    "parlai.core.script": one_line_cli_errors,
+    "parlai.core.params": one_line_parse_errors,
 }
 
 

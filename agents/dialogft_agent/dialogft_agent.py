@@ -24,7 +24,7 @@ from parlai.utils import logging  # noqa: E402
 from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
-from parlai_dialogft import chat_format, hf_loading, lora  # noqa: E402
+from parlai_dialogft import chat_format, checkpoint, hf_loading, lora, preflight  # noqa: E402
 from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.interactive_chat import InteractiveChatMixin  # noqa: E402
@@ -117,8 +117,14 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
 
     def __init__(self, opt, shared=None):
         if not shared:
-            _ensure_model_dir_writable(opt.get("model_file"))
+            preflight.check_options(opt)
+            preflight.check_model_dir(opt.get("model_file"))
         super().__init__(opt, shared)
+        training = opt.get("datatype", "").startswith("train") and "evalmode" not in opt.get("datatype", "")
+        if not shared and training and opt.get("model_file"):
+            # Before the first step: leftovers of a killed save go, and a full disk fails now.
+            checkpoint.remove_leftovers(opt["model_file"])
+            preflight.check_free_space(opt["model_file"], preflight.checkpoint_bytes(self.model))
         self._fit_truncation_to_model()
         if self.opt.get("hf_chat_template"):
             chat_format.check(self.dict.hf_tokenizer)
@@ -283,31 +289,23 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
 
     # --- saving -------------------------------------------------------------------------
 
+    #: The training loop may store its state in our checkpoints (see parlai_dialogft.resume).
+    saves_resume_state = True
+
     def save(self, path=None):
         path = self.opt.get("model_file") if path is None else path
-        super().save(path)
         if not path or not hasattr(self, "model") or not is_primary_worker():
-            return
-        # Config and tokenizer beside the checkpoint: -mf reloads need nothing else.
-        hf_dir = hf_loading.hf_dir_for(path)
+            return super().save(path)
+        # Every file atomically, the weights last; config and tokenizer beside them, so
+        # -mf reloads need nothing else.
+        checkpoint.save_agent(self, path, self._write_hf_dir, hf_loading.hf_dir_for(path))
+
+    def _write_hf_dir(self, hf_dir: str) -> None:
         model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
         model.hf.config.save_pretrained(hf_dir)
         self.dict.hf_tokenizer.save_pretrained(hf_dir)
         with open(os.path.join(hf_dir, "dialogft.json"), "w") as f:
             json.dump({"source": self.opt.get("hf_model")}, f)
-
-
-def _ensure_model_dir_writable(model_file) -> None:
-    """Fail before training, not at the first checkpoint hours later (ParlAI creates no dirs)."""
-    if not model_file:
-        return
-    folder = os.path.dirname(os.path.abspath(model_file))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise hf_loading.HFLoadError(f"-mf {model_file}: cannot create {folder}: {exc.strerror}")
-    if not os.access(folder, os.W_OK):
-        raise hf_loading.HFLoadError(f"-mf {model_file}: the folder {folder} is not writable")
 
 
 # ParlAI resolves ``-m dialogft_agent`` to the class named ``DialogftAgentAgent``.
