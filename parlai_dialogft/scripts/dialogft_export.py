@@ -7,6 +7,7 @@
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
+from parlai_dialogft.errors import UserError, one_line_errors
 from parlai_dialogft.export import ExportError, export
 
 
@@ -20,11 +21,12 @@ class DialogftExport(ParlaiScript):
         parser.add_argument("--overwrite", type="bool", default=False, help="replace a non-empty --out folder")
         return parser
 
+    @one_line_errors("dialogft_export")
     def run(self):
         try:
             out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"])
         except ExportError as exc:
-            raise SystemExit(f"dialogft_export: {exc}") from None
+            raise UserError(str(exc)) from None
         print(f"exported {self.opt['model_file']} to {out}")
         return out
 
