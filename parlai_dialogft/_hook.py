@@ -8,7 +8,8 @@ meta-path finder that
 * aliases ``parlai.{agents,tasks,zoo}.dialogft*`` to ``parlai_dialogft.{agents,tasks,zoo}...``
   (the same module object, so classes are not loaded twice), and
 * runs a callback right after selected ParlAI modules execute: the compat patches in
-  :mod:`parlai_dialogft.compat`, and the registration of our ``parlai`` scripts.
+  :mod:`parlai_dialogft.compat`, the registration of our ``parlai`` scripts and of our
+  teacher mutators (:mod:`parlai_dialogft.mutators`).
 
 Nothing here imports ParlAI, torch or transformers: every interpreter pays only for a
 string comparison per import.
@@ -41,6 +42,7 @@ def _post_import_callbacks() -> Dict[str, List[Callable]]:
         name: [patch] for name, patch in compat.PATCHES.items()
     }
     callbacks.setdefault("parlai.core.script", []).append(_extend_script_registry)
+    callbacks.setdefault("parlai.core.mutators", []).append(_extend_mutator_registry)
     return callbacks
 
 
@@ -58,6 +60,26 @@ def _extend_script_registry(script_module) -> None:
 
     setup_script_registry._dialogft = True  # type: ignore[attr-defined]
     script_module.setup_script_registry = setup_script_registry
+
+
+def _extend_mutator_registry(mutators_module) -> None:
+    """Make ``setup_mutator_registry`` also import ``parlai_dialogft.mutators`` (``--mutators dialogft_*``).
+
+    ``Mutator.load_mutator_types`` looks the function up in the module at each call, so
+    replacing the module attribute is enough.
+    """
+    original = mutators_module.setup_mutator_registry
+    if getattr(original, "_dialogft", False):
+        return
+
+    def setup_mutator_registry():
+        registry = original()
+        import parlai_dialogft.mutators  # noqa: F401  (registers on import)
+
+        return registry if registry is not None else mutators_module.MUTATOR_REGISTRY
+
+    setup_mutator_registry._dialogft = True  # type: ignore[attr-defined]
+    mutators_module.setup_mutator_registry = setup_mutator_registry
 
 
 class _AliasLoader(importlib.abc.Loader):
