@@ -1,0 +1,214 @@
+"""The dialogft mutators: registered with ParlAI, composable with every teacher, deterministic,
+noise on the input only, and a counterfactual copy that swaps text and labels alike."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parlai.core.message import Message
+
+from parlai_dialogft.mutators.counterfactual import CounterfactualMutator, GenderSwapper
+from parlai_dialogft.mutators.noise import NOISE_MUTATORS, noise_mutator
+
+BIN = Path(sys.executable).parent
+ALL_NOISE = "+".join(NOISE_MUTATORS)
+EN = "Hello, I would like to book a table for two at seven tonight. Thanks!"
+ZH = "你好，我想订一张明天去北京的火车票，这个问题请帮我看看。"
+
+
+def parlai(args, cwd):
+    """The ``parlai`` command in a fresh process with only PATH and HOME, like a user's shell."""
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        ["parlai", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
+    )
+
+
+def shown(stdout: str):
+    """(texts, labels) as display_data prints them: labels are the indented lines."""
+    lines = [l for l in stdout.splitlines() if l.strip() and "NEW EPISODE" not in l and not l.startswith("20")]
+    texts = [l for l in lines if not l.startswith("   ")]
+    labels = [l.strip() for l in lines if l.startswith("   ")]
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def user_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "pairs.csv"
+    path.write_text(
+        "text,response\n"
+        "My husband wants a table for two tonight.,Sure. What time would he like?\n"
+        "我想订一张明天去北京的火车票。,好的，请问您几点出发？\n"
+        "Can you find me a cheap hotel in the centre?,There are three cheap hotels there.\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+TEACHERS = {
+    "dialogft_customer": [],
+    "dialogft_customer:lang=zh": [],
+    "dialogft_chitchat": [],
+    "dialogft_qa": [],
+    "dialogft_files": ["--files-datapath", "{csv}"],
+}
+
+
+def test_every_mutator_is_registered_in_a_fresh_process(tmp_path):
+    names = ALL_NOISE + "+dialogft_counterfactual"
+    code = (
+        "import json; from parlai.core.mutators import Mutator; "
+        f"print(json.dumps([m.__name__ for m in Mutator.load_mutator_types({names!r})]))"
+    )
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([str(BIN / "python"), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [
+        "TyposMutator", "CasePunctMutator", "WidthMutator", "ScriptVariantMutator", "FillersMutator",
+        "CounterfactualMutator",
+    ]
+
+
+@pytest.mark.slow  # two fresh parlai processes per teacher, each loading its corpora
+@pytest.mark.parametrize("task", list(TEACHERS))
+def test_noise_composes_with_every_teacher_and_leaves_labels_alone(task, tmp_path, user_csv):
+    extra = [a.format(csv=user_csv) for a in TEACHERS[task]]
+    common = ["display_data", "-t", task, "-n", "4", "--datapath", str(tmp_path), *extra]
+    clean = parlai(common, tmp_path)
+    noisy = parlai(common + ["--mutators", ALL_NOISE, "--noise-rate", "0.5"], tmp_path)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert noisy.returncode == 0, noisy.stderr[-2000:]
+    clean_texts, clean_labels = shown(clean.stdout)
+    noisy_texts, noisy_labels = shown(noisy.stdout)
+    assert clean_labels and noisy_labels == clean_labels
+    assert len(noisy_texts) == len(clean_texts)
+    assert all(n != c for n, c in zip(noisy_texts, clean_texts))
+
+
+def test_counterfactual_adds_the_swapped_episode_after_each_gendered_one(tmp_path, user_csv):
+    out = parlai(
+        ["display_data", "-t", "dialogft_files", "--files-datapath", str(user_csv), "-n", "4",
+         "--datapath", str(tmp_path), "--mutators", "dialogft_counterfactual"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    texts, labels = shown(out.stdout)
+    assert texts[:2] == ["My husband wants a table for two tonight.", "My wife wants a table for two tonight."]
+    assert labels[:2] == ["Sure. What time would he like?", "Sure. What time would she like?"]
+    assert texts[2] == "我想订一张明天去北京的火车票。"  # nothing gendered: no copy
+    assert texts[3] == "Can you find me a cheap hotel in the centre?"
+
+
+def test_a_rate_outside_0_1_is_one_argparse_error_naming_the_flag(tmp_path):
+    out = parlai(["display_data", "-t", "dialogft_chitchat", "--mutators", "dialogft_typos", "--noise-rate", "2"], tmp_path)
+    assert out.returncode == 2
+    assert "--noise-rate" in out.stderr and "between 0 and 1" in out.stderr
+
+
+# ---------------------------------------------------------------- in-process behaviour
+
+
+@pytest.mark.parametrize("name", NOISE_MUTATORS)
+@pytest.mark.parametrize("text", [EN, ZH])
+def test_rate_zero_is_the_identity(name, text):
+    assert noise_mutator(name, rate=0.0).apply(text) == text
+
+
+@pytest.mark.parametrize("name", NOISE_MUTATORS)
+def test_the_same_seed_gives_the_same_noise_whatever_the_order(name):
+    texts = [EN, ZH, "Where is the nearest station?", "这家餐馆的周边有哪些景点啊？"]
+    forward = [noise_mutator(name, rate=0.5, seed=3).apply(t) for t in texts]
+    one = noise_mutator(name, rate=0.5, seed=3)
+    backward = [one.apply(t) for t in reversed(texts)][::-1]
+    assert forward == backward
+    other_seed = [noise_mutator(name, rate=0.5, seed=4).apply(t) for t in texts]
+    assert other_seed != forward
+
+
+def _noisy(name, text, rate=0.5):
+    return noise_mutator(name, rate=rate, seed=1).apply(text)
+
+
+def test_typos_edit_english_words_and_chinese_characters():
+    en, zh = _noisy("dialogft_typos", EN), _noisy("dialogft_typos", ZH)
+    assert en != EN and zh != ZH
+    # Only letters and CJK characters are edited: punctuation and spacing survive.
+    assert re.sub(r"[A-Za-z]", "", en) == re.sub(r"[A-Za-z]", "", EN)
+    assert re.sub(r"[\u4e00-\u9fff]", "", zh) == re.sub(r"[\u4e00-\u9fff]", "", ZH)
+
+
+def test_case_punct_changes_only_casing_and_punctuation():
+    en = _noisy("dialogft_case_punct", EN, rate=0.8)
+    assert en != EN
+    assert re.sub(r"[^a-z ]", "", en.lower()) == re.sub(r"[^a-z ]", "", EN.lower())
+    assert _noisy("dialogft_case_punct", "It costs 4.5 dollars", rate=1.0).lower().count("4.5") == 1
+
+
+def test_width_turns_ascii_full_width_and_chinese_punctuation_ascii():
+    en = _noisy("dialogft_width", EN, rate=1.0)
+    assert "Ｈｅｌｌｏ" in en
+    assert _noisy("dialogft_width", ZH, rate=1.0).count(",") == ZH.count("，")
+
+
+def test_script_variant_writes_traditional_characters():
+    zh = _noisy("dialogft_script_variant", ZH, rate=1.0)
+    assert "這個問題請幫" in zh and "北京" in zh  # 北京 is the same in both scripts
+
+
+def test_fillers_insert_filler_words():
+    en = _noisy("dialogft_fillers", EN)
+    zh = _noisy("dialogft_fillers", ZH)
+    assert len(en.split()) > len(EN.split())
+    assert any(f in zh for f in ("嗯", "呃", "那个", "就是", "然后"))
+
+
+def test_noise_touches_the_text_only_unless_asked():
+    def message():
+        return Message({"text": EN, "labels": ["Sure, for what time?"], "episode_done": True})
+
+    default = list(noise_mutator("dialogft_typos", rate=1.0)([message()]))[0]
+    assert default["labels"] == ["Sure, for what time?"] and default["text"] != EN
+    both = list(noise_mutator("dialogft_typos", rate=1.0, fields=["text", "labels"])([message()]))[0]
+    assert both["labels"] != ["Sure, for what time?"]
+    assert both["episode_done"] is True
+
+
+@pytest.mark.parametrize(
+    "text, swapped",
+    [
+        ("He gave his wife her keys.", "She gave her husband his keys."),
+        ("I told her.", "I told him."),
+        ("HE and Mr Smith", "SHE and Mrs Smith"),
+        ("John will meet Mary in May.", "Patricia will meet James in May."),
+        ("他们说其他人喜欢吉他。", "她们说其他人喜欢吉他。"),
+        ("我丈夫和儿子想去北京。", "我妻子和女儿想去北京。"),
+        ("The hotel has a pool.", "The hotel has a pool."),
+    ],
+)
+def test_gender_swapper(text, swapped):
+    assert GenderSwapper().swap(text) == swapped
+
+
+def test_names_can_be_left_alone():
+    assert GenderSwapper(names=False).swap("John asked his sister.") == "John asked her brother."
+
+
+def _episode(*turns):
+    return [Message({"text": t, "labels": [l], "episode_done": i == len(turns) - 1}) for i, (t, l) in enumerate(turns)]
+
+
+def test_counterfactual_augment_and_swap_modes():
+    gendered = _episode(("my son is hungry", "he can eat here"), ("thanks", "you are welcome"))
+    neutral = _episode(("a table please", "for how many?"))
+    augment = list(CounterfactualMutator({"cf_mode": "augment"})(gendered + neutral))
+    assert [m["text"] for m in augment] == ["my son is hungry", "thanks", "my daughter is hungry", "thanks", "a table please"]
+    assert augment[2]["labels"] == ["she can eat here"]
+    assert [m["episode_done"] for m in augment] == [False, True, False, True, True]
+    swap = list(CounterfactualMutator({"cf_mode": "swap"})(_episode(("my son is hungry", "he can eat here"))))
+    assert [(m["text"], m["labels"]) for m in swap] == [("my daughter is hungry", ["she can eat here"])]
