@@ -148,12 +148,14 @@ def run_parlai(spec) -> dict:
     loop = TrainLoop(opt)
     agent = loop.agent
     pad = agent.NULL_IDX
-    seen = {"tokens": 0, "padding": 0, "steps": 0, "first": None, "last": None}
+    seen = {"tokens": 0, "padding": 0, "steps": 0, "first": None, "last": None, "in_step": 0.0}
     train_step = agent.train_step
 
     def counted(batch):
-        seen["first"] = seen["first"] or time.perf_counter()
+        start = time.perf_counter()
+        seen["first"] = seen["first"] or start
         out = train_step(batch)
+        seen["in_step"] += time.perf_counter() - start
         for vec in (batch.text_vec, batch.label_vec):
             seen["tokens"] += int(vec.ne(pad).sum())
             seen["padding"] += int(vec.eq(pad).sum())
@@ -165,7 +167,7 @@ def run_parlai(spec) -> dict:
     loop.train()
     return {
         "tokens": seen["tokens"], "padding": seen["padding"], "steps": seen["steps"],
-        "seconds": seen["last"] - seen["first"], "peak_mb": peak_rss_mb(),
+        "seconds": seen["last"] - seen["first"], "in_train_step": seen["in_step"], "peak_mb": peak_rss_mb(),
         "val_loss": validation_loss(agent.model.hf, agent.dict.hf_tokenizer, spec["valid"], spec["seq2seq"]),
     }
 
