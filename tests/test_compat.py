@@ -131,3 +131,117 @@ def test_multiprocessing_train_uses_the_rank_function_that_frees_ddp_first():
     assert mp_train.multiprocess_train is compat.multiprocess_train
     assert pickle.loads(pickle.dumps(mp_train.multiprocess_train)) is compat.multiprocess_train
     assert compat._ORIGINAL_MULTIPROCESS_TRAIN.__module__ == "parlai.scripts.multiprocessing_train"
+
+
+# --- resumable training, one-line command-line errors ------------------------------------------
+
+
+def _losses(model_file):
+    import json
+
+    with open(str(model_file) + ".trainstats") as f:
+        return [report["loss"] for report in json.load(f)["train_reports"]]
+
+
+def _train(main, tiny_model, model_file, datapath, steps):
+    # Validation (and a checkpoint) at step 3; a training report every step.
+    main(task="integration_tests", model="dialogft_agent", hf_model=tiny_model, model_file=str(model_file),
+         datapath=datapath, max_train_steps=steps, batchsize=4, validation_every_n_steps=3,
+         validation_max_exs=4, save_after_valid=True, log_every_n_steps=1, seed=3)
+
+
+def test_a_resumed_run_continues_the_data_order_only_when_patched(tiny_models, tmp_path):
+    """Training 6 steps equals training 3, stopping, and running the command again to 6.
+
+    Unpatched, the second run starts the data stream over (ParlAI seeds at every start and
+    keeps no position), so steps 4-6 see other batches.
+    """
+    import parlai.core.script as script
+    from parlai.scripts.train_model import TrainModel
+
+    tiny, datapath = tiny_models["t5"], str(tmp_path / "data")
+    _train(TrainModel.main, tiny, tmp_path / "whole" / "model", datapath, 6)
+    whole = _losses(tmp_path / "whole" / "model")
+    _train(TrainModel.main, tiny, tmp_path / "resumed" / "model", datapath, 3)
+    _train(TrainModel.main, tiny, tmp_path / "resumed" / "model", datapath, 6)
+    # ParlAI logs no report for the step it stops at: the first run has none for step 3.
+    assert _losses(tmp_path / "resumed" / "model") == whole[:2] + whole[3:]
+
+    registered = dict(script.SCRIPT_REGISTRY)
+    try:
+        unpatched = _unpatched("parlai.scripts.train_model").TrainModel
+        _train(unpatched.main, tiny, tmp_path / "plain" / "model", datapath, 3)
+        _train(unpatched.main, tiny, tmp_path / "plain" / "model", datapath, 6)
+    finally:
+        script.SCRIPT_REGISTRY.clear()
+        script.SCRIPT_REGISTRY.update(registered)  # the copy registered its own train_model
+    plain = _losses(tmp_path / "plain" / "model")
+    assert plain[:2] == whole[:2]  # same seed, same first batches
+    assert plain[2:] != whole[3:]  # steps 4 and 5 on other batches
+
+
+def test_train_stats_survive_a_crash_in_their_write_only_when_patched(tmp_path, monkeypatch):
+    import json
+
+    from parlai.scripts.train_model import TrainLoop
+    from parlai.utils.misc import Timer
+
+    def loop(cls):
+        loop = object.__new__(cls)
+        loop.opt = {"model_file": str(tmp_path / "model")}
+        loop.parleys, loop._train_steps, loop._total_epochs, loop.train_time = 8, 8, 0.5, Timer()
+        loop.train_reports, loop.valid_reports, loop.best_valid, loop.impatience = [], [], None, 0
+        loop.final_valid_report = loop.final_test_report = loop.final_extra_valid_report = {}
+        return loop
+
+    stats = tmp_path / "model.trainstats"
+    real_dump = json.dump
+
+    def dump_dies_halfway(obj, f, **kwargs):
+        f.write('{"parleys": ')
+        raise KeyboardInterrupt  # stands for the kill
+
+    for cls, survives in ((_unpatched("parlai.scripts.train_model").TrainLoop, False), (TrainLoop, True)):
+        stats.write_text('{"train_steps": 4}')
+        monkeypatch.setattr(json, "dump", dump_dies_halfway)
+        with pytest.raises(KeyboardInterrupt):
+            loop(cls)._save_train_stats()
+        monkeypatch.setattr(json, "dump", real_dump)
+        assert (stats.read_text() == '{"train_steps": 4}') is survives
+
+
+def test_an_unknown_task_is_one_line_only_when_patched(capsys):
+    import parlai.core.script as script
+
+    args = ["train_model", "-t", "dialogft_custmer", "-m", "dialogft_agent", "-mf", "/tmp/dialogft-unused/model"]
+    unpatched = _unpatched("parlai.core.script")
+    unpatched.SCRIPT_REGISTRY = script.SCRIPT_REGISTRY
+    unpatched.setup_script_registry = script.setup_script_registry
+    with pytest.raises(ModuleNotFoundError, match="parlai.tasks.dialogft_custmer"):
+        unpatched.superscript_main(args)
+    with pytest.raises(SystemExit) as stop:
+        script.superscript_main(args)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "parlai train_model: -t dialogft_custmer: no such task (did you mean dialogft_customer?)"
+    )
+
+
+def test_a_mistyped_flag_is_one_line_only_when_patched(capsys):
+    from parlai.core.params import ParlaiParser
+
+    def parse(cls):
+        parser = cls(False, False, prog="parlai demo")
+        parser.add_argument("--hf-model", type=str)
+        with pytest.raises(SystemExit) as stop:
+            parser.parse_args(["--hf-modle", "x"])
+        assert stop.value.code == 2
+        return capsys.readouterr()
+
+    plain = parse(_unpatched("parlai.core.params").ParlaiParser)
+    assert "usage:" in plain.out  # the whole help first
+    patched = parse(ParlaiParser)
+    assert patched.out == ""
+    assert patched.err.strip() == (
+        "parlai demo: unrecognized arguments: --hf-modle (did you mean --hf-model?); see parlai demo --help"
+    )
