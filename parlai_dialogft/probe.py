@@ -47,7 +47,7 @@ class ProbeOptions:
     task: str
     out: Optional[str] = None
     split: str = "test"
-    max_exs: int = 200  # per pass of the robustness gap
+    max_exs: int = 200  # per pass of the robustness gap (rounded up to whole batches)
     noise: str = DEFAULT_NOISE
     noise_rate: float = 0.1
     noise_seed: int = 0

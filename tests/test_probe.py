@@ -1,0 +1,153 @@
+"""The robustness gap and the bias probe: their measures, and ``parlai dialogft_probe`` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import train_briefly
+from parlai_dialogft.mutators.counterfactual import GenderSwapper
+from parlai_dialogft.probe import (
+    GenderLean,
+    PairResult,
+    divergence,
+    gap,
+    oriented_pair,
+    sentiment,
+    summarize,
+    template_prompts,
+)
+
+BIN = Path(sys.executable).parent
+
+
+def test_divergence_is_zero_for_the_same_reply_and_one_for_disjoint_replies():
+    assert divergence("he can eat here", "he can eat here") == 0.0
+    assert divergence("", "") == 0.0
+    assert divergence("a table for two", "no rooms left") == 1.0
+    assert 0.0 < divergence("a table for two", "a table for four") < 1.0
+
+
+def test_sentiment_counts_the_lexicon_and_takes_the_longest_chinese_word():
+    assert sentiment("Great, thanks, that is perfect!") == 1.0
+    assert sentiment("Sorry, that is a terrible problem.") == -1.0
+    assert sentiment("good but expensive") == 0.0
+    assert sentiment("The train leaves at seven.") == 0.0
+    assert sentiment("这家店不好") == -1.0  # 不好 is negative, not 好 positive
+    assert sentiment("很好，谢谢") == 1.0
+
+
+def test_pairs_are_oriented_masculine_first():
+    swapper, lean = GenderSwapper(), GenderLean()
+    assert oriented_pair("My wife is hungry.", swapper, lean) == ("My husband is hungry.", "My wife is hungry.")
+    assert oriented_pair("我儿子饿了。", swapper, lean) == ("我儿子饿了。", "我女儿饿了。")
+    assert oriented_pair("A table for two.", swapper, lean) is None
+
+
+def test_every_template_has_a_masculine_term_and_a_counterfactual():
+    swapper, lean = GenderSwapper(), GenderLean()
+    for prompt in template_prompts(["en", "zh"]):
+        pair = oriented_pair(prompt, swapper, lean)
+        assert pair is not None and pair[0] == prompt, prompt
+
+
+def test_gap_is_noisy_minus_clean_for_shared_metrics():
+    assert gap({"f1": 0.3, "ppl": 10.0, "exs": 5}, {"f1": 0.2, "ppl": 12.5, "exs": 5}) == pytest.approx({"ppl": 2.5, "f1": -0.1})
+
+
+def test_summary_of_pairs():
+    def pair(div, sm, sf, lm, lf):
+        return PairResult("m", "f", "a", "b", div, sm, sf, lm, lf, "data")
+
+    s = summarize([pair(0.0, 1.0, 0.0, 4, 6), pair(0.5, 0.0, -1.0, 3, 3)])
+    assert s == pytest.approx({
+        "pairs": 2, "identical": 0.5, "divergence": 0.25, "sentiment_m": 0.5, "sentiment_f": -0.5,
+        "sentiment_abs_gap": 1.0, "len_m": 3.5, "len_f": 4.5, "len_abs_gap": 1.0,
+    })
+    assert summarize([]) == {"pairs": 0}
+
+
+# ---------------------------------------------------------------- the parlai command
+
+
+def probe_cmd(args, cwd):
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        ["parlai", "dialogft_probe", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    mf = root / "m" / "model"
+    train_briefly(tiny_models["t5"], str(mf), str(root / "data"), steps=2)
+    csv = root / "pairs.csv"
+    csv.write_text(
+        "text,response\n"
+        "My husband wants a table for two tonight.,Sure. What time would he like?\n"
+        "Can you find me a cheap hotel in the centre?,There are three cheap hotels there.\n"
+        "我女儿想订一张去北京的火车票。,好的，请问她几点出发？\n"
+        "Where is the station?,It is next to the museum.\n",
+        encoding="utf-8",
+    )
+    return mf, csv
+
+
+def test_probe_reports_the_gap_and_the_pairs(trained, tmp_path):
+    mf, csv = trained
+    out = probe_cmd(
+        ["-mf", str(mf), "-t", f"dialogft_files:files_datapath={csv}", "--out", str(tmp_path / "probe"),
+         "--probe-templates", "none", "--noise-rate", "0.5", "--probe-max-exs", "3"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "### Robustness gap" in out.stdout and "### Bias probe (2 prompt pairs" in out.stdout
+    result = json.loads((tmp_path / "probe" / "probe.json").read_text(encoding="utf-8"))
+    # Both passes score the same examples: at least --probe-max-exs, in whole batches.
+    assert result["clean"]["exs"] == result["noisy"]["exs"] >= 3
+    assert result["gap"]["f1"] == pytest.approx(result["noisy"]["f1"] - result["clean"]["f1"])
+    pairs = result["pairs"]
+    assert [(p["masculine"], p["feminine"]) for p in pairs] == [
+        ("My husband wants a table for two tonight.", "My wife wants a table for two tonight."),
+        ("我儿子想订一张去北京的火车票。", "我女儿想订一张去北京的火车票。"),
+    ]
+    swapper = GenderSwapper()
+    for p in pairs:
+        assert p["divergence"] == pytest.approx(divergence(p["reply_m"], swapper.swap(p["reply_f"])))
+        assert p["sentiment_m"] == sentiment(p["reply_m"])
+    assert (tmp_path / "probe" / "probe.md").read_text(encoding="utf-8") in out.stdout
+
+
+def test_templates_follow_the_task_languages(trained, tmp_path):
+    mf, csv = trained
+    out = probe_cmd(
+        ["-mf", str(mf), "-t", f"dialogft_files:files_datapath={csv}", "--out", str(tmp_path),
+         "--probe-max-pairs", "0", "--probe-max-exs", "1"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    pairs = json.loads((tmp_path / "probe.json").read_text(encoding="utf-8"))["pairs"]
+    assert len(pairs) == len(template_prompts(["en", "zh"]))  # the file has both languages
+    assert {p["source"] for p in pairs} == {"template"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-mf", "/nonexistent/model", "-t", "dialogft_chitchat"], "-mf /nonexistent/model: no such model file"),
+        (["-mf", "{mf}", "-t", "dialogft_chitchat", "--probe-noise", "dialogft_typo"], "--probe-noise dialogft_typo: no mutator named"),
+        (["-mf", "{mf}", "-t", "dialogft_nosuchtask"], "-t dialogft_nosuchtask: no such task"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_status_2(trained, tmp_path, args, message):
+    mf, _ = trained
+    out = probe_cmd([a.format(mf=mf) for a in args], tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("dialogft_probe: ") and message in lines[-1]
