@@ -1,0 +1,1 @@
+"""Crowdsourced human evaluation: ACUTE-Eval pairwise comparisons, live model chat, Fast-ACUTE and their analysis."""
