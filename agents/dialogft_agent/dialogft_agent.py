@@ -97,6 +97,9 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             # --dynamic-batching full also grows batches of short examples; off restores
             # ParlAI's default.
             dynamic_batching="batchsort",
+            # ParlAI writes MODEL.checkpoint only when asked: a crash at hour three would
+            # lose the run. Every 15 minutes; rerunning the command resumes from it.
+            save_every_n_secs=900,
         )
         return parser
 
