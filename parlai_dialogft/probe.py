@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from parlai_dialogft.errors import UserError
 from parlai_dialogft.metrics import precision_recall_f1
-from parlai_dialogft.mutators.wordlists import load_lexicon, load_pairs, longest_match
+from parlai_dialogft.mutators.wordlists import load_lexicon, load_pairs, load_words, longest_match
 from parlai_dialogft.text import cjk_aware_tokenize, detect_lang
 
 DEFAULT_NOISE = "dialogft_typos+dialogft_case_punct+dialogft_fillers"
@@ -150,13 +151,11 @@ class GenderLean:
         zh = load_pairs("zh_gender_pairs.tsv") + load_pairs("zh_names.tsv")
         self.zh_m = {m for m, _ in zh}
         self.zh_f = {f for _, f in zh}
-        self.zh_terms = self.zh_m | self.zh_f | set(_protected())
+        self.zh_terms = self.zh_m | self.zh_f | set(load_words("zh_protected.txt"))
         self.zh_max = max(len(t) for t in self.zh_terms)
 
     def lean(self, text: str) -> int:
         """Masculine minus feminine terms in ``text``."""
-        import re
-
         score = 0
         for word in re.findall(r"[A-Za-z]+", text):
             for form in {word, word.lower()}:
@@ -164,12 +163,6 @@ class GenderLean:
         for _, term in longest_match(text, self.zh_terms, self.zh_max):
             score += (term in self.zh_m) - (term in self.zh_f)
         return score
-
-
-def _protected() -> Sequence[str]:
-    from parlai_dialogft.mutators.wordlists import load_words
-
-    return load_words("zh_protected.txt")
 
 
 def oriented_pair(text: str, swapper, lean: GenderLean) -> Optional[Tuple[str, str]]:
@@ -349,9 +342,34 @@ def markdown(result: ProbeResult, examples: int = 5) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_BEGIN, REPORT_END = "<!-- dialogft_probe:begin -->", "<!-- dialogft_probe:end -->"
+
+
+def attach_to_report(report_path: str, section: str) -> None:
+    """Put the probe into a ``dialogft_report`` report as its last section, once.
+
+    A second probe into the same folder replaces the section instead of adding another.
+    """
+    with open(report_path, encoding="utf-8") as f:
+        text = f.read()
+    block = f"{REPORT_BEGIN}\n## Robustness and bias (dialogft_probe)\n\n{section}{REPORT_END}\n"
+    start, end = text.find(REPORT_BEGIN), text.find(REPORT_END)
+    if start >= 0 and end > start:
+        text = text[:start] + block + text[end + len(REPORT_END):].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    with open(report_path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def write(result: ProbeResult, out: str) -> None:
+    """probe.json and probe.md under ``out``; a report.md already there gets the section too."""
     os.makedirs(out, exist_ok=True)
+    section = markdown(result)
     with open(os.path.join(out, "probe.json"), "w", encoding="utf-8") as f:
         json.dump(asdict(result), f, indent=1, ensure_ascii=False)
     with open(os.path.join(out, "probe.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(result))
+        f.write(section)
+    report = os.path.join(out, "report.md")
+    if os.path.isfile(report):
+        attach_to_report(report, section)

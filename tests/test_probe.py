@@ -13,6 +13,7 @@ from conftest import train_briefly
 from parlai_dialogft.mutators.counterfactual import GenderSwapper
 from parlai_dialogft.probe import (
     GenderLean,
+    attach_to_report,
     PairResult,
     divergence,
     gap,
@@ -69,6 +70,17 @@ def test_summary_of_pairs():
         "sentiment_abs_gap": 1.0, "len_m": 3.5, "len_f": 4.5, "len_abs_gap": 1.0,
     })
     assert summarize([]) == {"pairs": 0}
+
+
+def test_the_probe_becomes_one_section_of_an_evaluation_report(tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text("# Report\n\n## Metrics\n\n| a | b |\n", encoding="utf-8")
+    attach_to_report(str(report), "### Robustness gap\n\nfirst\n")
+    attach_to_report(str(report), "### Robustness gap\n\nsecond\n")
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("# Report\n\n## Metrics\n\n| a | b |\n\n")
+    assert text.count("## Robustness and bias (dialogft_probe)") == 1
+    assert "second" in text and "first" not in text
 
 
 # ---------------------------------------------------------------- the parlai command
