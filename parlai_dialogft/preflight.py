@@ -23,6 +23,11 @@ def check_model_dir(model_file) -> None:
     folder = os.path.dirname(os.path.abspath(model_file))
     try:
         os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = folder
+        while not os.path.exists(blocking):
+            blocking = os.path.dirname(blocking)
+        raise UserError(f"-mf {model_file}: {blocking} is a file, not a folder") from None
     except OSError as exc:
         raise UserError(f"-mf {model_file}: cannot create the folder {folder}: {exc.strerror}") from None
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -197,7 +197,8 @@ def install(train_model) -> None:
     def train_steps(self):
         if getattr(self, "_dialogft_active", False):
             seed_all(self._dialogft_seed)
-            if self._dialogft_resume is not None:
+            finished = self._train_steps >= self.max_train_steps or self.train_time.time() > self.max_train_time
+            if self._dialogft_resume is not None and not finished:  # a finished run stops at once
                 replay(self, self._dialogft_resume)
         yield from original_train_steps(self)
 

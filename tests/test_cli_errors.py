@@ -36,7 +36,7 @@ TABLE = [
     ("train-lora-and-freeze", "train_model -t integration_tests -m dialogft_agent -mf {new} --hf-model {t5} "
      "--lora-r 4 --hf-freeze embeddings", "--lora-r 4 with --hf-freeze embeddings"),
     ("train-model-dir-under-a-file", "train_model -t integration_tests -m dialogft_agent -mf {tmp}/a-file/m "
-     "--hf-model {t5}", "-mf {tmp}/a-file/m: cannot create the folder {tmp}/a-file"),
+     "--hf-model {t5}", "-mf {tmp}/a-file/m: {tmp}/a-file is a file, not a folder"),
     # parlai eval_model
     ("eval-missing-model-file", "eval_model -mf {tmp}/nope/model -t integration_tests",
      "-mf {tmp}/nope/model: no such model file"),
