@@ -1,0 +1,266 @@
+"""The human-evaluation database: one SQLite file holds workers, tasks, judgments and chats.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction on its own connection, so parallel
+submissions queue on SQLite's write lock (``busy_timeout``) instead of losing rows; WAL mode
+lets readers (the admin pages, the analysis) read while workers write.
+
+The analysis reads only two functions, whose dict shapes are the contract with
+:mod:`parlai_dialogft.human_eval.analysis`:
+
+* :func:`pairwise_records` -- one dict per ACUTE judgment;
+* :func:`chat_records` -- one dict per finished live chat.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from parlai_dialogft.errors import UserError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    platform TEXT NOT NULL,              -- link, prolific, mturk
+    token TEXT,                          -- the secret of a lab link (NULL for platform workers)
+    created REAL NOT NULL,
+    onboarding TEXT NOT NULL DEFAULT 'pending',   -- pending, passed, failed
+    completion_code TEXT,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    session TEXT PRIMARY KEY,
+    worker_id TEXT NOT NULL REFERENCES workers(worker_id),
+    protocol TEXT NOT NULL,              -- pairwise or chat
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocklist (
+    worker_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flags (
+    worker_id TEXT NOT NULL,
+    kind TEXT NOT NULL,                  -- uniform_side, low_effort_chat, failed_check, ...
+    detail TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pairings (
+    pair_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                  -- task, onboarding, attention
+    model_a TEXT NOT NULL,
+    model_b TEXT NOT NULL,
+    correct_answer TEXT,
+    data TEXT NOT NULL                   -- the pairing as JSON (ParlAI's ACUTE shape)
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    assignment_id TEXT PRIMARY KEY,
+    worker_id TEXT NOT NULL,
+    pair_id TEXT NOT NULL REFERENCES pairings(pair_id),
+    question TEXT NOT NULL,
+    left_model TEXT NOT NULL,
+    position INTEGER NOT NULL,           -- order within the worker's queue
+    task_no INTEGER NOT NULL,            -- which of the worker's tasks (0 = onboarding)
+    shown REAL,                          -- first time the page fetched it
+    done INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (worker_id, pair_id)          -- a worker never sees the same pair twice
+);
+CREATE TABLE IF NOT EXISTS judgments (
+    judgment_id TEXT PRIMARY KEY,
+    assignment_id TEXT NOT NULL UNIQUE REFERENCES assignments(assignment_id),
+    worker_id TEXT NOT NULL,
+    pair_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    model_a TEXT NOT NULL,
+    model_b TEXT NOT NULL,
+    winner TEXT NOT NULL,
+    left_model TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    is_onboarding INTEGER NOT NULL,
+    is_attention_check INTEGER NOT NULL,
+    passed_check INTEGER,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chats (
+    chat_id TEXT PRIMARY KEY,
+    worker_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    target_turns INTEGER NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    duration_s REAL,
+    ratings TEXT,                        -- JSON {key: 1..5}
+    low_effort INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS chat_turns (
+    chat_id TEXT NOT NULL REFERENCES chats(chat_id),
+    idx INTEGER NOT NULL,
+    speaker TEXT NOT NULL,               -- human or bot
+    text TEXT NOT NULL,
+    problems TEXT,                       -- JSON list, bot turns only, once annotated
+    created REAL NOT NULL,
+    PRIMARY KEY (chat_id, idx)
+);
+"""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class Database:
+    """Access to one SQLite file; safe to share between threads (a connection per call)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            raise UserError(f"--he-db {self.path}: the folder {parent} does not exist")
+        try:
+            with self.read() as db:
+                db.executescript(SCHEMA)  # IF NOT EXISTS: reopening a file keeps its data
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"--he-db {self.path}: not a usable SQLite file ({exc})") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=60000")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction that takes the write lock at once (no upgrade deadlocks)."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def rows(self, sql: str, params: tuple = ()) -> List[Dict[str, Any]]:
+        with self.read() as db:
+            return [dict(row) for row in db.execute(sql, params)]
+
+    # --- pairings -------------------------------------------------------------------------
+
+    def add_pairings(self, pairings: List[Dict[str, Any]], kind: str) -> List[str]:
+        """Store pairings (idempotent: a pairing's id is its content's hash, see tasks.pair_id)."""
+        from parlai_dialogft.human_eval.tasks import pair_id, sorted_models
+
+        ids = []
+        with self.write() as db:
+            for pairing in pairings:
+                pid = pair_id(pairing, kind)
+                model_a, model_b = sorted_models(pairing)
+                db.execute("INSERT OR IGNORE INTO pairings VALUES (?, ?, ?, ?, ?, ?)",
+                           (pid, kind, model_a, model_b, pairing.get("correct_answer"),
+                            json.dumps(pairing, ensure_ascii=False)))
+                ids.append(pid)
+        return ids
+
+    def pairing(self, pid: str) -> Dict[str, Any]:
+        (row,) = self.rows("SELECT * FROM pairings WHERE pair_id = ?", (pid,))
+        row["data"] = json.loads(row["data"])
+        return row
+
+    # --- workers --------------------------------------------------------------------------
+
+    def create_link_workers(self, count: int, prefix: str = "w") -> List[Dict[str, str]]:
+        """``count`` new lab workers, each with a secret token for its ``/start`` link."""
+        made = []
+        with self.write() as db:
+            for _ in range(count):
+                worker, token = f"{prefix}{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+                db.execute("INSERT INTO workers (worker_id, platform, token, created) VALUES (?, 'link', ?, ?)",
+                           (worker, token, time.time()))
+                made.append({"worker_id": worker, "token": token})
+        return made
+
+    def block(self, worker_id: str, reason: str) -> None:
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO blocklist VALUES (?, ?, ?)", (worker_id, reason, time.time()))
+
+    def unblock(self, worker_id: str) -> bool:
+        with self.write() as db:
+            return db.execute("DELETE FROM blocklist WHERE worker_id = ?", (worker_id,)).rowcount > 0
+
+    def blocked_reason(self, worker_id: str) -> Optional[str]:
+        found = self.rows("SELECT reason FROM blocklist WHERE worker_id = ?", (worker_id,))
+        return found[0]["reason"] if found else None
+
+    def flag(self, worker_id: str, kind: str, detail: str) -> None:
+        with self.write() as db:
+            db.execute("INSERT INTO flags VALUES (?, ?, ?, ?)", (worker_id, kind, detail, time.time()))
+
+
+# --- the analysis contract --------------------------------------------------------------------
+
+
+def _open_existing(db_path: str | Path) -> Database:
+    if not Path(db_path).is_file():
+        raise UserError(f"--he-db {db_path}: no such file")
+    return Database(db_path)
+
+
+def pairwise_records(db_path: str | Path, *, include_blocked: bool = False) -> List[Dict[str, Any]]:
+    """Every ACUTE judgment, oldest first, as the analysis reads it.
+
+    Judgments of blocked workers (failed onboarding or attention checks, or blocked by hand)
+    are left out unless ``include_blocked``: a worker caught not reading is not trusted on
+    the comparisons either. Onboarding and attention-check rows are included, marked.
+    """
+    db = _open_existing(db_path)
+    where = "" if include_blocked else "WHERE j.worker_id NOT IN (SELECT worker_id FROM blocklist)"
+    rows = db.rows(f"SELECT j.* FROM judgments j {where} ORDER BY j.created, j.judgment_id")
+    return [{
+        "judgment_id": r["judgment_id"], "worker_id": r["worker_id"], "pair_id": r["pair_id"],
+        "question": r["question"], "model_a": r["model_a"], "model_b": r["model_b"],
+        "winner": r["winner"], "left_model": r["left_model"], "justification": r["justification"],
+        "duration_s": float(r["duration_s"]), "is_onboarding": bool(r["is_onboarding"]),
+        "is_attention_check": bool(r["is_attention_check"]),
+        "passed_check": None if r["passed_check"] is None else bool(r["passed_check"]),
+    } for r in rows]
+
+
+def chat_records(db_path: str | Path, *, include_blocked: bool = False,
+                 include_low_effort: bool = False) -> List[Dict[str, Any]]:
+    """Every finished live chat, oldest first; blocked workers and low-effort chats left out by default."""
+    db = _open_existing(db_path)
+    conditions = ["c.finished IS NOT NULL"]
+    if not include_blocked:
+        conditions.append("c.worker_id NOT IN (SELECT worker_id FROM blocklist)")
+    if not include_low_effort:
+        conditions.append("c.low_effort = 0")
+    chats = db.rows(f"SELECT c.* FROM chats c WHERE {' AND '.join(conditions)} ORDER BY c.finished, c.chat_id")
+    records = []
+    for chat in chats:
+        turns = db.rows("SELECT speaker, problems FROM chat_turns WHERE chat_id = ? ORDER BY idx", (chat["chat_id"],))
+        bot = [json.loads(t["problems"] or "[]") for t in turns if t["speaker"] == "bot"]
+        records.append({
+            "chat_id": chat["chat_id"], "worker_id": chat["worker_id"], "model": chat["model"],
+            "turns": len(bot), "bot_turn_problems": bot, "ratings": json.loads(chat["ratings"] or "{}"),
+            "duration_s": float(chat["duration_s"] or 0.0),
+        })
+    return records

@@ -1,0 +1,255 @@
+// The worker page. Every piece of text from the server goes in with textContent (never
+// innerHTML): conversations and justifications are data, not markup.
+"use strict";
+
+const state = { session: null, me: null, current: null, chat: null };
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+const $ = (id) => document.getElementById(id);
+
+function show(section) {
+  for (const id of ["pairwise", "chat", "done"]) $(id).hidden = id !== section;
+}
+function setState(name) { document.body.dataset.state = name; }
+function say(text) {
+  $("message").textContent = text || "";
+  $("message").hidden = !text;
+}
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { "Authorization": "Bearer " + state.session, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({ error: "the server answered " + response.status }));
+  if (!response.ok) throw new Error(data.error || ("error " + response.status));
+  return data;
+}
+
+// --- pairwise ------------------------------------------------------------------------------
+
+function fillDialogue(list, turns, label) {
+  list.replaceChildren();
+  for (const turn of turns) {
+    const item = el("li", null, turn.evaluated ? "evaluated" : "partner");
+    item.append(el("span", turn.evaluated ? label : "Partner", "who"), el("span", turn.text, "text"));
+    list.append(item);
+  }
+}
+
+function choiceText(template) {
+  return template.replaceAll("<Speaker 1>", "Speaker 1").replaceAll("<Speaker 2>", "Speaker 2");
+}
+
+async function nextComparison(more) {
+  const next = await api("GET", "/api/pairwise/next" + (more ? "?more=1" : ""));
+  if (next.stage === "done") return finished(next.more_available);
+  if (next.stage === "blocked") return stop("blocked", "Thank you for your time. You cannot continue: " + next.reason + ".");
+  if (next.stage === "no_work") return stop("no_work", "There is no comparison left for you right now. Thank you!");
+  state.current = next;
+  const q = state.me.questions[next.question];
+  $("stage-note").textContent = next.stage === "onboarding"
+    ? "Practice round: these comparisons have a right answer you must find to continue." : "";
+  $("progress").textContent = (next.stage === "onboarding" ? "Practice " : "Comparison ") + next.number + " of " + next.total;
+  fillDialogue($("left"), next.left, "Speaker 1");
+  fillDialogue($("right"), next.right, "Speaker 2");
+  $("question").textContent = q.question;
+  $("choice-left-text").textContent = choiceText(q.s1_choice);
+  $("choice-right-text").textContent = choiceText(q.s2_choice);
+  $("choice-left").checked = $("choice-right").checked = false;
+  $("justification").value = "";
+  updateSubmit();
+  show("pairwise");
+  setState(next.stage === "onboarding" ? "onboarding" : "pairwise");
+  window.scrollTo(0, 0);
+}
+
+function updateSubmit() {
+  const chosen = $("choice-left").checked || $("choice-right").checked;
+  const explained = $("justification").value.trim().length >= state.me.min_justification_chars;
+  $("submit").disabled = !(chosen && explained);
+}
+
+async function submitJudgment(event) {
+  event.preventDefault();
+  const choice = $("choice-left").checked ? "left" : "right";
+  $("submit").disabled = true;
+  try {
+    const result = await api("POST", "/api/pairwise/" + encodeURIComponent(state.current.assignment_id),
+                             { choice, justification: $("justification").value });
+    if (result.stage === "blocked") return stop("blocked", "Thank you for your time. You cannot continue: " + result.reason + ".");
+    say(result.onboarding === "passed" ? "You passed the practice round. Now the real comparisons." : "");
+    await nextComparison(false);
+  } catch (error) {
+    say(error.message);
+    updateSubmit();
+  }
+}
+
+// --- live chat -----------------------------------------------------------------------------
+
+function renderChat() {
+  const chat = state.chat;
+  const list = $("messages");
+  list.replaceChildren();
+  for (const m of chat.messages) {
+    const item = el("li", null, m.speaker === "human" ? "human" : "bot");
+    item.append(el("span", m.speaker === "human" ? "You" : "Partner", "who"), el("span", m.text, "text"));
+    list.append(item);
+  }
+  const last = chat.messages[chat.messages.length - 1];
+  const botTurns = chat.messages.filter((m) => m.speaker === "bot").length;
+  $("turn").textContent = Math.min(botTurns + 1, chat.turns) + " of " + chat.turns;
+  $("problems").hidden = !(last && last.speaker === "bot");
+  for (const box of document.querySelectorAll("input[name=problem]")) box.checked = false;
+  const over = botTurns >= chat.turns;
+  $("say").hidden = over;
+  $("rate").hidden = !over;
+  setState(over ? "rating" : "chat");
+}
+
+function problemOptions() {
+  const holder = $("problem-options");
+  for (const p of state.me.problems) {
+    const label = el("label");
+    const box = el("input");
+    box.type = "checkbox"; box.name = "problem"; box.value = p.key; box.id = "problem-" + p.key;
+    box.addEventListener("change", () => {  // "none" excludes the others, and they exclude it
+      if (!box.checked) return;
+      for (const other of document.querySelectorAll("input[name=problem]")) {
+        if (other !== box && (p.key === "none" || other.value === "none")) other.checked = false;
+      }
+    });
+    label.append(box, " ", el("span", p.name), p.description ? el("small", " (" + p.description + ")") : "");
+    holder.append(label);
+  }
+  const ratings = $("rating-questions");
+  for (const r of state.me.ratings) {
+    const block = el("div", null, "rating");
+    block.append(el("p", r.question));
+    const scale = el("div", null, "scale");
+    scale.append(el("small", "1 = " + r.low + ", 5 = " + r.high + ": "));
+    for (let v = 1; v <= 5; v++) {
+      const label = el("label");
+      const radio = el("input");
+      radio.type = "radio"; radio.name = "rating-" + r.key; radio.value = String(v); radio.id = "rating-" + r.key + "-" + v;
+      label.append(radio, " " + v);
+      scale.append(label);
+    }
+    block.append(scale);
+    ratings.append(block);
+  }
+}
+
+function markedProblems() {
+  return Array.from(document.querySelectorAll("input[name=problem]:checked")).map((b) => b.value);
+}
+
+async function loadChat() {
+  const chat = await api("GET", "/api/chat");
+  if (chat.stage === "done") return finished(false);
+  if (chat.stage === "blocked") return stop("blocked", "Thank you for your time. You cannot continue: " + chat.reason + ".");
+  state.chat = chat;
+  show("chat");
+  renderChat();
+}
+
+async function send(event) {
+  event.preventDefault();
+  const text = $("chat-input").value;
+  const needsMarks = !$("problems").hidden;
+  const problems = markedProblems();
+  if (needsMarks && problems.length === 0) return say("First tick the problems of your partner's last message, or \"No problem\".");
+  if (!text.trim()) return say("Write a message first.");
+  $("send").disabled = true;
+  setState("waiting");
+  try {
+    const body = { text };
+    if (needsMarks) body.problems = problems;
+    await api("POST", "/api/chat/" + encodeURIComponent(state.chat.chat_id) + "/message", body);
+    $("chat-input").value = "";
+    say("");
+    await loadChat();
+  } catch (error) {
+    say(error.message);
+    setState("chat");
+  } finally {
+    $("send").disabled = false;
+  }
+}
+
+async function finishChat(event) {
+  event.preventDefault();
+  const problems = markedProblems();
+  if (problems.length === 0) return say("First tick the problems of your partner's last message, or \"No problem\".");
+  const ratings = {};
+  for (const r of state.me.ratings) {
+    const picked = document.querySelector("input[name='rating-" + r.key + "']:checked");
+    if (!picked) return say("Please answer every question.");
+    ratings[r.key] = Number(picked.value);
+  }
+  try {
+    await api("POST", "/api/chat/" + encodeURIComponent(state.chat.chat_id) + "/finish", { problems, ratings });
+    say("");
+    await finished(false);
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+// --- the end -------------------------------------------------------------------------------
+
+async function finished(moreAvailable) {
+  const done = await api("GET", "/api/done");
+  $("done-code").textContent = done.code;
+  if (done.url) {
+    $("done-link").href = done.url;
+    $("done-link-line").hidden = false;
+  }
+  $("more").hidden = !moreAvailable;
+  $("progress").textContent = "";
+  show("done");
+  setState("done");
+}
+
+function stop(name, text) {
+  show(null);
+  say(text);
+  setState(name);
+}
+
+async function main() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("s");
+  if (fromLink) {
+    sessionStorage.setItem("he-session", fromLink);
+    history.replaceState(null, "", location.pathname);  // the token leaves the address bar
+  }
+  state.session = sessionStorage.getItem("he-session");
+  if (!state.session) return stop("error", "Open the link you were given to start.");
+  $("judge").addEventListener("submit", submitJudgment);
+  $("choice-left").addEventListener("change", updateSubmit);
+  $("choice-right").addEventListener("change", updateSubmit);
+  $("justification").addEventListener("input", updateSubmit);
+  $("say").addEventListener("submit", send);
+  $("rate").addEventListener("submit", finishChat);
+  $("more").addEventListener("click", () => nextComparison(true).catch((e) => stop("error", e.message)));
+  try {
+    state.me = await api("GET", "/api/me");
+    if (state.me.protocol === "chat") {
+      problemOptions();
+      await loadChat();
+    } else {
+      await nextComparison(false);
+    }
+  } catch (error) {
+    stop("error", error.message);
+  }
+}
+
+main();

@@ -1,0 +1,233 @@
+"""What the human-eval tests share: pairings, a study served on loopback, an HTTP client, a browser.
+
+The browser is Debian's headless ``chromium`` driven over the Chrome DevTools Protocol
+(a websocket, via ``websocket-client``): pages are clicked and typed into as a worker would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+ADMIN = "admin-token-for-tests-0123456789"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def pairing(model_a, model_b, topic, turns=3, onboarding=False, correct=None, bad=None):
+    """An ACUTE pairing: each model talks with a partner about ``topic``; ``bad`` says nonsense."""
+
+    def dialogue(model):
+        lines = []
+        for t in range(turns):
+            lines.append({"id": "partner", "text": f"tell me about {topic}, part {t}"})
+            said = "me me me me" if model == bad else f"{topic} is fascinating: fact {t} from {model}"
+            lines.append({"id": model, "text": said})
+        return {"speakers": ["partner", model], "id": model, "dialogue": lines}
+
+    data = {"is_onboarding": onboarding, "speakers_to_eval": [model_a, model_b],
+            "dialogue_dicts": [dialogue(model_a), dialogue(model_b)]}
+    if correct:
+        data["correct_answer"] = correct
+    return data
+
+
+def onboarding_pairings():
+    return [pairing("good_bot", "bad_bot", topic, onboarding=True, correct="good_bot", bad="bad_bot")
+            for topic in ("tea", "trains")]
+
+
+def task_pairings(topics=("cats", "rivers", "chess", "bread", "jazz", "maps")):
+    models = ("alpha", "beta", "gamma")
+    return [pairing(models[i % 3], models[(i + 1) % 3], topic) for i, topic in enumerate(topics)]
+
+
+@contextmanager
+def study(tmp_path, pairings=(), models=None, **overrides):
+    """A real app on 127.0.0.1 (a free port) over a real SQLite file."""
+    from parlai_dialogft.human_eval import qc
+    from parlai_dialogft.human_eval.app import AppSettings, create_app
+    from parlai_dialogft.human_eval.db import Database
+    from parlai_dialogft.human_eval.questions import load_chat_ratings, load_problem_categories, load_questions
+    from parlai_dialogft.human_eval.tasks import TaskSettings, load_pairings
+    from parlai_dialogft.serving.server import bound_port, running
+
+    task_kw = {k: overrides.pop(k) for k in list(overrides) if k in TaskSettings.__dataclass_fields__}
+    qc_kw = {k: overrides.pop(k) for k in list(overrides) if k in qc.QcSettings.__dataclass_fields__}
+    qc_kw.setdefault("min_seconds", 0.0)
+    tasks = TaskSettings(**task_kw)
+    path = tmp_path / "study.sqlite"
+    database = Database(path)
+    load_pairings(database, list(pairings), tasks.checks_per_task)
+    settings = AppSettings(admin_token=ADMIN, questions=load_questions(), problem_categories=load_problem_categories(),
+                           chat_ratings=load_chat_ratings(), tasks=tasks, qc=qc.QcSettings(**qc_kw), seed=0,
+                           **overrides)
+    app = create_app(database, settings, models)
+    with running(app, shutdown_timeout_s=5) as server:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{bound_port(server)}", db=database, path=str(path),
+                              settings=settings)
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def http(url, method="GET", body=None, session=None, headers=None, timeout=60):
+    """(status, headers, parsed JSON or text); redirects are returned, not followed."""
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        headers.setdefault("Content-Type", "application/json")
+    if session:
+        headers["Authorization"] = f"Bearer {session}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            status, head, text = response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, head, text = error.code, error.headers, error.read().decode()
+    if (head.get("content-type") or "").startswith("application/json"):
+        return status, head, json.loads(text)
+    return status, head, text
+
+
+def start_url(base, **params):
+    return f"{base}/start?{urllib.parse.urlencode(params)}"
+
+
+def session_of(base, **params):
+    """The session token ``/start`` gives these link parameters (what the page would keep)."""
+    status, head, text = http(start_url(base, **params))
+    assert status == 303, (status, text)
+    location = head["location"]
+    assert location.startswith("/work#s="), location
+    return location.split("#s=", 1)[1]
+
+
+def link_worker(s):
+    (made,) = s.db.create_link_workers(1)
+    return made["worker_id"], made["token"]
+
+
+# --- the browser --------------------------------------------------------------------------------
+
+
+class Browser:
+    """One headless Chromium with one page, spoken to over the DevTools protocol."""
+
+    def __init__(self, timeout=30.0):
+        import websocket
+
+        self.profile = tempfile.mkdtemp(prefix="he-chromium-")
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update", "--remote-debugging-port=0",
+             f"--user-data-dir={self.profile}", "--window-size=1200,900", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port = self._devtools_port(timeout)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as response:
+            page = next(t for t in json.loads(response.read()) if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
+        self.next_id = 0
+        self.events = []
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+
+    def _devtools_port(self, timeout):
+        # Chromium prints "DevTools listening on ws://127.0.0.1:PORT/..." once it is ready.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if "DevTools listening on" in line:
+                return int(line.split("127.0.0.1:", 1)[1].split("/", 1)[0])
+            if not line and self.proc.poll() is not None:
+                break
+        raise RuntimeError("chromium did not start its DevTools server")
+
+    def call(self, method, **params):
+        self.next_id += 1
+        mine = self.next_id
+        self.ws.send(json.dumps({"id": mine, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == mine:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            if "method" in message:
+                self.events.append(message)
+                if message["method"] == "Page.javascriptDialogOpening":  # never leave a page stuck
+                    self.ws.send(json.dumps({"id": 0, "method": "Page.handleJavaScriptDialog",
+                                             "params": {"accept": True}}))
+
+    def js(self, expression):
+        result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails'].get('text')} "
+                               f"{result['exceptionDetails'].get('exception', {}).get('description', '')}")
+        return result["result"].get("value")
+
+    def open(self, url):
+        self.call("Page.navigate", url=url)
+
+    def wait_for(self, expression, timeout=60.0):
+        """Poll until ``expression`` is truthy in the page; its value. Fails with the page's state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = self.js(expression)
+            except RuntimeError:
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                state = self.js("document.body && document.body.dataset.state")
+                message = self.js("(document.getElementById('message') || {}).textContent")
+                raise AssertionError(f"page never satisfied {expression!r}; state {state!r}, message {message!r}")
+            time.sleep(0.05)
+
+    def state_is(self, *states, timeout=60.0):
+        wanted = json.dumps(list(states))
+        self.wait_for(f"{wanted}.includes(document.body.dataset.state)", timeout)
+        return self.js("document.body.dataset.state")
+
+    def click(self, selector):
+        self.js(f"document.querySelector({json.dumps(selector)}).click()")
+
+    def type(self, selector, text):
+        """Focus the field and type as a keyboard would (input events fire)."""
+        self.js(f"document.querySelector({json.dumps(selector)}).focus()")
+        self.call("Input.insertText", text=text)
+
+    def text(self, selector):
+        return self.js(f"document.querySelector({json.dumps(selector)}).textContent")
+
+    def dialogs(self):
+        return [e for e in self.events if e["method"] == "Page.javascriptDialogOpening"]
+
+    def close(self):
+        try:
+            self.ws.close()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            shutil.rmtree(self.profile, ignore_errors=True)
