@@ -67,11 +67,7 @@ def attention_check(pairing: Dict[str, Any], rng: random.Random) -> Dict[str, An
 
 
 def dialogue_of(pairing: Dict[str, Any], index: int) -> Dict[str, Any]:
-    """The conversation of ``speakers_to_eval[index]``: the dialogue whose ``id`` names it, else by position."""
-    speaker = pairing["speakers_to_eval"][index]
-    for dialogue in pairing["dialogue_dicts"]:
-        if dialogue.get("id") == speaker:
-            return dialogue
+    """The conversation of ``speakers_to_eval[index]``: ParlAI's pairings keep them in the same order."""
     return pairing["dialogue_dicts"][index]
 
 
