@@ -1,0 +1,135 @@
+"""End to end in headless Chromium: workers click and type through the real pages.
+
+One worker opens their link, passes the practice round and judges a pairwise task; another
+chats with a tiny trained model served through the plugin, marks each reply and rates it.
+Both see a completion code, and what they did is read back from the SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from human_eval_support import CHROMIUM, Browser, link_worker, onboarding_pairings, start_url, study, task_pairings
+
+from parlai_dialogft.human_eval.db import chat_records, pairwise_records
+from parlai_dialogft.human_eval.qc import BROKEN_TURN
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def browser():
+    b = Browser()
+    yield b
+    b.close()
+
+
+def side_is_nonsense(browser, side):
+    texts = browser.js(f"Array.from(document.querySelectorAll('#{side} li.evaluated .text')).map(n => n.textContent)")
+    return all(t in (BROKEN_TURN, "me me me me") for t in texts)
+
+
+def test_a_worker_passes_onboarding_and_completes_a_pairwise_task_in_chromium(tmp_path, browser):
+    with study(tmp_path, onboarding_pairings() + task_pairings(), comparisons_per_task=3, checks_per_task=1) as s:
+        worker, token = link_worker(s)
+        browser.open(start_url(s.url, worker=worker, token=token))
+        assert browser.state_is("onboarding") == "onboarding"
+        assert browser.js("location.hash") == ""  # the session left the address bar
+        assert browser.text("#question") == "Who would you prefer to talk to for a long conversation?"
+        assert browser.text("#choice-left-text") == "I would prefer to talk to Speaker 1"
+        labels = browser.js("Array.from(document.querySelectorAll('#left li.evaluated .who')).map(n => n.textContent)")
+        assert labels and set(labels) == {"Speaker 1"}
+
+        seen, typed = [], []
+        while browser.state_is("onboarding", "pairwise", "done") != "done":
+            progress = browser.text("#progress")
+            seen.append((browser.js("document.body.dataset.state"), progress))
+            side = "right" if side_is_nonsense(browser, "left") else "left"
+            browser.click(f"#choice-{side}")
+            assert browser.js("document.getElementById('submit').disabled")  # no justification yet
+            why = f"speaker on the {side} answers the questions ({len(seen)})"
+            browser.type("#justification", why)
+            typed.append(why)
+            browser.wait_for("!document.getElementById('submit').disabled")
+            browser.click("#submit")
+            browser.wait_for(f"document.body.dataset.state === 'done' || "
+                             f"document.getElementById('progress').textContent !== {json.dumps(progress)}")
+
+        assert seen == [("onboarding", "Practice 1 of 2"), ("onboarding", "Practice 2 of 2"),
+                        ("pairwise", "Comparison 1 of 4"), ("pairwise", "Comparison 2 of 4"),
+                        ("pairwise", "Comparison 3 of 4"), ("pairwise", "Comparison 4 of 4")]
+        code = browser.text("#done-code")
+        assert s.db.rows("SELECT completion_code, onboarding FROM workers WHERE worker_id = ?", (worker,)) == [
+            {"completion_code": code, "onboarding": "passed"}]
+        records = pairwise_records(s.path)
+        assert [r["justification"] for r in records] == typed
+        assert [r["is_onboarding"] for r in records] == [True, True, False, False, False, False]
+        assert all(r["passed_check"] for r in records if r["is_onboarding"] or r["is_attention_check"])
+        assert sum(r["is_attention_check"] for r in records) == 1 and {r["worker_id"] for r in records} == {worker}
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tiny_models, tmp_path_factory):
+    from conftest import train_briefly
+
+    root = tmp_path_factory.mktemp("human_eval_model")
+    mf = str(root / "m" / "model")
+    train_briefly(tiny_models["gpt2"], mf, str(root / "data"), steps=2, label_truncate=16)
+    return mf
+
+
+def test_a_worker_chats_with_a_served_model_marks_replies_and_rates_it_in_chromium(tmp_path, browser,
+                                                                                   tiny_model_file):
+    from parlai.core.agents import create_agent_from_model_file
+
+    from parlai_dialogft.human_eval.live_chat import ServedModel
+
+    model = ServedModel(create_agent_from_model_file(tiny_model_file, {"interactive_mode": True,
+                                                                       "datatype": "valid"}))
+    try:
+        with study(tmp_path, models={"tiny": model}, chat_turns=2) as s:
+            worker, token = link_worker(s)
+            browser.open(start_url(s.url, worker=worker, token=token, task="chat"))
+            assert browser.state_is("chat") == "chat"
+            assert browser.js("document.getElementById('problems').hidden")  # nothing to mark yet
+            said = ["hello , how can I help you today ?", "I would like to book a table for two at seven ."]
+            browser.type("#chat-input", said[0])
+            browser.click("#send")
+            browser.wait_for("document.querySelectorAll('#messages li').length === 2 && "
+                             "document.body.dataset.state === 'chat'")
+            assert not browser.js("document.getElementById('problems').hidden")
+            browser.type("#chat-input", said[1])
+            browser.click("#send")  # refused on the page: the reply is not marked yet
+            assert "First tick the problems" in browser.text("#message")
+            browser.click("#problem-repetition")
+            browser.click("#problem-nonsense")
+            browser.click("#send")
+            assert browser.state_is("rating") == "rating"
+            browser.click("#problem-off_topic")
+            browser.click("#problem-none")  # "none" unticks the others
+            assert browser.js("document.getElementById('problem-off_topic').checked") is False
+            ratings = {"engagingness": 2, "humanness": 1, "fluency": 3, "consistency": 4}
+            for key, value in ratings.items():
+                browser.click(f"#rating-{key}-{value}")
+            browser.click("#finish")
+            assert browser.state_is("done") == "done"
+            code = browser.text("#done-code")
+            shown = browser.js("Array.from(document.querySelectorAll('#messages li .text')).map(n => n.textContent)")
+
+            (record,) = chat_records(s.path)
+            assert record["worker_id"] == worker and record["model"] == "tiny" and record["turns"] == 2
+            assert record["bot_turn_problems"] == [["repetition", "nonsense"], ["none"]]
+            assert record["ratings"] == ratings
+            turns = s.db.rows("SELECT speaker, text FROM chat_turns ORDER BY idx")
+            assert [t["text"] for t in turns if t["speaker"] == "human"] == said
+            assert s.db.rows("SELECT completion_code FROM workers WHERE worker_id = ?", (worker,)) == [
+                {"completion_code": code}]
+        # what the page showed is what the served model says to that conversation
+        bot = [t["text"] for t in turns if t["speaker"] == "bot"]
+        assert shown[:3] == [said[0], bot[0], said[1]]
+        assert model([{"role": "user", "content": said[0]}]) == bot[0]
+        assert model([{"role": "user", "content": said[0]}, {"role": "assistant", "content": bot[0]},
+                      {"role": "user", "content": said[1]}]) == bot[1]
+    finally:
+        model.close()
