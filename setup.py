@@ -84,7 +84,8 @@ setup(
     packages=packages,
     package_dir=PACKAGE_ROOTS,
     package_data={
-        "parlai_dialogft": ["py.typed", "corpora/**/*", "serving/static/*", "mutators/lists/*"],
+        "parlai_dialogft": ["py.typed", "corpora/**/*", "serving/static/*", "mutators/lists/*",
+                            "human_eval/static/*"],
         "parlai_dialogft.tasks": ["**/*.json", "**/*.md"],
         "parlai_dialogft.zoo": ["**/*"],
     },
@@ -115,7 +116,8 @@ setup(
         "uvicorn",
         "prometheus-client",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions"]},
+    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions",
+                             "websocket-client"]},  # drives headless Chromium (human_eval tests),
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )
