@@ -116,8 +116,8 @@ setup(
         "uvicorn",
         "prometheus-client",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions",
-                             "websocket-client"]},  # drives headless Chromium (human_eval tests),
+    # websocket-client drives headless Chromium in the human_eval browser tests.
+    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )
