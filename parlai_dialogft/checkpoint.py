@@ -149,8 +149,12 @@ def read_resume_state(model_path: str) -> Optional[Dict[str, Any]]:
 
     if not os.path.isfile(model_path):
         return None
-    # mmap: the weights stay on disk; only the small resume entry is materialised.
-    states = torch.load(model_path, map_location="cpu", mmap=True, weights_only=False)
+    try:
+        # mmap: the weights stay on disk; only the small resume entry is materialised.
+        states = torch.load(model_path, map_location="cpu", mmap=True, weights_only=False)
+    except RuntimeError:
+        # Not a zip-format torch file (an old ParlAI model): ParlAI's own resume applies.
+        return None
     return states.get(RESUME_KEY) if isinstance(states, dict) else None
 
 

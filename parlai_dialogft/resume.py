@@ -23,6 +23,7 @@ order does not).
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, Dict, Optional
 
@@ -105,9 +106,9 @@ def resume_source(opt) -> Optional[str]:
     model_file = opt.get("model_file")
     if not model_file:
         return None
-    if opt.get("load_from_checkpoint") and checkpoint.os.path.isfile(model_file + ".checkpoint"):
+    if opt.get("load_from_checkpoint") and os.path.isfile(model_file + ".checkpoint"):
         return model_file + ".checkpoint"
-    if checkpoint.os.path.isfile(model_file):
+    if os.path.isfile(model_file):
         return model_file
     return None
 
