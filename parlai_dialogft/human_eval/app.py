@@ -27,23 +27,23 @@ import hmac
 import html
 import io
 import json
-import logging
+import random
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Dict, Mapping, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import db as dbmod
 from parlai_dialogft.human_eval import qc, recruit
 from parlai_dialogft.human_eval.live_chat import ChatModel, ChatSettings, LiveChats
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM
 from parlai_dialogft.human_eval.tasks import Assigner, Refused, TaskSettings
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge
-
-log = logging.getLogger(__name__)
 
 STATIC = ("work.html", "work.js", "admin.html", "admin.js", "style.css")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
@@ -75,15 +75,11 @@ class AppSettings:
             raise ValueError("the admin token must be at least 16 characters")
         unknown = [q for q in self.tasks.questions if q not in self.questions]
         if unknown:
-            from parlai_dialogft.errors import UserError
-
             raise UserError(f"--he-questions: unknown question {unknown[0]!r} (known: {', '.join(self.questions)})")
 
 
 def create_app(database: dbmod.Database, settings: AppSettings,
                models: Optional[Mapping[str, ChatModel]] = None) -> FastAPI:
-    import random
-
     rng = random.Random(settings.seed)
     assigner = Assigner(database, settings.tasks, settings.qc, rng)
     chat_settings = ChatSettings(settings.chat_turns, tuple(settings.problem_categories), tuple(settings.chat_ratings))
@@ -177,8 +173,6 @@ def create_app(database: dbmod.Database, settings: AppSettings,
 
     @app.post("/api/pairwise/{assignment_id}")
     async def pairwise_submit(assignment_id: str, request: Request) -> Dict[str, Any]:
-        from starlette.concurrency import run_in_threadpool
-
         who, payload = worker(request), await body(request)
         return await run_in_threadpool(assigner.submit, who, assignment_id, payload.get("choice"),
                                        payload.get("justification"))
@@ -189,15 +183,11 @@ def create_app(database: dbmod.Database, settings: AppSettings,
 
     @app.post("/api/chat/{chat_id}/message")
     async def chat_message(chat_id: str, request: Request) -> Dict[str, Any]:
-        from starlette.concurrency import run_in_threadpool
-
         who, payload = worker(request), await body(request)
         return await run_in_threadpool(chats.send, who, chat_id, payload.get("text"), payload.get("problems"))
 
     @app.post("/api/chat/{chat_id}/finish")
     async def chat_finish(chat_id: str, request: Request) -> Dict[str, Any]:
-        from starlette.concurrency import run_in_threadpool
-
         who, payload = worker(request), await body(request)
         return await run_in_threadpool(chats.finish, who, chat_id, payload.get("problems"), payload.get("ratings"))
 

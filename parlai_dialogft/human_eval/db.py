@@ -124,6 +124,7 @@ class Database:
             raise UserError(f"--he-db {self.path}: the folder {parent} does not exist")
         try:
             with self.read() as db:
+                db.execute("PRAGMA journal_mode=WAL")  # stored in the file: set once
                 db.executescript(SCHEMA)  # IF NOT EXISTS: reopening a file keeps its data
         except sqlite3.DatabaseError as exc:
             raise UserError(f"--he-db {self.path}: not a usable SQLite file ({exc})") from None
@@ -131,7 +132,6 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA busy_timeout=60000")
         db.execute("PRAGMA foreign_keys=ON")
         return db

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence
 
 from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import qc
@@ -177,7 +177,3 @@ class LiveChats:
         if low_effort:
             self.db.flag(worker_id, "low_effort_chat", f"{chat_id}: {low_effort}")
         return {"recorded": True, "stage": "done"}
-
-
-def problem_free(problems: Optional[List[str]]) -> bool:
-    return problems == [NONE_PROBLEM]
