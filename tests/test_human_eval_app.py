@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import sqlite3
 import subprocess
@@ -470,3 +471,35 @@ def test_the_command_serves_a_study_from_a_pairings_file(tmp_path):
     assert f"admin at http://127.0.0.1:{port}/admin?token={ADMIN}" in output
     assert len(pairwise_records(tmp_path / "s.sqlite")) == 2 + 3
     assert chat_records(tmp_path / "s.sqlite") == []
+
+
+def test_an_attention_check_comes_from_a_pairing_outside_the_task(tmp_path):
+    with study(tmp_path, task_pairings(), comparisons_per_task=3, checks_per_task=1) as s:
+        for _ in range(4):
+            worker, token = link_worker(s)
+            work_through(s, session_of(s.url, worker=worker, token=token))
+            mine = s.db.rows("SELECT a.pair_id, p.kind, p.data FROM assignments a JOIN pairings p USING (pair_id) "
+                             "WHERE a.worker_id = ?", (worker,))
+            (check,) = [m for m in mine if m["kind"] == "attention"]
+            source = json.loads(check["data"])["check_of"]
+            assert source.startswith("task_") and source not in {m["pair_id"] for m in mine}
+
+
+class FailingOnce(EchoModel):
+    def __call__(self, messages):
+        if not self.calls:
+            self.calls.append(None)
+            raise RuntimeError("out of memory")
+        return super().__call__(messages)
+
+
+def test_a_model_failure_lets_the_worker_send_again(tmp_path):
+    with study(tmp_path, models={"m": FailingOnce("m")}, chat_turns=1) as s:
+        worker, token = link_worker(s)
+        session = session_of(s.url, worker=worker, token=token)
+        cid = http(s.url + "/api/chat", session=session)[2]["chat_id"]
+        status, _, body = http(s.url + f"/api/chat/{cid}/message", "POST", {"text": "hello out there"}, session=session)
+        assert status == 503 and "please send your message again" in body["error"]
+        assert s.db.rows("SELECT count(*) n FROM chat_turns") == [{"n": 0}]
+        status, _, body = http(s.url + f"/api/chat/{cid}/message", "POST", {"text": "hello out there"}, session=session)
+        assert status == 200 and body == {"reply": "m read 1 messages", "turn": 1, "turns": 1}

@@ -15,6 +15,7 @@ one when the chat starts.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Sequence
@@ -29,6 +30,8 @@ from parlai_dialogft.human_eval.tasks import Refused
 ChatModel = Callable[[List[Dict[str, str]]], str]
 
 MAX_MESSAGE_CHARS = 2000
+
+log = logging.getLogger(__name__)
 
 
 class ServedModel:
@@ -145,7 +148,13 @@ class LiveChats:
             model = chat["model"]
         # Generation happens outside the transaction: other workers keep writing meanwhile.
         messages = [{"role": "user" if t["speaker"] == "human" else "assistant", "content": t["text"]} for t in history]
-        reply = self.models[model](messages)
+        try:
+            reply = self.models[model](messages)
+        except Exception:  # noqa: BLE001 - the worker can send again; the chat must not stay stuck
+            log.exception("the model %s failed in chat %s", model, chat_id)
+            with self.db.write() as db:
+                db.execute("DELETE FROM chat_turns WHERE chat_id = ? AND idx = ?", (chat_id, idx))
+            raise Refused(503, "your partner could not answer just now: please send your message again") from None
         with self.db.write() as db:
             db.execute("INSERT INTO chat_turns VALUES (?, ?, 'bot', ?, NULL, ?)", (chat_id, idx + 1, reply, time.time()))
         return {"reply": reply, "turn": idx // 2 + 1, "turns": chat["target_turns"]}

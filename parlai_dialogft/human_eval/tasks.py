@@ -73,7 +73,11 @@ def load_pairings(db: Database, pairings: List[Dict[str, Any]], checks_per_task:
     db.add_pairings(onboarding, "onboarding")
     db.add_pairings(real, "task")
     rng = random.Random(seed)
-    checks = [qc.attention_check(p, rng) for p in real] if checks_per_task else []
+    checks = []
+    for p in real if checks_per_task else []:
+        check = qc.attention_check(p, rng)
+        check["check_of"] = pair_id(p, "task")  # so a task never holds a pairing and its own check
+        checks.append(check)
     db.add_pairings(checks, "attention")
     return {"onboarding": len(onboarding), "task": len(real), "attention": len(checks)}
 
@@ -152,11 +156,13 @@ class Assigner:
     def _checks(self, db, worker_id: str, chosen: List[str]) -> List[str]:
         if not self.settings.checks_per_task:
             return []
-        rows = [r[0] for r in db.execute(
-            "SELECT pair_id FROM pairings WHERE kind = 'attention' AND pair_id NOT IN "
-            "(SELECT pair_id FROM assignments WHERE worker_id = ?) ORDER BY pair_id", (worker_id,))]
+        rows = db.execute("SELECT pair_id, data FROM pairings WHERE kind = 'attention' AND pair_id NOT IN "
+                          "(SELECT pair_id FROM assignments WHERE worker_id = ?) ORDER BY pair_id",
+                          (worker_id,)).fetchall()
         self.rng.shuffle(rows)
-        return rows[: self.settings.checks_per_task]
+        # Checks of pairings outside this task first: the same conversations twice would give it away.
+        rows.sort(key=lambda r: json.loads(r["data"]).get("check_of") in chosen)
+        return [r["pair_id"] for r in rows[: self.settings.checks_per_task]]
 
     def _insert(self, db, worker_id: str, pids: List[str], task_no: int, question: Optional[str] = None) -> None:
         start = db.execute("SELECT coalesce(max(position), -1) + 1 FROM assignments WHERE worker_id = ?",

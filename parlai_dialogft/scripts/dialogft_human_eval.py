@@ -72,6 +72,8 @@ def add_human_eval_args(parser) -> None:
     group.add_argument("--he-block-uniform", type="bool", default=False, help="block (not just flag) uniform answers")
     group.add_argument("--he-min-chat-words", type=float, default=3.0,
                        help="live chats whose worker averages fewer words per message are flagged low effort")
+    group.add_argument("--he-min-chat-seconds", type=float, default=0.0,
+                       help="live chats finished faster than this are flagged low effort")
     group.add_argument("--he-blocklist", type=str, default=None, help="file of worker ids to block, one a line")
     group.add_argument("--he-platforms", type=str, default="link,prolific,mturk",
                        help="ways in: link (token links), prolific (PROLIFIC_PID), mturk (workerId)")
@@ -97,7 +99,8 @@ def settings_from_opt(opt):
                            max_failed_checks=opt["he_max_failed_checks"], min_seconds=opt["he_min_seconds"],
                            min_justification_chars=opt["he_min_justification"],
                            uniform_min_judgments=opt["he_uniform_min"], block_uniform=bool(opt["he_block_uniform"]),
-                           min_chat_words=opt["he_min_chat_words"])
+                           min_chat_words=opt["he_min_chat_words"],
+                           min_chat_seconds=opt["he_min_chat_seconds"])
     platforms = tuple(p.strip() for p in opt["he_platforms"].split(",") if p.strip())
     return AppSettings(admin_token=token, questions=load_questions(opt.get("he_questions_file")),
                        problem_categories=load_problem_categories(opt.get("he_problems_file")),
