@@ -503,3 +503,38 @@ def test_a_model_failure_lets_the_worker_send_again(tmp_path):
         assert s.db.rows("SELECT count(*) n FROM chat_turns") == [{"n": 0}]
         status, _, body = http(s.url + f"/api/chat/{cid}/message", "POST", {"text": "hello out there"}, session=session)
         assert status == 200 and body == {"reply": "m read 1 messages", "turn": 1, "turns": 1}
+
+
+def test_the_analysis_reads_what_the_app_wrote(tmp_path):
+    """Workers who all prefer alpha, through the app; the analysis command counts exactly their choices."""
+    from parlai_dialogft.scripts.dialogft_human_eval_analysis import DialogftHumanEvalAnalysis
+
+    def prefer_alpha(s):
+        def choose(shown):
+            if nonsense(shown["left"]) or nonsense(shown["right"]):
+                return sensible_choice(shown)
+            left = left_model_of(s, shown["assignment_id"])
+            others = s.db.rows("SELECT p.model_a, p.model_b FROM assignments a JOIN pairings p USING (pair_id) "
+                               "WHERE a.assignment_id = ?", (shown["assignment_id"],))[0]
+            if "alpha" in others.values():
+                return "left" if left == "alpha" else "right"
+            return "left" if left == "beta" else "right"  # beta over gamma
+        return choose
+
+    with study(tmp_path, onboarding_pairings() + task_pairings(), models={"m1": EchoModel("m1")},
+               comparisons_per_task=6, checks_per_task=1, chat_turns=1) as s:
+        for _ in range(3):
+            worker, token = link_worker(s)
+            work_through(s, session_of(s.url, worker=worker, token=token), prefer_alpha(s))
+        chatter = session_of(s.url, PROLIFIC_PID="chatter1", task="chat")
+        chat_once(s, chatter, ["hello there my friend"], [["repetition"]], RATINGS)
+    out = tmp_path / "analysis"
+    DialogftHumanEvalAnalysis.main(he_db=s.path, he_out=str(out), he_bootstrap=50)
+    rows = list(csv.DictReader(open(out / "pairwise.csv", encoding="utf-8")))
+    wins = {(r["model_a"], r["model_b"]): (int(r["wins_a"]), int(r["wins_b"])) for r in rows}
+    # 6 pairings (2 of each model pair) x 3 workers; onboarding and attention checks left out
+    assert wins == {("alpha", "beta"): (6, 0), ("alpha", "gamma"): (6, 0), ("beta", "gamma"): (6, 0)}
+    problems = list(csv.DictReader(open(out / "chat_problems.csv", encoding="utf-8")))
+    repetition = next(r for r in problems if r["model"] == "m1" and r["category"] == "repetition")
+    assert (repetition["bot_turns"], repetition["count"]) == ("1", "1")
+    assert (out / "report.md").is_file()
