@@ -211,3 +211,28 @@ def test_the_hf_folder_is_complete_after_every_save(tiny_models, tmp_path, monke
 
     AutoConfig.from_pretrained(hf_dir)
     AutoTokenizer.from_pretrained(hf_dir)
+
+
+def test_without_seed_the_drawn_seed_is_kept_and_reproduces_the_run(tiny_models, tmp_path):
+    """No --seed: the first start draws one, the bundle keeps it, the resumed run uses it;
+    ``--seed`` with that number reproduces the whole run."""
+    from parlai.scripts.train_model import TrainModel
+
+    def train(model_file, steps, **seed):
+        TrainModel.main(task="integration_tests", model="dialogft_agent", hf_model=tiny_models["t5"],
+                        model_file=str(model_file), datapath=str(tmp_path / "data"), max_train_steps=steps,
+                        batchsize=4, validation_every_n_steps=2, validation_max_exs=4, save_after_valid=True,
+                        log_every_n_steps=1, **seed)
+        with open(str(model_file) + ".trainstats") as f:
+            return [r["loss"] for r in json.load(f)["train_reports"]]
+
+    model_file = tmp_path / "unseeded" / "model"
+    train(model_file, 3)
+    drawn = checkpoint.read_resume_state(str(model_file) + ".checkpoint")["seed"]
+    resumed = train(model_file, 5)
+    assert checkpoint.read_resume_state(str(model_file) + ".checkpoint")["seed"] == drawn
+    seeded = train(tmp_path / "seeded" / "model", 5, seed=drawn)
+    # The second run resumed from the step-2 checkpoint (ParlAI prefers it to MODEL) and
+    # retrained step 3 on the same batch; ParlAI logs no report for the step it stops at.
+    assert len(resumed) == 4
+    assert resumed == seeded
