@@ -294,3 +294,14 @@ def test_an_oversized_body_is_refused(tmp_path):
                                {"choice": "left", "justification": "x" * 200_000}, session=session)
         assert status == 413 and "request body over" in body["error"]
         assert pairwise_records(s.path) == []
+
+
+def test_a_session_reaches_only_the_task_its_link_was_for(tmp_path):
+    with study(tmp_path, task_pairings(), models={"m": EchoModel()}) as s:
+        worker, token = link_worker(s)
+        pairwise = session_of(s.url, worker=worker, token=token)  # the first protocol is the default
+        chat = session_of(s.url, worker=worker, token=token, task="chat")
+        assert http(s.url + "/api/chat", session=pairwise)[:3:2] == (403, {"error": "this link is for the pairwise task"})
+        assert http(s.url + "/api/pairwise/next", session=chat)[:3:2] == (403, {"error": "this link is for the chat task"})
+        assert http(s.url + "/api/chat", session=chat)[2]["stage"] == "chat"
+        assert http(s.url + "/api/pairwise/next", session=pairwise)[2]["stage"] == "task"

@@ -112,8 +112,10 @@ def create_app(database: dbmod.Database, settings: AppSettings,
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": message}, status_code=exc.status_code)
 
-    def worker(request: Request) -> str:
-        worker_id, _protocol = recruit.session_worker(database, request.headers.get("authorization"))
+    def worker(request: Request, protocol: Optional[str] = None) -> str:
+        worker_id, started_for = recruit.session_worker(database, request.headers.get("authorization"))
+        if protocol and started_for != protocol:  # one link, one task: its completion code means one thing
+            raise Refused(403, f"this link is for the {started_for} task")
         return worker_id
 
     def admin(request: Request) -> None:
@@ -169,26 +171,26 @@ def create_app(database: dbmod.Database, settings: AppSettings,
 
     @app.get("/api/pairwise/next")
     def pairwise_next(request: Request, more: int = 0) -> Dict[str, Any]:
-        return assigner.next(worker(request), more=bool(more))
+        return assigner.next(worker(request, "pairwise"), more=bool(more))
 
     @app.post("/api/pairwise/{assignment_id}")
     async def pairwise_submit(assignment_id: str, request: Request) -> Dict[str, Any]:
-        who, payload = worker(request), await body(request)
+        who, payload = worker(request, "pairwise"), await body(request)
         return await run_in_threadpool(assigner.submit, who, assignment_id, payload.get("choice"),
                                        payload.get("justification"))
 
     @app.get("/api/chat")
     def chat_current(request: Request) -> Dict[str, Any]:
-        return chats.current(worker(request))
+        return chats.current(worker(request, "chat"))
 
     @app.post("/api/chat/{chat_id}/message")
     async def chat_message(chat_id: str, request: Request) -> Dict[str, Any]:
-        who, payload = worker(request), await body(request)
+        who, payload = worker(request, "chat"), await body(request)
         return await run_in_threadpool(chats.send, who, chat_id, payload.get("text"), payload.get("problems"))
 
     @app.post("/api/chat/{chat_id}/finish")
     async def chat_finish(chat_id: str, request: Request) -> Dict[str, Any]:
-        who, payload = worker(request), await body(request)
+        who, payload = worker(request, "chat"), await body(request)
         return await run_in_threadpool(chats.finish, who, chat_id, payload.get("problems"), payload.get("ratings"))
 
     @app.get("/api/done")
