@@ -66,9 +66,9 @@ class DialogftHumanEvalAnalysis(ParlaiScript):
         group.add_argument("--he-chats", type=str, default=None,
                            help="instead of --he-db: JSONL of live-chat records (db.chat_records' shape)")
         group.add_argument("--he-out", type=str, default=None, help="folder for the CSV files, plots and report.md")
-        group.add_argument("--he-questions", type=str, default=None,
+        group.add_argument("--he-questions-file", type=str, default=None,
                            help="JSON/YAML question file used in the evaluation (for the wordings in the report)")
-        group.add_argument("--he-problem-categories", type=str, default=None,
+        group.add_argument("--he-problems-file", type=str, default=None,
                            help="JSON/YAML problem categories used (their order in the tables; all zero rows kept)")
         group.add_argument("--he-confidence", type=float, default=DEFAULTS.confidence,
                            help="confidence of every interval")
@@ -97,8 +97,8 @@ class DialogftHumanEvalAnalysis(ParlaiScript):
             seed=opt["he_seed"], bt_prior=opt["he_bt_prior"],
             keep_failed_workers=bool(opt["he_keep_failed_workers"]),
         )
-        questions = load_questions(opt.get("he_questions"))
-        categories = list(load_problem_categories(opt.get("he_problem_categories")))
+        questions = load_questions(opt.get("he_questions_file"))
+        categories = list(load_problem_categories(opt.get("he_problems_file")))
         report = analyze(judgments, chats, options,
                          question_texts={k: v["question"] for k, v in questions.items()},
                          categories=categories, pairing_lookup=lookup)
