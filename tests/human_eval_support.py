@@ -28,7 +28,7 @@ def pairing(model_a, model_b, topic, turns=3, onboarding=False, correct=None, ba
         lines = []
         for t in range(turns):
             lines.append({"id": "partner", "text": f"tell me about {topic}, part {t}"})
-            said = "me me me me" if model == bad else f"{topic} is fascinating: fact {t} from {model}"
+            said = "me me me me" if model == bad else f"{topic} is fascinating: fact {t} of {len(lines)}"
             lines.append({"id": model, "text": said})
         return {"speakers": ["partner", model], "id": model, "dialogue": lines}
 
