@@ -1,7 +1,8 @@
 """Robustness and bias before/after augmentation: the README's figures.
 
-Three fine-tunings of the same base model on the same task with the same time budget,
-differing only in ``--mutators`` at training time:
+Three fine-tunings of the same base model on the same task with the same budget of
+updates (not of seconds: on a shared machine a time budget buys each run a different
+number of updates), differing only in ``--mutators`` at training time:
 
 * ``baseline``: clean data;
 * ``noise``: inputs through the noise mutators the probe uses (``--noise-rate`` the same);
@@ -12,8 +13,8 @@ and prompt pairs. The robustness gap is compared between ``baseline`` and ``nois
 bias probe between ``baseline`` and ``counterfactual``. Every command is printed and
 written to ``OUT/commands.txt``; the tables to ``OUT/summary.md``.
 
-    python bench/robustness.py --out /tmp/robustness                 # default --hf-model, 4 min each
-    python bench/robustness.py --out /tmp/r --train-seconds 60 --hf-model /path/to/model
+    python bench/robustness.py --out /tmp/robustness                 # default --hf-model, 500 updates each
+    python bench/robustness.py --out /tmp/r --train-steps 100 --hf-model /path/to/model
 
 Run it alone: two trainings on two cores distort each other's budgets.
 """
@@ -56,9 +57,9 @@ def run(cmd, log_path: str, commands: list) -> None:
 def train_cmd(args, variant: str, model_file: str):
     cmd = [
         parlai(), "train_model", "-t", args.task, "-m", "dialogft_agent", "-mf", model_file,
-        "--max-train-time", str(args.train_seconds), "-bs", str(args.batchsize), "-lr", str(args.lr),
+        "--max-train-steps", str(args.train_steps), "-bs", str(args.batchsize), "-lr", str(args.lr),
         # Validation only at the end: the budget goes to training, equally for each variant.
-        "-vtim", str(10 * args.train_seconds), "-vme", "100", "--short-final-eval", "true",
+        "-vtim", "36000", "-vme", "100", "--short-final-eval", "true",
     ]
     if args.hf_model:
         cmd += ["--hf-model", args.hf_model]
@@ -79,7 +80,7 @@ def probe_cmd(args, model_file: str, out: str):
 def summary(results: dict, args) -> str:
     base, noise, cf = results["baseline"], results["noise"], results["counterfactual"]
     lines = [
-        f"Task `{args.task}`, {args.train_seconds} s of training each, noise `{DEFAULT_NOISE}` at rate {args.noise_rate}.",
+        f"Task `{args.task}`, {args.train_steps} updates of batch {args.batchsize} each, noise `{DEFAULT_NOISE}` at rate {args.noise_rate}.",
         "",
         "Robustness gap (test, same examples clean and noisy; gap = noisy - clean):",
         "",
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder for the models, probes, logs and summary.md")
     parser.add_argument("--task", default="dialogft_customer")
     parser.add_argument("--hf-model", default=None, help="base model (default: the agent's default --hf-model)")
-    parser.add_argument("--train-seconds", type=int, default=240, help="training budget of each variant")
+    parser.add_argument("--train-steps", type=int, default=500, help="training budget of each variant, in updates")
     parser.add_argument("--batchsize", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--noise-rate", type=float, default=0.1)
