@@ -281,3 +281,61 @@ def test_the_parlai_script_reports_bad_input_in_one_line(tmp_path, args, message
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"dialogft_human_eval_analysis: {message}")
     assert "Traceback" not in done.stderr
+
+
+def _conversation(model, texts):
+    return {"speakers": ["other_speaker", model],
+            "dialogue": [{"id": "other_speaker" if i % 2 == 0 else model, "text": t} for i, t in enumerate(texts)]}
+
+
+def _answer_side(database, assignment_id, want_model):
+    """Which side ('left'/'right') shows ``want_model`` (the test peeks at the stored left_model)."""
+    (row,) = database.rows("SELECT left_model FROM assignments WHERE assignment_id = ?", (assignment_id,))
+    return "left" if row["left_model"] == want_model else "right"
+
+
+def test_the_script_reads_the_web_apps_sqlite_and_counts_only_trusted_judgments(tmp_path):
+    """Pairings from Fast-ACUTE's onboarding plus four real ones go through the app's task
+    assignment; worker 1 passes onboarding and checks and always prefers alpha; worker 2 fails
+    onboarding. The analysis of the SQLite file: alpha wins 4 of 4 (p = 2/16 = 0.125), and
+    worker 2 appears nowhere."""
+    from parlai_dialogft.human_eval import db as he_db
+    from parlai_dialogft.human_eval import qc, tasks
+    from parlai_dialogft.human_eval.onboarding import onboarding_pairings
+
+    real = [{"is_onboarding": False, "speakers_to_eval": ["alpha", "beta"],
+             "dialogue_dicts": [_conversation("alpha", [f"opener {i}", f"a reply {i}"]),
+                                _conversation("beta", [f"opener {i}", f"b reply {i}"])]} for i in range(4)]
+    path = tmp_path / "study.sqlite"
+    database = he_db.Database(path)
+    tasks.load_pairings(database, onboarding_pairings() + real, checks_per_task=1, seed=0)
+    assigner = tasks.Assigner(database, tasks.TaskSettings(comparisons_per_task=4, checks_per_task=1),
+                              qc.QcSettings(min_seconds=0, min_justification_chars=5))
+    good, bad = (w["worker_id"] for w in database.create_link_workers(2))
+    for worker, honest in ((good, True), (bad, False)):
+        while True:
+            shown = assigner.next(worker)
+            if shown["stage"] not in ("onboarding", "task"):
+                break
+            (row,) = database.rows(
+                "SELECT p.correct_answer, p.model_a, p.model_b FROM assignments a JOIN pairings p USING (pair_id) "
+                "WHERE a.assignment_id = ?", (shown["assignment_id"],))
+            if row["correct_answer"]:
+                right = row["correct_answer"]
+                want = right if honest else (row["model_b"] if right == row["model_a"] else row["model_a"])
+            else:
+                want = "alpha"
+            assigner.submit(worker, shown["assignment_id"], _answer_side(database, shown["assignment_id"], want),
+                            "because it answers what was said")
+    assert database.blocked_reason(bad)
+
+    done = _parlai("dialogft_human_eval_analysis", "--he-db", str(path), "--he-out", str(tmp_path / "out"),
+                   "--he-bootstrap", "50")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = read_csv(tmp_path / "out" / "pairwise.csv")
+    assert (row["model_a"], row["model_b"], row["n"], row["wins_a"]) == ("alpha", "beta", "4", "4")
+    assert float(row["p"]) == pytest.approx(2 / 16)
+    workers = {r["worker_id"] for r in read_csv(tmp_path / "out" / "workers.csv")}
+    assert workers == {good}
+    convo_pairs = (tmp_path / "out" / "parlai_acute" / "engagingness.all_convo_pairs.txt").read_text()
+    assert convo_pairs.count("CONVO PAIR ID:") == 4 and "[alpha]: a reply" in convo_pairs

@@ -207,3 +207,60 @@ def test_one_run_per_question_and_no_convo_file_without_pairings(tmp_path):
     row = read_csv(tmp_path / "humanness.significance.csv")[1]
     assert row[0] == "humanness"  # no wording given: the key stands in
     assert float(row[11]) == 1.0 and not math.isnan(float(row[11]))
+
+
+# --- question tables (parlai_dialogft.human_eval.questions) --------------------------------------
+
+
+def test_the_published_acute_eval_wordings():
+    from parlai_dialogft.human_eval.questions import load_questions
+
+    questions = load_questions()
+    # Li, Weston and Roller (2019), as ParlAI's acute_eval/fast_eval.py ships them.
+    assert questions["engagingness"]["question"] == "Who would you prefer to talk to for a long conversation?"
+    assert questions["humanness"]["question"] == "Which speaker sounds more human?"
+    assert questions["interestingness"]["question"] == (
+        "If you had to say one of these speakers is interesting and one is boring, "
+        "who would you say is more interesting?")
+    assert questions["knowledgeability"]["question"] == (
+        "If you had to say that one speaker is more knowledgeable and one is more ignorant, "
+        "who is more knowledgeable?")
+    assert {q["parlai_type"] for q in questions.values()} == {"engaging", "human", "interesting", "knowledge"}
+
+
+def test_question_files_in_yaml_and_json_replace_the_table(tmp_path):
+    from parlai_dialogft.human_eval.questions import load_chat_ratings, load_problem_categories, load_questions
+
+    (tmp_path / "q.yaml").write_text("empathy:\n  question: Which speaker understands feelings better?\n")
+    got = load_questions(tmp_path / "q.yaml")
+    assert list(got) == ["empathy"] and got["empathy"]["s1_choice"] == "<Speaker 1>"
+    (tmp_path / "p.json").write_text(json.dumps({"rude": {"name": "Rude"}}))
+    assert load_problem_categories(tmp_path / "p.json") == {"rude": {"name": "Rude", "description": ""}}
+    (tmp_path / "r.json").write_text(json.dumps({"fun": {"question": "How fun?", "low": "dull"}}))
+    assert load_chat_ratings(tmp_path / "r.json")["fun"] == {"question": "How fun?", "low": "dull", "high": "5"}
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("q.yaml", "empathy: {}\n", "empathy: 'question' is missing"),
+        ("q.yaml", "Bad Key:\n  question: x\n", "key 'Bad Key' must be lower-case"),
+        ("q.yaml", "a:\n  question: x\n  colour: red\n", "unknown field"),
+        ("q.json", "{oops", "not valid JSON"),
+        ("q.yaml", "- a list\n", "expected a non-empty mapping"),
+    ],
+)
+def test_bad_question_files_name_the_file_and_the_problem(tmp_path, name, text, message):
+    from parlai_dialogft.human_eval.questions import load_questions
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UserError, match=f"{name}: .*{message}"):
+        load_questions(tmp_path / name)
+
+
+def test_none_is_reserved_among_problem_categories(tmp_path):
+    from parlai_dialogft.human_eval.questions import load_problem_categories
+
+    (tmp_path / "p.yaml").write_text("none:\n  name: Nothing\n")
+    with pytest.raises(UserError, match="'none' is reserved"):
+        load_problem_categories(tmp_path / "p.yaml")
