@@ -139,6 +139,15 @@ def test_judgments_per_pair_caps_assignment_and_leaves_no_work(tmp_path):
         assert len(pairs) == 3 and len(set(pairs)) == 3
 
 
+@pytest.mark.parametrize("hold_s,stage", [(3600.0, "no_work"), (0.0, "task")])
+def test_a_worker_who_leaves_holds_a_pair_only_for_the_hold_time(tmp_path, hold_s, stage):
+    with study(tmp_path, task_pairings(("cats",)), comparisons_per_task=1, checks_per_task=0, judgments_per_pair=1,
+               hold_s=hold_s) as s:
+        leaver, stayer = (session_of(s.url, worker=w, token=t) for w, t in (link_worker(s) for _ in range(2)))
+        assert http(s.url + "/api/pairwise/next", session=leaver)[2]["stage"] == "task"  # then closes the tab
+        assert http(s.url + "/api/pairwise/next", session=stayer)[2]["stage"] == stage
+
+
 def test_several_questions_are_asked_in_turn(tmp_path):
     with study(tmp_path, task_pairings(), comparisons_per_task=4, checks_per_task=0,
                questions=("engagingness", "humanness")) as s:

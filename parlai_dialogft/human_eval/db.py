@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS assignments (
     left_model TEXT NOT NULL,
     position INTEGER NOT NULL,           -- order within the worker's queue
     task_no INTEGER NOT NULL,            -- which of the worker's tasks (0 = onboarding)
+    created REAL NOT NULL,
     shown REAL,                          -- first time the page fetched it
     done INTEGER NOT NULL DEFAULT 0,
     UNIQUE (worker_id, pair_id)          -- a worker never sees the same pair twice

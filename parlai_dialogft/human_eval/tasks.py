@@ -40,6 +40,9 @@ class TaskSettings:
     checks_per_task: int = 1  # attention checks added to each task
     tasks_per_worker: int = 1
     judgments_per_pair: int = 0  # stop assigning a pair after this many workers (0: no cap)
+    # An unanswered assignment holds its pair's place under judgments_per_pair this long;
+    # after that a worker who left no longer keeps others from judging it.
+    hold_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.questions:
@@ -47,7 +50,8 @@ class TaskSettings:
         for flag, value, least in (("--he-comparisons", self.comparisons_per_task, 1),
                                    ("--he-checks-per-task", self.checks_per_task, 0),
                                    ("--he-tasks-per-worker", self.tasks_per_worker, 1),
-                                   ("--he-judgments-per-pair", self.judgments_per_pair, 0)):
+                                   ("--he-judgments-per-pair", self.judgments_per_pair, 0),
+                                   ("--he-hold-minutes", self.hold_s, 0)):
             if value < least:
                 raise UserError(f"{flag} {value}: must be at least {least}")
 
@@ -144,9 +148,11 @@ class Assigner:
     def _available(self, db, worker_id: str, limit: int) -> List[str]:
         """Real pairings this worker has not seen, least-judged first (ties at random)."""
         rows = db.execute(
-            "SELECT p.pair_id, (SELECT count(*) FROM assignments a WHERE a.pair_id = p.pair_id) AS n "
+            "SELECT p.pair_id, (SELECT count(*) FROM assignments a WHERE a.pair_id = p.pair_id "
+            "AND (a.done = 1 OR a.created > ?)) AS n "
             "FROM pairings p WHERE p.kind = 'task' AND p.pair_id NOT IN "
-            "(SELECT pair_id FROM assignments WHERE worker_id = ?)", (worker_id,)).fetchall()
+            "(SELECT pair_id FROM assignments WHERE worker_id = ?)",
+            (time.time() - self.settings.hold_s, worker_id)).fetchall()
         cap = self.settings.judgments_per_pair
         rows = [r for r in rows if not cap or r["n"] < cap]
         self.rng.shuffle(rows)
@@ -171,9 +177,9 @@ class Assigner:
         for offset, pid in enumerate(pids):
             a, b = db.execute("SELECT model_a, model_b FROM pairings WHERE pair_id = ?", (pid,)).fetchone()
             db.execute("INSERT INTO assignments (assignment_id, worker_id, pair_id, question, left_model, position, "
-                       "task_no) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       "task_no, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (new_id("as"), worker_id, pid, question or questions[(start + offset) % len(questions)],
-                        self.rng.choice((a, b)), start + offset, task_no))
+                        self.rng.choice((a, b)), start + offset, task_no, time.time()))
 
     # --- an answer comes back ---------------------------------------------------------------
 

@@ -58,6 +58,8 @@ def add_human_eval_args(parser) -> None:
     group.add_argument("--he-tasks-per-worker", type=int, default=1, help="most tasks one worker may do")
     group.add_argument("--he-judgments-per-pair", type=int, default=0,
                        help="stop assigning a pairing after this many judgments (0: no cap)")
+    group.add_argument("--he-hold-minutes", type=float, default=60.0,
+                       help="an unanswered comparison holds its place under --he-judgments-per-pair this long")
     group.add_argument("--he-chat-turns", type=int, default=5, help="worker messages per live chat")
 
     group = parser.add_argument_group("dialogft_human_eval: quality control and recruitment")
@@ -94,7 +96,8 @@ def settings_from_opt(opt):
         raise UserError("--he-admin-token: use at least 16 characters")
     tasks = TaskSettings(questions=tuple(q.strip() for q in opt["he_questions"].split(",") if q.strip()),
                          comparisons_per_task=opt["he_comparisons"], checks_per_task=opt["he_checks_per_task"],
-                         tasks_per_worker=opt["he_tasks_per_worker"], judgments_per_pair=opt["he_judgments_per_pair"])
+                         tasks_per_worker=opt["he_tasks_per_worker"], judgments_per_pair=opt["he_judgments_per_pair"],
+                         hold_s=opt["he_hold_minutes"] * 60)
     checks = qc.QcSettings(onboarding_threshold=opt["he_onboarding_threshold"],
                            max_failed_checks=opt["he_max_failed_checks"], min_seconds=opt["he_min_seconds"],
                            min_justification_chars=opt["he_min_justification"],
