@@ -147,15 +147,15 @@ def install(train_model) -> None:
     original_train_steps = loop_class.train_steps
 
     def __init__(self, opt):
+        from parlai.utils.distributed import is_distributed, is_primary_worker
+
         source = resume_source(opt)
         state = checkpoint.read_resume_state(source) if source else None
-        if state is not None:
+        if state is not None and is_primary_worker():  # one writer: ranks share the folder
             # The bundle is the commit point: a kill after it but before .trainstats was
             # rewritten must not pair new weights with old counters.
             checkpoint.write_json_atomically(source + ".trainstats", state["trainstats"])
         original_init(self, opt)
-        from parlai.utils.distributed import is_distributed
-
         self._dialogft_active = getattr(self.agent, "saves_resume_state", False) and not is_distributed()
         self._dialogft_resume = state if self._dialogft_active else None
         self._dialogft_rng_before_validation = None

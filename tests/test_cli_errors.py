@@ -60,6 +60,15 @@ TABLE = [
     ("serve-unknown-flag", "dialogft_serve -mf {model} --prot 8080", "unrecognized arguments: --prot (did you mean --port?)"),
     ("serve-open-host-without-keys", "dialogft_serve -mf {model} --host 0.0.0.0",
      "--host 0.0.0.0 lets other machines connect: give --serve-api-keys"),
+    # human evaluation
+    ("human-eval-missing-pairings", "dialogft_human_eval --he-db {tmp}/he.sqlite --he-pairings {tmp}/nope.jsonl",
+     "{tmp}/nope.jsonl: no such pairings file"),
+    ("human-eval-unknown-flag", "dialogft_human_eval --he-dbb {tmp}/he.sqlite",
+     "unrecognized arguments: --he-dbb (did you mean --he-db?)"),
+    ("human-eval-analysis-missing-db", "dialogft_human_eval_analysis --he-db {tmp}/nope.sqlite --he-out {tmp}/hea",
+     "--he-db {tmp}/nope.sqlite: no such file"),
+    ("human-eval-analysis-no-out", "dialogft_human_eval_analysis --he-db {tmp}/nope.sqlite",
+     "--he-out is required"),
 ]
 
 
