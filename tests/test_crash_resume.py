@@ -94,6 +94,7 @@ def _assert_no_partial_files(folder):
             json.load(f)  # every JSON file parses
 
 
+@pytest.mark.slow  # real training runs, several of them
 def test_a_run_killed_inside_a_checkpoint_write_resumes_to_the_run_it_would_have_been(tiny_models, tmp_path):
     import torch
 
@@ -213,6 +214,7 @@ def test_the_hf_folder_is_complete_after_every_save(tiny_models, tmp_path, monke
     AutoTokenizer.from_pretrained(hf_dir)
 
 
+@pytest.mark.slow  # real training runs, several of them
 def test_without_seed_the_drawn_seed_is_kept_and_reproduces_the_run(tiny_models, tmp_path):
     """No --seed: the first start draws one, the bundle keeps it, the resumed run uses it;
     ``--seed`` with that number reproduces the whole run."""
