@@ -149,3 +149,22 @@ def test_an_error_that_is_a_bug_keeps_its_traceback(monkeypatch):
     assert user_message(ModuleNotFoundError("x", name="parlai.tasks.dialogft_customer.helpers")) is None
     assert user_message(RuntimeError("cannot reshape tensor")) is None
     assert user_message(ZeroDivisionError()) is None
+
+
+def test_an_unwritable_model_folder_fails_before_training_with_the_folder(tiny_models, tmp_path, monkeypatch, capsys):
+    """Permissions cannot be taken from root, so the check itself is told the folder is read-only."""
+    from parlai.core.script import superscript_main
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(folder) else real_access(path, mode))
+    with pytest.raises(SystemExit) as stop:
+        superscript_main(["train_model", "-t", "integration_tests", "-m", "dialogft_agent",
+                          "--hf-model", tiny_models["t5"], "-mf", str(folder / "model"),
+                          "--datapath", str(tmp_path / "data")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"parlai train_model: -mf {folder / 'model'}: the folder {folder} is not writable"
+    )
+    assert list(folder.iterdir()) == []
