@@ -67,10 +67,6 @@ def check_options(opt) -> None:
     beam_size = opt.get("beam_size")
     if beam_size is not None and beam_size < 1:
         raise UserError(f"--beam-size {beam_size}: must be 1 or more (1 is greedy decoding)")
-    for flag, key in (("--text-truncate", "text_truncate"), ("--label-truncate", "label_truncate")):
-        value = opt.get(key)
-        if value is not None and value < 1:
-            raise UserError(f"{flag} {value}: must be 1 or more tokens")
     topk = opt.get("topk")
     if opt.get("inference") == "topk" and topk is not None and topk < 1:
         raise UserError(f"--topk {topk}: must be 1 or more")
