@@ -155,7 +155,9 @@ def model_card(card: dict) -> str:
     )
     return CARD.format(
         parameters=f"{card['parameters'] / 1e6:.1f}M", command=" ".join(card["train_model"]), rows=rows,
-        **{k: recipe[k] for k in ("vocab_size", "d_model", "layers", "max_train_steps", "batchsize", "learningrate")},
+        updates=card.get("updates", recipe["max_train_steps"]),
+        **{k: recipe[k] for k in ("vocab_size", "d_model", "layers", "max_train_steps", "max_train_time",
+                                  "batchsize", "learningrate")},
     )
 
 
@@ -185,9 +187,11 @@ puts obligations on trained models, and attribution is given here.
 
 ## Recipe
 
-Objective: the next reply given the dialogue history (what fine-tuning optimises),
-{max_train_steps} updates of about {batchsize} examples (ParlAI dynamic batching), AdamW,
-peak learning rate {learningrate}, linear decay, on a 2-core CPU:
+Objective: the next reply given the dialogue history (what fine-tuning optimises).
+{updates} updates of about {batchsize} examples each (ParlAI dynamic batching), AdamW,
+peak learning rate {learningrate} with linear decay planned over {max_train_steps} updates; the
+run stops at whichever of {max_train_steps} updates or {max_train_time:g} seconds comes first,
+on a 2-core CPU:
 
 ```
 {command}
@@ -229,6 +233,7 @@ def pretrain(recipe: Recipe) -> str:
         "recipe": asdict(recipe),
         "train_model": ["parlai", "train_model", *args],
         "valid": {key: float(value) for key, value in valid.items() if key.endswith("ppl")},
+        "updates": int(valid["total_train_updates"]),
     }
     return release(os.path.join(recipe.work, "pretrain", "model"), recipe.out, card)
 

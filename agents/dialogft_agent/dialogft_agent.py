@@ -31,9 +31,9 @@ from parlai_dialogft.interactive_chat import InteractiveChatMixin  # noqa: E402
 
 compat.apply_all()
 
-#: Built locally on first use from the shipped corpora (see ``zoo/dialogft/build.py``),
-#: so the main job runs offline; any hub id or local folder works in its place.
-DEFAULT_HF_MODEL = "zoo:dialogft/tiny_t5"
+#: Pretrained by our recipe and shipped in the package (``zoo/dialogft/``), so the main
+#: job runs offline; any hub id or local folder works in its place.
+DEFAULT_HF_MODEL = "zoo:dialogft/bilingual_t5"
 
 FREEZE_CHOICES = ("none", "embeddings", "encoder")
 

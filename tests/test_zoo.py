@@ -1,0 +1,97 @@
+"""The zoo's pretrained default: its recipe runs, it never reads evaluation data, and the
+shipped weights are the pretrained ones (not a random init)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from parlai_dialogft.pretrain import Recipe, pretrain, training_messages
+
+ZOO = "zoo:dialogft/bilingual_t5"
+
+
+def _ids(datatype: str) -> set:
+    from parlai.core.params import ParlaiParser
+    from parlai.core.teachers import create_task_agent_from_taskname
+
+    opt = ParlaiParser(True, False).parse_kwargs(task="dialogft_customer:lang=all", datatype=datatype)
+    teacher = create_task_agent_from_taskname(opt)[0]
+    return {(m["source"], m["dialogue_id"]) for m in (teacher.act() for _ in range(teacher.num_examples()))}
+
+
+def test_pretraining_reads_no_dialogue_of_the_customer_evaluation_splits():
+    seen = {(m["source"], m["dialogue_id"]) for m in training_messages("dialogft_customer:lang=all")}
+    held_out = _ids("valid") | _ids("test")
+    assert len(seen) > 8000 and len(held_out) > 2000
+    assert not seen & held_out
+
+
+def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    recipe = Recipe(out=str(tmp_path / "model"), vocab_size=300, d_model=32, layers=1, max_train_steps=4,
+                    batchsize=8, max_texts=3000, datapath=str(tmp_path / "data"))
+    out = pretrain(recipe)
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(out)
+    assert model.dtype == torch.float32  # stored fp16, loaded for CPU training
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    for text in ("I need a hotel in the north.", "我想订一张去北京的火车票。"):
+        assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    for section in ("## Training data", "## Recipe", "## Metrics", "## Intended use and limits", "CC BY-SA 4.0"):
+        assert section in card
+    facts = json.load(open(os.path.join(out, "dialogft_card.json")))
+    assert facts["recipe"]["max_train_steps"] == 4 and facts["valid"]
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory):
+    from parlai.core.build_data import modelzoo_path
+
+    return modelzoo_path(str(tmp_path_factory.mktemp("zoo_data")), ZOO)
+
+
+def test_the_default_hf_model_is_the_zoo_model(zoo_dir):
+    from parlai.core.params import ParlaiParser
+
+    opt = ParlaiParser(True, True).parse_kwargs(model="dialogft_agent")
+    assert opt["hf_model"] == ZOO
+    assert os.path.isfile(os.path.join(zoo_dir, "model.safetensors"))
+    assert os.path.getsize(os.path.join(zoo_dir, "model.safetensors")) < 30e6  # "tens of MB at most"
+
+
+def _reply_loss(model, tokenizer, pairs) -> float:
+    losses = []
+    with torch.no_grad():
+        for context, reply in pairs:
+            ids = tokenizer(context, return_tensors="pt").input_ids
+            labels = tokenizer(reply, return_tensors="pt").input_ids
+            losses.append(model(input_ids=ids, labels=labels).loss.item())
+    return sum(losses) / len(losses)
+
+
+def test_the_shipped_weights_are_pretrained(zoo_dir):
+    """On customer-service test replies (never seen), the zoo model's loss is far below a
+    random init of the same config: the weights in the package are the pretrained ones."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    pairs = [
+        ("I'd like to find a restaurant for tonight.", "What kind of food would you like?"),
+        ("Can you book it for two people at 7 pm?", "Your reservation is confirmed."),
+        ("你好，我想找一家评分高的酒店。", "好的，请问您对价格有要求吗？"),
+        ("Thanks, that's all I need.", "You're welcome. Have a great day!"),
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(zoo_dir)
+    pretrained = AutoModelForSeq2SeqLM.from_pretrained(zoo_dir).eval()
+    torch.manual_seed(0)
+    random_init = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(zoo_dir)).eval()
+    assert _reply_loss(pretrained, tokenizer, pairs) < 0.6 * _reply_loss(random_init, tokenizer, pairs)
