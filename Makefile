@@ -3,7 +3,8 @@
 #
 #   make install   .venv with torch (CPU), ParlAI 1.7.2 and this package (editable)
 #   make demo      fine-tune the default model on dialogft_customer, evaluate, show replies
-#   make test      the test suite
+#   make test      the test suite without the end-to-end runs marked slow (under 15 minutes)
+#   make test-all  everything, slow end-to-end runs included (what CI runs)
 #   make bench     the speed benchmarks, one after the other (bench/README.md; ~1 hour on 2 cores)
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ DEMO_DECODING ?= --inference beam --beam-size 4 --beam-block-ngram 3
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k agent".
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-all bench clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +40,9 @@ demo: install
 	$(BIN)/parlai display_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test -n 5 $(DEMO_DECODING)
 
 test: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # One at a time: each benchmark owns every core while it runs.

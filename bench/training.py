@@ -137,7 +137,9 @@ def run_parlai(spec) -> dict:
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     parser = setup_args(ParlaiParser(True, True))
     opt = parser.parse_args([
-        "-t", "dialogft_files", "--files-datapath", spec["train_file"], "-m", "dialogft_agent",
+        # train:ordered: every example exactly once, as the Trainer's epoch (batchsort still
+        # groups them by length); plain "train" draws episodes at random, with repeats.
+        "-t", "dialogft_files", "--files-datapath", spec["train_file"], "-dt", "train:ordered", "-m", "dialogft_agent",
         "--hf-model", spec["model_dir"], "-mf", os.path.join(spec["work"], "parlai", "model"),
         "-bs", str(BATCH), "-eps", "1", "-lr", str(LR), "--optimizer", "adamw", "--gradient-clip", str(CLIP),
         "--text-truncate", str(TEXT_TRUNCATE), "--label-truncate", str(LABEL_TRUNCATE),

@@ -8,8 +8,9 @@ the first ``--eval-examples`` of its test split, with the decoding of ``make dem
 
     python bench/transfer.py                        # en and zh, 4 minutes of training each
     python bench/transfer.py --minutes 10 --eval-examples 1000
+    python bench/transfer.py --langs zh --steps 300      # a budget in updates
 
-Run it alone: the budget is wall-clock time, so a busy machine trains less.
+Run it alone: a budget in minutes buys less training on a busy machine (--steps does not).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ def scratch_copy(zoo_dir: str, out: str) -> str:
     return out
 
 
-def finetune(task: str, hf_model: str, model_file: str, seconds: float, datapath: str) -> None:
+def finetune(task: str, hf_model: str, model_file: str, budget: list, datapath: str) -> None:
     from parlai.scripts.train_model import TrainModel
 
     TrainModel.main(
         "-t", task, "-m", "dialogft_agent", "--hf-model", hf_model, "-mf", model_file,
-        "-bs", "16", "--max-train-time", str(seconds), "--seed", "0",
+        "-bs", "16", *budget, "--seed", "0",
         # Keep the best perplexity on a validation sample every minute; no generation there.
         "-vtim", "60", "-vme", "300", "--skip-generation", "true", "--datapath", datapath,
     )
@@ -61,6 +62,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--langs", nargs="+", default=["en", "zh"])
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget per run")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="a budget in updates instead of minutes (equal work on a busy machine)")
+    parser.add_argument("--starts", nargs="+", default=["scratch", "zoo"], choices=["scratch", "zoo"])
     parser.add_argument("--eval-examples", type=int, default=300)
     parser.add_argument("--out", default="", help="folder for models and results.json")
     args = parser.parse_args()
@@ -72,19 +76,25 @@ def main():
     datapath = ParlaiParser(True, False).parse_kwargs()["datapath"]
     work = args.out or tempfile.mkdtemp(prefix="bench_transfer_")
     zoo_dir = modelzoo_path(datapath, ZOO)
-    starts = {"from scratch": scratch_copy(zoo_dir, os.path.join(work, "scratch")), "from zoo": ZOO}
+    starts = {}
+    if "scratch" in args.starts:
+        starts["from scratch"] = scratch_copy(zoo_dir, os.path.join(work, "scratch"))
+    if "zoo" in args.starts:
+        starts["from zoo"] = ZOO
+    budget = ["--max-train-steps", str(args.steps)] if args.steps else ["--max-train-time", str(60 * args.minutes)]
     results = {}
     for lang in args.langs:
         task = f"dialogft_customer:lang={lang}"
         for name, hf_model in starts.items():
             model_file = os.path.join(work, f"{lang}-{name.split()[-1]}", "model")
-            finetune(task, hf_model, model_file, 60 * args.minutes, datapath)
+            finetune(task, hf_model, model_file, budget, datapath)
             results[f"{lang} {name}"] = evaluate(task, model_file, args.eval_examples, datapath)
             print(f"# {lang} {name}: {json.dumps(results[f'{lang} {name}'])}", flush=True)
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
-    print(f"\n{args.minutes:g} min of training per run, first {args.eval_examples} test examples\n")
+    spent = f"{args.steps} updates" if args.steps else f"{args.minutes:g} min"
+    print(f"\n{spent} of training per run (batch 16), first {args.eval_examples} test examples\n")
     print("| lang | start | " + " | ".join(METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for key, values in results.items():
