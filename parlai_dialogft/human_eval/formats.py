@@ -22,7 +22,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import stats
@@ -79,22 +79,25 @@ def validate_pairing(pairing: Any, where: str) -> Dict[str, Any]:
     return {**pairing, "is_onboarding": onboarding}
 
 
-def read_pairings(path: str | Path) -> List[Dict[str, Any]]:
-    """Every pairing of an ACUTE pairings JSONL file, checked (blank lines skipped)."""
-    path = Path(path)
+def _jsonl_objects(path: Path, what: str) -> Iterator[Tuple[str, Any]]:
+    """``(file:line, parsed JSON)`` for each non-blank line; user errors name the file and line."""
     if not path.is_file():
-        raise UserError(f"{path}: no such pairings file")
-    pairings = []
+        raise UserError(f"{path}: no such {what}")
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
             try:
-                obj = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-            pairings.append(validate_pairing(obj, where))
+
+
+def read_pairings(path: str | Path) -> List[Dict[str, Any]]:
+    """Every pairing of an ACUTE pairings JSONL file, checked (blank lines skipped)."""
+    path = Path(path)
+    pairings = [validate_pairing(obj, where) for where, obj in _jsonl_objects(path, "pairings file")]
     if not pairings:
         raise UserError(f"{path}: no pairings in the file")
     return pairings
@@ -118,29 +121,18 @@ def write_pairings(path: str | Path, pairings: Sequence[Mapping[str, Any]]) -> P
 # ----------------------------------------------------------------------------- conversation logs
 def read_conversations(path: str | Path) -> List[Dict[str, Any]]:
     """Episodes of a ParlAI ``Conversations`` JSONL file (``dialog``: a list of turns of acts)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such conversation log")
     episodes = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                episode = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-            dialog = episode.get("dialog") if isinstance(episode, dict) else None
-            if not isinstance(dialog, list):
-                raise UserError(f"{where}: expected a ParlAI conversation with a 'dialog' list")
-            for t, turn in enumerate(dialog):
-                if not isinstance(turn, list) or not all(isinstance(a, dict) for a in turn):
-                    raise UserError(f"{where}: dialog[{t}] must be a list of acts (objects)")
-                for act in turn:
-                    if not isinstance(act.get("id"), str) or not isinstance(act.get("text", ""), str):
-                        raise UserError(f"{where}: dialog[{t}] has an act without a string 'id' and 'text'")
-            episodes.append(episode)
+    for where, episode in _jsonl_objects(Path(path), "conversation log"):
+        dialog = episode.get("dialog") if isinstance(episode, dict) else None
+        if not isinstance(dialog, list):
+            raise UserError(f"{where}: expected a ParlAI conversation with a 'dialog' list")
+        for t, turn in enumerate(dialog):
+            if not isinstance(turn, list) or not all(isinstance(a, dict) for a in turn):
+                raise UserError(f"{where}: dialog[{t}] must be a list of acts (objects)")
+            for act in turn:
+                if not isinstance(act.get("id"), str) or not isinstance(act.get("text", ""), str):
+                    raise UserError(f"{where}: dialog[{t}] has an act without a string 'id' and 'text'")
+        episodes.append(episode)
     return episodes
 
 
