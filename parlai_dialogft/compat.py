@@ -253,6 +253,17 @@ def one_line_parse_errors(params) -> None:
     cli_errors.install_parse_errors(params)
 
 
+def bounded_dynamic_batches(worlds) -> None:
+    """ParlAI's dynamic batching buffers 1021 episodes: on a smaller task it holds copies of
+    one example side by side, and a batch is made of copies; :mod:`parlai_dialogft.batching`
+    bounds the buffer by the task's size."""
+    if not _mark(worlds, "bounded_dynamic_batches"):
+        return
+    from parlai_dialogft import batching
+
+    batching.install(worlds)
+
+
 def quiet_known_warnings() -> None:
     """ParlAI imports ``pkg_resources`` on every command; setuptools warns each time."""
     import warnings
@@ -269,6 +280,7 @@ PATCHES: Dict[str, Callable] = {
     "parlai.scripts.train_model": resumable_training,
     "parlai.core.script": one_line_cli_errors,
     "parlai.core.params": one_line_parse_errors,
+    "parlai.core.worlds": bounded_dynamic_batches,
 }
 
 

@@ -245,3 +245,46 @@ def test_a_mistyped_flag_is_one_line_only_when_patched(capsys):
     assert patched.err.strip() == (
         "parlai demo: unrecognized arguments: --hf-modle (did you mean --hf-model?); see parlai demo --help"
     )
+
+
+def _repeated_rows(world_cls, hf_model, tmp_path, batches=12):
+    """Rows of the first ``batches`` training batches (default batching, 200 pairs, each
+    with its own reply) that repeat another row of their own batch; and how many rows."""
+    import json
+    import random
+
+    from parlai.core.agents import create_agent
+    from parlai.core.params import ParlaiParser
+    from parlai.core.worlds import create_task_world
+
+    tmp_path.mkdir()
+    pairs = tmp_path / "pairs.jsonl"
+    with open(pairs, "w") as f:
+        for i in range(200):  # lengths vary, so sorting has buckets to make
+            f.write(json.dumps({"prompt": f"question {i} " + "word " * (i % 101), "completion": f"answer {i}"}) + "\n")
+    opt = ParlaiParser(True, True).parse_kwargs(
+        task="dialogft_files", files_datapath=str(pairs), datatype="train", model="dialogft_agent",
+        hf_model=hf_model, batchsize=16, datapath=str(tmp_path / "data"))
+    assert opt["dynamic_batching"] == "batchsort"  # the agent's default
+    agent = create_agent(opt)
+    repeats = []
+    agent.train_step = lambda batch: repeats.append(len(batch.label_vec) - len(set(map(tuple, batch.label_vec.tolist()))))
+    random.seed(0)  # the training teacher draws episodes at random
+    world = world_cls(opt, create_task_world(opt, [agent]))
+    for _ in range(batches):
+        world.parley()
+    return sum(repeats), 16 * batches
+
+
+def test_dynamic_batches_of_a_small_task_are_not_copies_of_one_example_only_when_patched(tiny_models, tmp_path):
+    """ParlAI buffers 1021 episodes: 200 pairs fill it with copies, which sort side by side."""
+    from parlai.core.worlds import DynamicBatchWorld
+
+    from parlai_dialogft.batching import buffer_size
+
+    plain, rows = _repeated_rows(_unpatched("parlai.core.worlds").DynamicBatchWorld, tiny_models["t5"], tmp_path / "a")
+    assert plain > rows / 2
+    patched, rows = _repeated_rows(DynamicBatchWorld, tiny_models["t5"], tmp_path / "b")
+    assert patched < rows * 0.15
+    # Big tasks keep ParlAI's buffer; small ones hold an eighth of their episodes, at least a batch.
+    assert (buffer_size(42_646, 16), buffer_size(200, 16), buffer_size(50, 16)) == (1021, 25, 16)
