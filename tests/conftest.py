@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -97,3 +103,33 @@ def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3,
     )
     kwargs.update(opts)
     return TrainModel.main(**kwargs)
+
+
+@contextmanager
+def parlai_server(args, ready_path: str, cwd=None, timeout: float = 180):
+    """``python -m parlai ARGS --port P`` on a free loopback port, yielded once
+    ``ready_path`` answers 200: ``(base_url, process)``. The caller stops it (and checks
+    how it stopped); whatever is left running at the end is killed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "parlai", *[str(a).format(port=port) for a in args]],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(base + ready_path, timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+            time.sleep(0.3)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import parlai_server
 from human_eval_support import (ADMIN, http, link_worker, onboarding_pairings, pairing, session_of, start_url, study,
                                 task_pairings)
 
@@ -433,33 +434,15 @@ def test_pairing_with_onboarding_needs_a_correct_answer(tmp_path):
 @pytest.mark.slow
 def test_the_command_serves_a_study_from_a_pairings_file(tmp_path):
     import signal
-    import socket
-    import time
 
     from parlai_dialogft.human_eval.formats import write_pairings
 
     write_pairings(tmp_path / "pairs.jsonl", onboarding_pairings() + task_pairings())
     (tmp_path / "blocked.txt").write_text("# known spammers\nprolific:spammer1\n")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parlai", "dialogft_human_eval", "--he-db", "s.sqlite", "--he-pairings", "pairs.jsonl",
-         "--he-port", str(port), "--he-admin-token", ADMIN, "--he-blocklist", "blocked.txt", "--he-comparisons", "2",
-         "--he-completion-codes", "prolific=C0DE42", "--he-min-seconds", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if http(base + "/work", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-            time.sleep(0.3)
+    args = ["dialogft_human_eval", "--he-db", "s.sqlite", "--he-pairings", "pairs.jsonl", "--he-port", "{port}",
+            "--he-admin-token", ADMIN, "--he-blocklist", "blocked.txt", "--he-comparisons", "2",
+            "--he-completion-codes", "prolific=C0DE42", "--he-min-seconds", "0"]
+    with parlai_server(args, "/work", cwd=tmp_path) as (base, proc):
         spammer = session_of(base, PROLIFIC_PID="spammer1")
         assert http(base + "/api/pairwise/next", session=spammer)[2]["stage"] == "blocked"
         s = type("Study", (), {"url": base, "path": str(tmp_path / "s.sqlite")})
@@ -471,13 +454,9 @@ def test_the_command_serves_a_study_from_a_pairings_file(tmp_path):
         assert progress["pairings"] == {"onboarding": 2, "task": 6, "attention": 6} and progress["judgments"] == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     output = proc.stdout.read()
     assert "6 pairings, 2 onboarding, 6 attention checks from pairs.jsonl" in output
-    assert f"admin at http://127.0.0.1:{port}/admin?token={ADMIN}" in output
+    assert f"admin at {base}/admin?token={ADMIN}" in output
     assert len(pairwise_records(tmp_path / "s.sqlite")) == 2 + 3
     assert chat_records(tmp_path / "s.sqlite") == []
 

@@ -12,11 +12,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,6 +24,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+from conftest import parlai_server
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -398,42 +397,17 @@ def test_shutdown_answers_requests_already_in_flight(model_file):
         urllib.request.urlopen(s.url + "/healthz", timeout=5)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_parlai_command_serves_and_stops_gracefully_on_sigterm(model_file, tmp_path):
-    port = _free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parlai", "dialogft_serve", "-mf", model_file, "--port", str(port),
-         "--serve-log-db", str(tmp_path / "log.db"), "--datapath", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if http(base + "/healthz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
-            time.sleep(0.2)
+    args = ["dialogft_serve", "-mf", model_file, "--port", "{port}", "--serve-log-db", tmp_path / "log.db",
+            "--datapath", tmp_path]
+    with parlai_server(args, "/healthz", timeout=120) as (base, proc):
         assert ask(base, PROMPTS[5]) is not None
         proc.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal: "ended by SIGTERM", as
         # service managers expect (systemd counts it as a clean stop).
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     output = proc.stdout.read()
-    assert "model 'm' at http://127.0.0.1:" in output and "Application shutdown complete" in output
+    assert f"model 'm' at {base}" in output and "Application shutdown complete" in output
 
 
 # --- the chat page ------------------------------------------------------------------------------

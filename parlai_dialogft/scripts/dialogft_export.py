@@ -7,7 +7,7 @@
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import UserError, one_line_errors
+from parlai_dialogft.errors import one_line_errors
 from parlai_dialogft.export import ExportError, export
 
 
@@ -21,12 +21,9 @@ class DialogftExport(ParlaiScript):
         parser.add_argument("--overwrite", type="bool", default=False, help="replace a non-empty --out folder")
         return parser
 
-    @one_line_errors("dialogft_export")
+    @one_line_errors("dialogft_export", ExportError)
     def run(self):
-        try:
-            out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"])
-        except ExportError as exc:
-            raise UserError(str(exc)) from None
+        out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"])
         print(f"exported {self.opt['model_file']} to {out}")
         return out
 

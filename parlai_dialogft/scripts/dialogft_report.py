@@ -9,7 +9,7 @@ The logic is in :mod:`parlai_dialogft.report`; this module only reads flags.
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import UserError, one_line_errors
+from parlai_dialogft.errors import one_line_errors
 from parlai_dialogft.report import ReportError, ReportOptions, build
 
 DEFAULTS = ReportOptions(model_file="", task="", out="")
@@ -33,7 +33,7 @@ class DialogftReport(ParlaiScript):
         parser.add_argument("--report-batchsize", type=int, default=DEFAULTS.batchsize, help="batch size of the evaluation")
         return parser
 
-    @one_line_errors("dialogft_report")
+    @one_line_errors("dialogft_report", ReportError)
     def run(self):
         options = ReportOptions(
             model_file=self.opt["model_file"],
@@ -43,10 +43,7 @@ class DialogftReport(ParlaiScript):
             samples=self.opt["report_samples"],
             batchsize=self.opt["report_batchsize"],
         )
-        try:
-            path = build(options)
-        except ReportError as exc:
-            raise UserError(str(exc)) from None
+        path = build(options)
         print(f"wrote {path}")
         return path
 

@@ -17,6 +17,7 @@ from parlai.core.agents import create_agent
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
+from parlai_dialogft.errors import UserError, one_line_errors
 from parlai_dialogft.serving.guard import GuardError
 from parlai_dialogft.serving.options import add_serve_args, settings_from_opt
 
@@ -29,19 +30,16 @@ class DialogftServe(ParlaiScript):
         add_serve_args(parser)
         return parser
 
+    @one_line_errors("dialogft_serve", GuardError)
     def run(self):
-        try:
-            settings = settings_from_opt(self.opt)  # before the model loads: flags fail fast
-        except GuardError as exc:
-            raise SystemExit(f"dialogft_serve: {exc}") from None
+        settings = settings_from_opt(self.opt)  # before the model loads: flags fail fast
 
         # Web dependencies load only when serving (the rest of the package does not need them).
         try:
             from parlai_dialogft.serving.app import create_app
             from parlai_dialogft.serving.server import build_server
         except ImportError as exc:
-            raise SystemExit(f"dialogft_serve: missing module {exc.name!r}; "
-                             "pip install fastapi uvicorn prometheus-client") from None
+            raise UserError(f"missing module {exc.name!r}; pip install fastapi uvicorn prometheus-client") from None
         from parlai_dialogft.serving.replier import Replier
         from parlai_dialogft.serving.store import ConversationStore
 
