@@ -2,14 +2,18 @@
 
 Both train the same random-init model (t5-small or GPT-2-small shaped, built from a config)
 on the same examples from dialogft_customer's train split, for one epoch at batch 16,
-AdamW at a constant 5e-4, gradient norm clipped at 1.0, fp32, the same truncation (context
-256 tokens from the left, reply 64). Each side runs in its own process, one after the
-other, so each owns both cores and reports its own peak memory. Then one shared function
-computes the validation loss of both trained models on the same validation examples.
+AdamW at a constant 5e-4 with weight decay 0.01 (ParlAI's AdamW cannot be set to 0, so the
+Trainer gets torch's default too), gradient norm clipped at 1.0, fp32, the same truncation
+(context 256 tokens from the left, reply 64). Each side runs in its own process, one after
+the other, so each owns both cores and reports its own peak memory. Then one shared function
+computes the validation loss of both trained models on the same validation examples: both
+have then read the same examples, so the same tokens.
 
     python bench/training.py                       # t5-small shape, 480 examples
+    python bench/training.py --seeds 3             # 3 data orders per side: mean and spread
     python bench/training.py --arch gpt2 --examples 320
     python bench/training.py --bf16                # adds ours under bf16 autocast
+    python bench/training.py --unbucketed          # adds ours in plain data-order batches
 
 Throughput counts non-padding tokens (context + reply) per second of the training loop,
 from the first step to the last (model building and data reading excluded on both sides).
@@ -134,7 +138,7 @@ def run_parlai(spec) -> dict:
     from parlai.core.params import ParlaiParser
     from parlai.scripts.train_model import TrainLoop, setup_args
 
-    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    random.seed(spec["seed"]), np.random.seed(spec["seed"]), torch.manual_seed(spec["seed"])
     parser = setup_args(ParlaiParser(True, True))
     opt = parser.parse_args([
         # train:ordered: every example exactly once, as the Trainer's epoch (batchsort still
@@ -145,12 +149,13 @@ def run_parlai(spec) -> dict:
         "--text-truncate", str(TEXT_TRUNCATE), "--label-truncate", str(LABEL_TRUNCATE),
         "--dynamic-batching", spec["dynamic_batching"], "--hf-bf16", str(spec["bf16"]).lower(),
         "-vtim", "-1", "-veps", "-1", "-vme", str(BATCH), "--skip-generation", "true", "--log-every-n-secs", "60",
-        "--datapath", os.path.join(spec["work"], "data"),
+        "--datapath", os.path.join(spec["work"], "data"), "--seed", str(spec["seed"]),
     ])
     loop = TrainLoop(opt)
     agent = loop.agent
     pad = agent.NULL_IDX
-    seen = {"tokens": 0, "padding": 0, "steps": 0, "first": None, "last": None, "in_step": 0.0}
+    seen = {"tokens": 0, "padding": 0, "steps": 0, "examples": 0, "first": None, "last": None, "in_step": 0.0}
+    distinct = set()  # (context, reply) token rows: an example read twice counts once
     train_step = agent.train_step
 
     def counted(batch):
@@ -162,14 +167,16 @@ def run_parlai(spec) -> dict:
             seen["tokens"] += int(vec.ne(pad).sum())
             seen["padding"] += int(vec.eq(pad).sum())
         seen["steps"] += 1
+        seen["examples"] += batch.batchsize
+        distinct.update(zip(map(tuple, batch.text_vec.tolist()), map(tuple, batch.label_vec.tolist())))
         seen["last"] = time.perf_counter()
         return out
 
     agent.train_step = counted
     loop.train()
     return {
-        "tokens": seen["tokens"], "padding": seen["padding"], "steps": seen["steps"],
-        "seconds": seen["last"] - seen["first"], "in_train_step": seen["in_step"], "peak_mb": peak_rss_mb(),
+        "tokens": seen["tokens"], "padding": seen["padding"], "steps": seen["steps"], "examples": seen["examples"],
+        "distinct": len(distinct), "seconds": seen["last"] - seen["first"], "in_train_step": seen["in_step"], "peak_mb": peak_rss_mb(),
         "val_loss": validation_loss(agent.model.hf, agent.dict.hf_tokenizer, spec["valid"], spec["seq2seq"]),
     }
 
@@ -186,10 +193,11 @@ def run_trainer(spec) -> dict:
         tokenizer.pad_token = tokenizer.eos_token  # the usual recipe for GPT-2
     rows = encode(tokenizer, spec["train"], spec["seq2seq"])
     collator = tf.DataCollatorForSeq2Seq(tokenizer, model=model if spec["seq2seq"] else None)
-    seen = {"tokens": 0, "padding": 0}
+    seen = {"tokens": 0, "padding": 0, "examples": 0}
 
     def counting_collator(features):
         batch = collator(features)
+        seen["examples"] += len(features)
         real = batch["attention_mask"].sum() + batch["labels"].ne(-100).sum() * int(spec["seq2seq"])
         seen["tokens"] += int(real)
         seen["padding"] += int(batch["attention_mask"].numel() - batch["attention_mask"].sum())
@@ -200,7 +208,7 @@ def run_trainer(spec) -> dict:
     cls, args_cls = (tf.Seq2SeqTrainer, tf.Seq2SeqTrainingArguments) if spec["seq2seq"] else (tf.Trainer, tf.TrainingArguments)
     args = args_cls(
         output_dir=os.path.join(spec["work"], "trainer"), per_device_train_batch_size=BATCH, num_train_epochs=1,
-        learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=CLIP, seed=0,
+        learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=CLIP, seed=spec["seed"],
         logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
     )
     clock = {}
@@ -217,6 +225,7 @@ def run_trainer(spec) -> dict:
     trainer.train()
     return {
         "tokens": seen["tokens"], "padding": seen["padding"], "steps": trainer.state.global_step,
+        "examples": seen["examples"],
         "seconds": clock["last"] - clock["first"], "peak_mb": peak_rss_mb(),
         "val_loss": validation_loss(model, tokenizer, spec["valid"], spec["seq2seq"]),
     }
@@ -239,6 +248,9 @@ def main():
     parser.add_argument("--examples", type=int, default=480, help="training examples (one epoch)")
     parser.add_argument("--valid", type=int, default=160, help="validation examples")
     parser.add_argument("--bf16", action="store_true", help="also run ours under bf16 autocast")
+    parser.add_argument("--seeds", type=int, default=1, help="data orders per side (seeds 0..N-1)")
+    parser.add_argument("--unbucketed", action="store_true",
+                        help="also run ours without length buckets (ParlAI batches in data order)")
     parser.add_argument("--worker", choices=["parlai", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -259,26 +271,49 @@ def main():
     runs = [("transformers Trainer", "trainer", {}), ("ParlAI + dialogft_agent", "parlai", {})]
     if args.bf16:
         runs.append(("ParlAI + dialogft_agent, bf16", "parlai", {"bf16": True}))
-    results = []
-    for name, which, extra in runs:
-        spec = dict(work=os.path.join(work, f"run{len(results)}"), model_dir=model_dir, train=train, valid=valid,
-                    train_file=train_file, seq2seq=args.arch == "t5", dynamic_batching="batchsort", bf16=False)
-        spec.update(extra)
-        spec_path = os.path.join(work, f"spec{len(results)}.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f)
-        results.append((name, side(spec_path, which)))
-        print(f"# {name}: {json.dumps(results[-1][1])}", flush=True)
+    if args.unbucketed:
+        runs.append(("ParlAI + dialogft_agent, no buckets", "parlai", {"dynamic_batching": "none"}))
+    results = {name: [] for name, _, _ in runs}
+    for seed in range(args.seeds):
+        for name, which, extra in runs:
+            tag = f"{which}{''.join('-' + key for key in extra)}-seed{seed}"
+            spec = dict(work=os.path.join(work, tag), model_dir=model_dir, train=train, valid=valid,
+                        train_file=train_file, seq2seq=args.arch == "t5", dynamic_batching="batchsort",
+                        bf16=False, seed=seed)
+            spec.update(extra)
+            spec_path = os.path.join(work, f"{tag}.json")
+            with open(spec_path, "w") as f:
+                json.dump(spec, f)
+            results[name].append(side(spec_path, which))
+            print(f"# {name}, seed {seed}: {json.dumps(results[name][-1])}", flush=True)
+    print_table(args, results)
 
-    reference = results[0][1]["tokens"] / results[0][1]["seconds"]
-    print(f"\n{args.arch}, {args.examples} examples, batch {BATCH}, one epoch\n")
-    print("| trainer | tokens/s (non-padding) | padding | peak RSS MB | val loss | steps | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in results:
-        rate = r["tokens"] / r["seconds"]
-        share = r["padding"] / (r["padding"] + r["tokens"])
-        print(f"| {name} | {rate:.0f} | {share:.0%} | {r['peak_mb']:.0f} | {r['val_loss']:.3f} | {r['steps']} "
-              f"| {rate / reference:.2f}x |")
+
+def mean_sd(values) -> str:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.4g}"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.4g} ± {sd:.2g}"
+
+
+def print_table(args, results: dict) -> None:
+    """One row per trainer: means (± sample sd over seeds); ratios are per seed, then averaged."""
+    names = list(results)
+    reference = results[names[0]]
+    print(f"\n{args.arch}, {args.examples} examples, batch {BATCH}, one epoch, {args.seeds} data order(s)\n")
+    print("| trainer | tokens/s (non-padding) | padding | peak RSS MB | val loss | Δ val loss | examples (distinct) | steps | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        runs = results[name]
+        rates = [r["tokens"] / r["seconds"] for r in runs]
+        ratios = [rate / (ref["tokens"] / ref["seconds"]) for rate, ref in zip(rates, reference)]
+        deltas = [r["val_loss"] - ref["val_loss"] for r, ref in zip(runs, reference)]
+        padding = sum(r["padding"] for r in runs) / sum(r["padding"] + r["tokens"] for r in runs)
+        print(f"| {name} | {mean_sd(rates)} | {padding:.0%} | {max(r['peak_mb'] for r in runs):.0f} "
+              f"| {mean_sd([r['val_loss'] for r in runs])} | {mean_sd(deltas)} "
+              f"| {runs[0]['examples']} ({runs[0].get('distinct', runs[0]['examples'])}) "
+              f"| {runs[0]['steps']} | {mean_sd(ratios)}x |")
 
 
 if __name__ == "__main__":
