@@ -32,7 +32,10 @@ def install(worlds) -> None:
 
     def __init__(self, opt, world):
         parlai_init(self, opt, world)
-        size = buffer_size(world.num_episodes(), opt["batchsize"])
+        episodes = world.num_episodes()
+        if not episodes or episodes < 0:
+            return  # a task that cannot count itself keeps ParlAI's buffer
+        size = buffer_size(episodes, opt["batchsize"])
         if size < self._BUFFER_SIZE:
             # The surplus clones never acted; dropping them frees them (no shutdown: they
             # share the teacher's data with the clones that stay).

@@ -295,11 +295,13 @@ def test_a_right_key_is_let_in(keyed_server):
     assert status == 200  # health and metrics stay open for probes and scrapers
 
 
-def test_binding_beyond_loopback_needs_keys(model_file):
+def test_binding_beyond_loopback_needs_keys(model_file, capsys):
     from parlai_dialogft.scripts.dialogft_serve import DialogftServe
 
-    with pytest.raises(SystemExit, match="--host 0.0.0.0 lets other machines connect: give --serve-api-keys"):
+    with pytest.raises(SystemExit) as stop:
         DialogftServe.main(model_file=model_file, serve_host="0.0.0.0")
+    assert stop.value.code == 2
+    assert "dialogft_serve: --host 0.0.0.0 lets other machines connect: give --serve-api-keys" in capsys.readouterr().err
     assert ServeSettings("m", host="0.0.0.0", api_keys=frozenset({"k"})).host == "0.0.0.0"
     assert ServeSettings("m", host="::1").host == "::1"  # loopback: keys optional
     with pytest.raises(GuardError, match="--serve-max-batch 0"):
