@@ -6,8 +6,7 @@ batch from neighbours. A training teacher never runs dry (it loops, or draws at 
 with replacement), so on a task with fewer episodes than that the buffer holds several
 copies of each; copies have the same length, sort next to each other and land in the same
 batch. Fine-tuning on 200 pairs, 228 of the first 320 rows repeated another row of their
-own batch, and one epoch of ``train:ordered`` saw a third of the examples several times
-and never saw the rest.
+own batch; read as ``train:ordered``, the first 320 rows held only 80 distinct examples.
 
 The bound: at most one eighth of the task's episodes in flight (never fewer than a batch,
 never more than ParlAI's 1021). Tasks of 8,168 episodes or more are unchanged; on a small
