@@ -107,8 +107,8 @@ def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3,
 
 @contextmanager
 def parlai_server(args, ready_path: str, cwd=None, timeout: float = 180):
-    """``python -m parlai ARGS --port P`` on a free loopback port, yielded once
-    ``ready_path`` answers 200: ``(base_url, process)``. The caller stops it (and checks
+    """``python -m parlai ARGS``, ``{port}`` in ARGS replaced by a free loopback port, yielded
+    once ``ready_path`` answers 200: ``(base_url, process)``. The caller stops it (and checks
     how it stopped); whatever is left running at the end is killed."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
