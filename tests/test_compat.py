@@ -287,4 +287,32 @@ def test_dynamic_batches_of_a_small_task_are_not_copies_of_one_example_only_when
     patched, rows = _repeated_rows(DynamicBatchWorld, tiny_models["t5"], tmp_path / "b")
     assert patched < rows * 0.15
     # Big tasks keep ParlAI's buffer; small ones hold an eighth of their episodes, at least a batch.
-    assert (buffer_size(42_646, 16), buffer_size(200, 16), buffer_size(50, 16)) == (1021, 25, 16)
+    assert (buffer_size([(42_646, 1.0)], 16), buffer_size([(200, 1.0)], 16), buffer_size([(50, 1.0)], 16)) == (1021, 25, 16)
+    # In a mixture, a fifth of the draws from 447 episodes: 447 / (8 * 0.2) = 279.
+    assert buffer_size([(7_821, 0.4), (447, 0.2), (9_000, 0.4)], 32) == 279
+
+
+def test_a_multitask_buffer_is_bounded_by_its_smallest_weighted_task(tiny_models, tmp_path):
+    import json
+
+    from parlai.core.agents import create_agent
+    from parlai.core.params import ParlaiParser
+    from parlai.core.worlds import create_task
+
+    files = []
+    for name, count in (("big", 2000), ("small", 100)):
+        files.append(tmp_path / f"{name}.jsonl")
+        with open(files[-1], "w") as f:
+            for i in range(count):
+                f.write(json.dumps({"prompt": f"{name} {i}", "completion": f"answer {i}"}) + "\n")
+    task = ",".join(f"dialogft_files:files_datapath={path}" for path in files)
+
+    def buffer(weights):
+        opt = ParlaiParser(True, True).parse_kwargs(
+            task=task, multitask_weights=weights, datatype="train", model="dialogft_agent",
+            hf_model=tiny_models["t5"], batchsize=8, datapath=str(tmp_path / "data"))
+        return create_task(opt, create_agent(opt))._BUFFER_SIZE
+
+    # 2,100 episodes in all would allow 262; the small task's 100 at half the draws allow 25.
+    assert buffer([1, 1]) == 25
+    assert buffer([9, 1]) == 125  # 100 / (8 * 0.1)
