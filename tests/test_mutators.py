@@ -14,6 +14,7 @@ import pytest
 from parlai.core.message import Message
 
 from parlai_dialogft.mutators.counterfactual import CounterfactualMutator, GenderSwapper
+from parlai_dialogft.mutators.denoise import DenoiseMutator, corrupt
 from parlai_dialogft.mutators.noise import NOISE_MUTATORS, noise_mutator
 
 BIN = Path(sys.executable).parent
@@ -61,7 +62,7 @@ TEACHERS = {
 
 
 def test_every_mutator_is_registered_in_a_fresh_process(tmp_path):
-    names = ALL_NOISE + "+dialogft_counterfactual"
+    names = ALL_NOISE + "+dialogft_counterfactual+dialogft_denoise"
     code = (
         "import json; from parlai.core.mutators import Mutator; "
         f"print(json.dumps([m.__name__ for m in Mutator.load_mutator_types({names!r})]))"
@@ -71,7 +72,7 @@ def test_every_mutator_is_registered_in_a_fresh_process(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [
         "TyposMutator", "CasePunctMutator", "WidthMutator", "ScriptVariantMutator", "FillersMutator",
-        "CounterfactualMutator",
+        "CounterfactualMutator", "DenoiseMutator",
     ]
 
 
@@ -212,3 +213,48 @@ def test_counterfactual_augment_and_swap_modes():
     assert [m["episode_done"] for m in augment] == [False, True, False, True, True]
     swap = list(CounterfactualMutator({"cf_mode": "swap"})(_episode(("my son is hungry", "he can eat here"))))
     assert [(m["text"], m["labels"]) for m in swap] == [("my daughter is hungry", ["she can eat here"])]
+
+
+# --- dialogft_denoise: a pretraining objective ----------------------------------------------
+
+
+@pytest.mark.parametrize("text", [EN, ZH])
+def test_denoise_masks_about_a_quarter_of_the_units_in_spans_of_one_marker(text):
+    import random
+
+    noisy = corrupt(text, random.Random(0), 0.25, "<unk>")
+    assert "<unk>" in noisy and noisy != text
+    # Reading the kept pieces in order recovers them from the original: nothing else changed.
+    position = 0
+    for piece in noisy.split("<unk>"):
+        found = text.find(piece, position)
+        assert found >= 0, piece
+        position = found + len(piece)
+    assert "<unk><unk>" not in noisy  # a span, however long, is one marker
+    masked_share = 1 - len(noisy.replace("<unk>", "")) / len(text)
+    assert 0.1 < masked_share < 0.5
+
+
+def test_denoise_masks_something_in_a_one_word_turn():
+    import random
+
+    assert corrupt("ok", random.Random(0), 0.25, "<unk>") == "<unk>"
+
+
+def test_denoise_turns_every_turn_into_an_episode_that_rebuilds_it():
+    episode = _episode(("I need a taxi to the station", "What time do you want to leave?"), ("at five", "Booked."))
+    mutated = list(DenoiseMutator({})(episode))
+    turns = ["I need a taxi to the station", "What time do you want to leave?", "at five", "Booked."]
+    assert [m["labels"] for m in mutated] == [[t] for t in turns]
+    assert all(m["episode_done"] for m in mutated)  # no history from another turn to copy from
+    assert all("<unk>" in m["text"] and m["text"] != t for m, t in zip(mutated, turns))
+    again = list(DenoiseMutator({})(_episode(("at five", "Booked."))))
+    assert [m["text"] for m in again] == [m["text"] for m in mutated[2:]]  # the turn decides, not the order
+
+
+def test_denoise_works_as_a_task_flag_in_a_mixture(tmp_path):
+    out = parlai(["display_data", "-t", "dialogft_customer:lang=zh:mutators=dialogft_denoise", "-n", "4"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    texts, labels = shown(out.stdout)
+    assert len(labels) == 4 and all("<unk>" in t for t in texts)
+    assert all(re.search("[\u4e00-\u9fff]", label) for label in labels)
