@@ -67,6 +67,8 @@ def main():
     parser.add_argument("--starts", nargs="+", default=["scratch", "zoo"], choices=["scratch", "zoo"])
     parser.add_argument("--eval-examples", type=int, default=300)
     parser.add_argument("--out", default="", help="folder for models and results.json")
+    parser.add_argument("--zoo-dir", default="",
+                        help="a pretrained folder in place of the zoo's (a new recipe, before it is released)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -75,12 +77,12 @@ def main():
 
     datapath = ParlaiParser(True, False).parse_kwargs()["datapath"]
     work = args.out or tempfile.mkdtemp(prefix="bench_transfer_")
-    zoo_dir = modelzoo_path(datapath, ZOO)
+    zoo_dir = args.zoo_dir or modelzoo_path(datapath, ZOO)
     starts = {}
     if "scratch" in args.starts:
         starts["from scratch"] = scratch_copy(zoo_dir, os.path.join(work, "scratch"))
     if "zoo" in args.starts:
-        starts["from zoo"] = ZOO
+        starts["from zoo"] = args.zoo_dir or ZOO
     budget = ["--max-train-steps", str(args.steps)] if args.steps else ["--max-train-time", str(60 * args.minutes)]
     results = {}
     for lang in args.langs:

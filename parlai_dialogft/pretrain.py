@@ -10,7 +10,8 @@ Four steps, each plain:
 2. **Tokenizer and model**: a byte-level BPE tokenizer trained on that text, and a
    random-init T5 built from a config (:mod:`parlai_dialogft.tiny`).
 3. **Pretraining**: ``parlai train_model`` with ``dialogft_agent`` on those teachers
-   together; the objective is the one fine-tuning uses (the next reply given the history).
+   together; the objective is mostly the one fine-tuning uses (the next reply given the
+   history), with a sixth of span infilling on customer-service turns.
 4. **Release**: the weights as fp16 safetensors (half the bytes; loaded back as fp32),
    the tokenizer, and a model card.
 
@@ -30,11 +31,15 @@ from typing import Iterator, List
 #: knowledge triples in the context: the same replies, learned with grounding. Customer
 #: service comes as its two languages: CrossWOZ is 8% of it, too little to learn Chinese
 #: task dialogue from when it is drawn in proportion.
-PRETRAIN_TASKS = "dialogft_chitchat,dialogft_qa,dialogft_customer:lang=en,dialogft_customer:lang=zh"
-#: Per batch: 40% English customer service, 20% each of chit-chat, grounded QA and Chinese
-#: customer service (about half the batches are Chinese; CrossWOZ is read ~4 times).
-PRETRAIN_TASK_WEIGHTS = "1,1,2,1"
-
+REPLY_TASKS = "dialogft_chitchat,dialogft_qa,dialogft_customer:lang=en,dialogft_customer:lang=zh"
+#: The same customer-service turns as span infilling (:mod:`parlai_dialogft.mutators.denoise`):
+#: rebuilding a turn from its masked copy teaches the decoder to read the encoder, which the
+#: reply objective alone taught too slowly (v2 answered most Chinese contexts "不客气。").
+DENOISE_TASKS = "dialogft_customer:lang=en:mutators=dialogft_denoise,dialogft_customer:lang=zh:mutators=dialogft_denoise"
+PRETRAIN_TASKS = REPLY_TASKS + "," + DENOISE_TASKS
+#: Per batch: a third English customer service, a sixth each of chit-chat, grounded QA and
+#: Chinese customer service, a twelfth each of English and Chinese span infilling.
+PRETRAIN_TASK_WEIGHTS = "2,2,4,2,1,1"
 
 @dataclass
 class Recipe:
@@ -59,7 +64,7 @@ class Recipe:
         self.work = self.work or self.out.rstrip("/") + ".work"
 
 
-def training_messages(tasks: str = PRETRAIN_TASKS, datapath: str = "") -> Iterator[dict]:
+def training_messages(tasks: str = REPLY_TASKS, datapath: str = "") -> Iterator[dict]:
     """Every example of the teachers' train split, cleaned as fine-tuning sees it."""
     from parlai.core.params import ParlaiParser
     from parlai.core.teachers import create_task_agent_from_taskname
@@ -74,7 +79,7 @@ def training_messages(tasks: str = PRETRAIN_TASKS, datapath: str = "") -> Iterat
             yield teacher.act()
 
 
-def training_texts(tasks: str = PRETRAIN_TASKS, datapath: str = "", limit: int = 0) -> Iterator[str]:
+def training_texts(tasks: str = REPLY_TASKS, datapath: str = "", limit: int = 0) -> Iterator[str]:
     """Every turn (context and reply) of :func:`training_messages`: the tokenizer's text."""
     count = 0
     for message in training_messages(tasks, datapath):
@@ -103,6 +108,8 @@ def train_args(recipe: Recipe, init_dir: str) -> List[str]:
     """The ``parlai train_model`` command line of step 3 (also printed into the model card)."""
     args = [
         "-t", PRETRAIN_TASKS, "--multitask-weights", PRETRAIN_TASK_WEIGHTS,
+        # Validation scores replies only: infilling shares dialogft_customer's metric name.
+        "--evaltask", REPLY_TASKS,
         "-m", "dialogft_agent", "--hf-model", init_dir,
         "-mf", os.path.join(recipe.work, "pretrain", "model"),
         "-bs", str(recipe.batchsize), "--dynamic-batching", "full",
@@ -190,7 +197,10 @@ puts obligations on trained models, and attribution is given here.
 
 ## Recipe
 
-Objective: the next reply given the dialogue history (what fine-tuning optimises).
+Objective: the next reply given the dialogue history (what fine-tuning optimises) for
+five sixths of the examples; the other sixth is span infilling on customer-service turns
+(a turn with about a quarter of its words or characters masked in, the whole turn out;
+`--mutators dialogft_denoise`), which teaches the decoder to read the encoder.
 {updates} updates of about {batchsize} examples each (ParlAI dynamic batching), AdamW,
 peak learning rate {learningrate} with linear decay planned over {max_train_steps} updates; the
 run stops at whichever of {max_train_steps} updates or {max_train_time:g} seconds comes first,

@@ -51,6 +51,10 @@ def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path):
         assert section in card
     facts = json.load(open(os.path.join(out, "dialogft_card.json")))
     assert facts["recipe"]["max_train_steps"] == 4 and facts["valid"]
+    # Infilling is in the mixture; the validation that the card reports scores replies only.
+    command = facts["train_model"]
+    assert "mutators=dialogft_denoise" in command[command.index("-t") + 1]
+    assert "mutators" not in command[command.index("--evaltask") + 1]
 
 
 @pytest.fixture(scope="module")
