@@ -155,7 +155,7 @@ def run_parlai(spec) -> dict:
     agent = loop.agent
     pad = agent.NULL_IDX
     seen = {"tokens": 0, "padding": 0, "steps": 0, "examples": 0, "first": None, "last": None, "in_step": 0.0}
-    distinct = set()  # (context, reply) token rows: an example read twice counts once
+    distinct = set()  # (context, reply) tokens without padding: an example read twice counts once
     train_step = agent.train_step
 
     def counted(batch):
@@ -168,7 +168,8 @@ def run_parlai(spec) -> dict:
             seen["padding"] += int(vec.eq(pad).sum())
         seen["steps"] += 1
         seen["examples"] += batch.batchsize
-        distinct.update(zip(map(tuple, batch.text_vec.tolist()), map(tuple, batch.label_vec.tolist())))
+        for text, label in zip(batch.text_vec.tolist(), batch.label_vec.tolist()):
+            distinct.add((tuple(t for t in text if t != pad), tuple(t for t in label if t != pad)))
         seen["last"] = time.perf_counter()
         return out
 
