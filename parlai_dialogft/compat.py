@@ -264,6 +264,38 @@ def bounded_dynamic_batches(worlds) -> None:
     batching.install(worlds)
 
 
+def named_multitask_reports(worlds) -> None:
+    """ParlAI keys a mixture's report by teacher id, so two tasks of one teacher with other
+    options (``dialogft_customer:lang=en,dialogft_customer:lang=zh``) share a key and the
+    last one's metrics replace the other's; tasks that share an id are reported under their
+    task strings instead."""
+    if not _mark(worlds, "named_multitask_reports"):
+        return
+    from parlai.core.metrics import aggregate_named_reports
+
+    def report(self):
+        ids = [w.getID() for w in self.worlds]
+        # One world per task string, in order; the subworlds' own opt has lost the flags.
+        tasks = [t.strip() for t in str(self.opt.get("task", "")).split(",") if t.strip()]
+        if len(tasks) != len(ids):
+            tasks = ids
+        names = {}
+        for i, (world, task_id) in enumerate(zip(self.worlds, ids)):
+            name = task_id if ids.count(task_id) == 1 else tasks[i]
+            names[name if name not in names else f"{name}#{i}"] = world.report()
+        metrics = aggregate_named_reports(names, micro_average=self.opt.get("aggregate_micro", False))
+        if "exs" in metrics:
+            self.total_exs += metrics["exs"].value()  # as ParlAI's own report does
+        return metrics
+
+    worlds.MultiWorld.report = report
+
+
+def worlds_fixes(worlds) -> None:
+    bounded_dynamic_batches(worlds)
+    named_multitask_reports(worlds)
+
+
 def quiet_known_warnings() -> None:
     """ParlAI imports ``pkg_resources`` on every command; setuptools warns each time."""
     import warnings
@@ -280,7 +312,7 @@ PATCHES: Dict[str, Callable] = {
     "parlai.scripts.train_model": resumable_training,
     "parlai.core.script": one_line_cli_errors,
     "parlai.core.params": one_line_parse_errors,
-    "parlai.core.worlds": bounded_dynamic_batches,
+    "parlai.core.worlds": worlds_fixes,
 }
 
 

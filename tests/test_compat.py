@@ -316,3 +316,37 @@ def test_a_multitask_buffer_is_bounded_by_its_smallest_weighted_task(tiny_models
     # 2,100 episodes in all would allow 262; the small task's 100 at half the draws allow 25.
     assert buffer([1, 1]) == 25
     assert buffer([9, 1]) == 125  # 100 / (8 * 0.1)
+
+
+def _mixture_report(multiworld_cls, tmp_path):
+    """The report of a two-task mixture of one teacher (two files of 4 examples) after 8 parleys."""
+    import json
+
+    from parlai.core.agents import create_agent
+    from parlai.core.params import ParlaiParser
+
+    files = []
+    for name in ("first", "second"):
+        files.append(tmp_path / f"{name}.jsonl")
+        with open(files[-1], "w") as f:
+            for i in range(4):
+                f.write(json.dumps({"prompt": f"{name} {i}", "completion": f"answer {i}"}) + "\n")
+    opt = ParlaiParser(True, True).parse_kwargs(
+        task=",".join(f"dialogft_files:files_datapath={path}" for path in files), datatype="valid",
+        model="repeat_label", datapath=str(tmp_path / "data"))
+    world = multiworld_cls(opt, [create_agent(opt)])
+    for _ in range(8):  # round robin over the tasks (valid): 4 examples of each
+        world.parley()
+    return {key: value.value() for key, value in world.report().items()}, [str(path) for path in files]
+
+
+def test_a_mixture_of_one_teacher_reports_each_task_only_when_patched(tmp_path):
+    from parlai.core.worlds import MultiWorld
+
+    unpatched = _unpatched("parlai.core.worlds").MultiWorld
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    plain, _ = _mixture_report(unpatched, tmp_path / "a")
+    assert plain["exs"] == 4  # one file's report replaced the other's: 4 of the 8 examples
+    report, files = _mixture_report(MultiWorld, tmp_path / "b")
+    assert [report[f"dialogft_files:files_datapath={path}/exs"] for path in files] == [4, 4]
+    assert report["exs"] == 8
