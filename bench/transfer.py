@@ -3,7 +3,8 @@
 Same architecture, tokenizer, task, training budget and decoding; the only difference is
 the starting weights (the zoo's pretrained ones, or a random init of its config). Each run
 is ``parlai train_model`` on ``dialogft_customer:lang=L``, then ``parlai eval_model`` on
-the first ``--eval-examples`` of its test split, with the decoding of ``make demo``
+the first ``--eval-examples`` of its test split (in file order, the same examples for every
+run), with the decoding of ``make demo``
 (beam 4, trigram blocking). Prints the README's table.
 
     python bench/transfer.py                        # en and zh, 4 minutes of training each
@@ -53,6 +54,9 @@ def evaluate(task: str, model_file: str, examples: int, datapath: str) -> dict:
 
     report = EvalModel.main(
         "-mf", model_file, "-t", task, "-dt", "test", "-ne", str(examples), "-bs", "16",
+        # In file order: dynamic batching (the model's training setting) would pick which
+        # examples make the first N by length, a different and shorter-biased set each run.
+        "--dynamic-batching", "none",
         "--skip-generation", "false", *DECODING, "--datapath", datapath,
     )
     return {key: float(report[key]) for key in METRICS}
