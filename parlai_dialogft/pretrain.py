@@ -11,7 +11,7 @@ Four steps, each plain:
    random-init T5 built from a config (:mod:`parlai_dialogft.tiny`).
 3. **Pretraining**: ``parlai train_model`` with ``dialogft_agent`` on those teachers
    together; the objective is mostly the one fine-tuning uses (the next reply given the
-   history), with a sixth of span infilling on customer-service turns.
+   history), with span infilling on customer-service turns mixed in.
 4. **Release**: the weights as fp16 safetensors (half the bytes; loaded back as fp32),
    the tokenizer, and a model card.
 
@@ -37,8 +37,9 @@ REPLY_TASKS = "dialogft_chitchat,dialogft_qa,dialogft_customer:lang=en,dialogft_
 #: reply objective alone taught too slowly (v2 answered most Chinese contexts "不客气。").
 DENOISE_TASKS = "dialogft_customer:lang=en:mutators=dialogft_denoise,dialogft_customer:lang=zh:mutators=dialogft_denoise"
 PRETRAIN_TASKS = REPLY_TASKS + "," + DENOISE_TASKS
-#: Per batch: a third English customer service, a sixth each of chit-chat, grounded QA and
-#: Chinese customer service, a twelfth each of English and Chinese span infilling.
+#: Of the draws of a new episode: a third English customer service, a sixth each of
+#: chit-chat, grounded QA and Chinese customer service, a twelfth each of English and
+#: Chinese span infilling (one short example per draw, where a dialogue gives several).
 PRETRAIN_TASK_WEIGHTS = "2,2,4,2,1,1"
 
 @dataclass
@@ -159,13 +160,10 @@ def model_card(card: dict) -> str:
     """The model card (README.md of the released folder), from the recipe and its reports."""
     recipe = card["recipe"]
     valid = card.get("valid", {})
-    rows = "\n".join(
-        f"| {task} | {valid.get(f'{task}/ppl', valid.get('ppl', float('nan'))):.1f} |"
-        for task in ("dialogft_chitchat", "dialogft_qa", "dialogft_customer")
-    )
+    rows = "\n".join(f"| {key[:-len('/ppl')]} | {value:.1f} |" for key, value in valid.items() if key.endswith("/ppl"))
     return CARD.format(
         parameters=f"{card['parameters'] / 1e6:.1f}M", command=" ".join(card["train_model"]), rows=rows,
-        updates=card.get("updates", recipe["max_train_steps"]),
+        updates=card.get("updates", recipe["max_train_steps"]), valid_examples=CARD_VALID_EXAMPLES,
         **{k: recipe[k] for k in ("vocab_size", "d_model", "layers", "max_train_steps", "max_train_time",
                                   "batchsize", "learningrate")},
     )
@@ -197,10 +195,12 @@ puts obligations on trained models, and attribution is given here.
 
 ## Recipe
 
-Objective: the next reply given the dialogue history (what fine-tuning optimises) for
-five sixths of the examples; the other sixth is span infilling on customer-service turns
-(a turn with about a quarter of its words or characters masked in, the whole turn out;
-`--mutators dialogft_denoise`), which teaches the decoder to read the encoder.
+Objective: the next reply given the dialogue history (what fine-tuning optimises), and
+span infilling on customer-service turns (a turn with about a quarter of its words or
+characters masked in, the whole turn out; `--mutators dialogft_denoise`), which teaches the
+decoder to read the encoder. Infilling gets one in six of the draws of a new episode; an
+infilling episode is one short example, quickly batched, so it made about a quarter of
+the examples in a sample of the first batches.
 {updates} updates of about {batchsize} examples each (ParlAI dynamic batching), AdamW,
 peak learning rate {learningrate} with linear decay planned over {max_train_steps} updates; the
 run stops at whichever of {max_train_steps} updates or {max_train_time:g} seconds comes first,
@@ -212,9 +212,8 @@ on a 2-core CPU:
 
 ## Metrics
 
-Perplexity on a validation sample (ParlAI's final validation of the pretraining run: 200
-examples over all tasks together, so these are rough; byte-level BPE tokens; both
-customer-service languages report under `dialogft_customer`):
+Perplexity on the first {valid_examples} validation examples of each task (`parlai eval_model`;
+byte-level BPE tokens, so not comparable with other tokenizers):
 
 | task | ppl |
 |---|---|
@@ -236,6 +235,25 @@ Fine-tuned on `dialogft_customer` versus the same model trained from scratch: se
 """
 
 
+#: Validation examples per task in the card's perplexities.
+CARD_VALID_EXAMPLES = 200
+
+
+def validation_ppl(model_file: str, datapath: str = "") -> dict:
+    """Perplexity of each reply task on its first validation examples (``parlai eval_model``).
+
+    Each task on its own and on the same examples whatever the model's batching, so the
+    card's rows compare across releases.
+    """
+    from parlai.scripts.eval_model import EvalModel
+
+    # In file order: dynamic batching would choose which examples are the first N by length.
+    args = ["-mf", model_file, "-t", REPLY_TASKS, "-dt", "valid", "-ne", str(CARD_VALID_EXAMPLES),
+            "--dynamic-batching", "none", "--skip-generation", "true", "-bs", "32"]
+    report = EvalModel.main(*args, *(["--datapath", datapath] if datapath else []))
+    return {key: float(value) for key, value in report.items() if key.endswith("/ppl")}
+
+
 def pretrain(recipe: Recipe) -> str:
     """Run the whole recipe; returns the released folder."""
     from parlai.scripts.train_model import TrainModel
@@ -246,7 +264,7 @@ def pretrain(recipe: Recipe) -> str:
     card = {
         "recipe": asdict(recipe),
         "train_model": ["parlai", "train_model", *args],
-        "valid": {key: float(value) for key, value in valid.items() if key.endswith("ppl")},
+        "valid": validation_ppl(os.path.join(recipe.work, "pretrain", "model"), recipe.datapath),
         "updates": int(valid["total_train_updates"]),
     }
     return release(os.path.join(recipe.work, "pretrain", "model"), recipe.out, card)

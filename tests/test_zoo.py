@@ -50,7 +50,11 @@ def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path):
     for section in ("## Training data", "## Recipe", "## Metrics", "## Intended use and limits", "CC BY-SA 4.0"):
         assert section in card
     facts = json.load(open(os.path.join(out, "dialogft_card.json")))
-    assert facts["recipe"]["max_train_steps"] == 4 and facts["valid"]
+    assert facts["recipe"]["max_train_steps"] == 4
+    # The card reports each reply task, both customer-service languages included.
+    assert set(facts["valid"]) == {"dialogft_chitchat/ppl", "dialogft_qa/ppl",
+                                   "dialogft_customer:lang=en/ppl", "dialogft_customer:lang=zh/ppl"}
+    assert "| dialogft_customer:lang=zh |" in card
     # Infilling is in the mixture; the validation that the card reports scores replies only.
     command = facts["train_model"]
     assert "mutators=dialogft_denoise" in command[command.index("-t") + 1]
