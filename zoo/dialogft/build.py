@@ -16,7 +16,7 @@ from pathlib import Path
 import parlai.core.build_data as build_data
 
 MODELS = ("bilingual_t5",)
-VERSION = "v2"  # bump when the shipped weights change
+VERSION = "v3"  # bump when the shipped weights change
 SHIPPED = Path(__file__).resolve().parent
 
 
