@@ -292,6 +292,7 @@ def named_multitask_reports(worlds) -> None:
 
 
 def worlds_fixes(worlds) -> None:
+    """Both fixes of ``parlai.core.worlds`` (PATCHES holds one function per module)."""
     bounded_dynamic_batches(worlds)
     named_multitask_reports(worlds)
 

@@ -109,7 +109,8 @@ def train_args(recipe: Recipe, init_dir: str) -> List[str]:
     """The ``parlai train_model`` command line of step 3 (also printed into the model card)."""
     args = [
         "-t", PRETRAIN_TASKS, "--multitask-weights", PRETRAIN_TASK_WEIGHTS,
-        # Validation scores replies only: infilling shares dialogft_customer's metric name.
+        # ParlAI's final validation scores replies only (the card's figures come from
+        # validation_ppl, each task on fixed examples).
         "--evaltask", REPLY_TASKS,
         "-m", "dialogft_agent", "--hf-model", init_dir,
         "-mf", os.path.join(recipe.work, "pretrain", "model"),

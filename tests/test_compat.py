@@ -292,20 +292,25 @@ def test_dynamic_batches_of_a_small_task_are_not_copies_of_one_example_only_when
     assert buffer_size([(7_821, 0.4), (447, 0.2), (9_000, 0.4)], 32) == 279
 
 
-def test_a_multitask_buffer_is_bounded_by_its_smallest_weighted_task(tiny_models, tmp_path):
+def _files_mixture(tmp_path, counts: dict) -> tuple:
+    """A ``dialogft_files`` task per name (that many one-turn pairs each): the task string, the paths."""
     import json
 
-    from parlai.core.agents import create_agent
-    from parlai.core.params import ParlaiParser
-    from parlai.core.worlds import create_task
-
     files = []
-    for name, count in (("big", 2000), ("small", 100)):
+    for name, count in counts.items():
         files.append(tmp_path / f"{name}.jsonl")
         with open(files[-1], "w") as f:
             for i in range(count):
                 f.write(json.dumps({"prompt": f"{name} {i}", "completion": f"answer {i}"}) + "\n")
-    task = ",".join(f"dialogft_files:files_datapath={path}" for path in files)
+    return ",".join(f"dialogft_files:files_datapath={path}" for path in files), [str(path) for path in files]
+
+
+def test_a_multitask_buffer_is_bounded_by_its_smallest_weighted_task(tiny_models, tmp_path):
+    from parlai.core.agents import create_agent
+    from parlai.core.params import ParlaiParser
+    from parlai.core.worlds import create_task
+
+    task, _ = _files_mixture(tmp_path, {"big": 2000, "small": 100})
 
     def buffer(weights):
         opt = ParlaiParser(True, True).parse_kwargs(
@@ -320,24 +325,16 @@ def test_a_multitask_buffer_is_bounded_by_its_smallest_weighted_task(tiny_models
 
 def _mixture_report(multiworld_cls, tmp_path):
     """The report of a two-task mixture of one teacher (two files of 4 examples) after 8 parleys."""
-    import json
-
     from parlai.core.agents import create_agent
     from parlai.core.params import ParlaiParser
 
-    files = []
-    for name in ("first", "second"):
-        files.append(tmp_path / f"{name}.jsonl")
-        with open(files[-1], "w") as f:
-            for i in range(4):
-                f.write(json.dumps({"prompt": f"{name} {i}", "completion": f"answer {i}"}) + "\n")
+    task, files = _files_mixture(tmp_path, {"first": 4, "second": 4})
     opt = ParlaiParser(True, True).parse_kwargs(
-        task=",".join(f"dialogft_files:files_datapath={path}" for path in files), datatype="valid",
-        model="repeat_label", datapath=str(tmp_path / "data"))
+        task=task, datatype="valid", model="repeat_label", datapath=str(tmp_path / "data"))
     world = multiworld_cls(opt, [create_agent(opt)])
     for _ in range(8):  # round robin over the tasks (valid): 4 examples of each
         world.parley()
-    return {key: value.value() for key, value in world.report().items()}, [str(path) for path in files]
+    return {key: value.value() for key, value in world.report().items()}, files
 
 
 def test_a_mixture_of_one_teacher_reports_each_task_only_when_patched(tmp_path):

@@ -26,6 +26,7 @@ from parlai_dialogft.mutators.noise import CJK, _rate, text_rng
 # Units a span is made of: a Latin word or number, a CJK character, or another mark.
 _UNIT = re.compile(f"[A-Za-z0-9']+|[{CJK}]|[^\\sA-Za-z0-9'{CJK}]")
 MEAN_SPAN = 3  # units per masked span, on average (uniform over 1..2*MEAN_SPAN-1)
+DEFAULT_RATE, DEFAULT_MARKER, DEFAULT_SEED = 0.25, "<unk>", 0
 
 
 def corrupt(text: str, rng, rate: float, marker: str) -> str:
@@ -64,13 +65,13 @@ class DenoiseMutator(ManyEpisodeMutator):
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
         group = parser.add_argument_group("dialogft_denoise mutator")
-        group.add_argument("--denoise-rate", type=_rate, default=0.25, help="share of a turn's units masked")
+        group.add_argument("--denoise-rate", type=_rate, default=DEFAULT_RATE, help="share of a turn's units masked")
         group.add_argument(
-            "--denoise-marker", type=str, default="<unk>",
+            "--denoise-marker", type=str, default=DEFAULT_MARKER,
             help="what a masked span is replaced by: a string the tokenizer keeps as one token "
             "(T5, BART and our zoo tokenizers have <unk>)",
         )
-        group.add_argument("--denoise-seed", type=int, default=0, help="the same seed and turn give the same input")
+        group.add_argument("--denoise-seed", type=int, default=DEFAULT_SEED, help="the same seed and turn give the same input")
         return parser
 
     def __init__(self, opt):
@@ -78,19 +79,19 @@ class DenoiseMutator(ManyEpisodeMutator):
         # Also read when the mutator comes as a task flag (task:mutators=dialogft_denoise),
         # where ParlAI never adds its flags: the defaults above then hold.
         rate, marker, seed = opt.get("denoise_rate"), opt.get("denoise_marker"), opt.get("denoise_seed")
-        self.rate = 0.25 if rate is None else float(rate)
-        self.marker = "<unk>" if marker is None else marker
-        self.seed = 0 if seed is None else int(seed)
+        self.rate = DEFAULT_RATE if rate is None else float(rate)
+        self.marker = DEFAULT_MARKER if marker is None else marker
+        self.seed = DEFAULT_SEED if seed is None else int(seed)
 
     def many_episode_mutation(self, episode: List[Message]) -> List[List[Message]]:
         episodes = []
         for message in episode:
             replies = message.get("labels") or message.get("eval_labels") or []
+            field = "labels" if "labels" in message else "eval_labels"
             for turn in [message.get("text", "")] + list(replies[:1]):
                 if not turn.strip():
                     continue
                 rng = text_rng(self.seed, "dialogft_denoise", turn)
-                field = "labels" if "labels" in message else "eval_labels"
                 episodes.append([Message({
                     "text": corrupt(turn, rng, self.rate, self.marker), field: [turn],
                 })])
