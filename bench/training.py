@@ -1,7 +1,8 @@
 """Training speed: ``parlai train_model`` with dialogft_agent vs ``transformers`` ``Trainer``.
 
 Both train the same random-init model (t5-small or GPT-2-small shaped, built from a config)
-on the same examples from dialogft_customer's train split, for one epoch at batch 16,
+on the same examples from dialogft_customer's train split, in the same order (shuffled per
+seed: the same batches on both sides), for one epoch at batch 16,
 AdamW at a constant 5e-4 with weight decay 0.01 (ParlAI's AdamW cannot be set to 0, so the
 Trainer gets torch's default too), gradient norm clipped at 1.0, fp32, the same truncation
 (context 256 tokens from the left, reply 64). Each side runs in its own process, one after
@@ -13,7 +14,8 @@ have then read the same examples, so the same tokens.
     python bench/training.py --seeds 3             # 3 data orders per side: mean and spread
     python bench/training.py --arch gpt2 --examples 320
     python bench/training.py --bf16                # adds ours under bf16 autocast
-    python bench/training.py --unbucketed          # adds ours in plain data-order batches
+    python bench/training.py --whole-batches       # adds ours computing each batch whole
+    python bench/training.py --buckets             # adds ours with ParlAI's length buckets
 
 Throughput counts non-padding tokens (context + reply) per second of the training loop,
 from the first step to the last (model building and data reading excluded on both sides).
@@ -141,16 +143,15 @@ def run_parlai(spec) -> dict:
     random.seed(spec["seed"]), np.random.seed(spec["seed"]), torch.manual_seed(spec["seed"])
     parser = setup_args(ParlaiParser(True, True))
     opt = parser.parse_args([
-        # train:ordered: every example exactly once, as the Trainer's epoch (batchsort still
-        # groups them by length); plain "train" draws episodes at random, with repeats.
+        # train:ordered: every example exactly once, as the Trainer's epoch, in the file's
+        # order (shuffled per seed); plain "train" draws episodes at random, with repeats.
         "-t", "dialogft_files", "--files-datapath", spec["train_file"], "-dt", "train:ordered", "-m", "dialogft_agent",
         "--hf-model", spec["model_dir"], "-mf", os.path.join(spec["work"], "parlai", "model"),
         "-bs", str(BATCH), "-eps", "1", "-lr", str(LR), "--optimizer", "adamw", "--gradient-clip", str(CLIP),
         "--text-truncate", str(TEXT_TRUNCATE), "--label-truncate", str(LABEL_TRUNCATE),
-        "--dynamic-batching", spec["dynamic_batching"], "--hf-bf16", str(spec["bf16"]).lower(),
         "-vtim", "-1", "-veps", "-1", "-vme", str(BATCH), "--skip-generation", "true", "--log-every-n-secs", "60",
         "--datapath", os.path.join(spec["work"], "data"), "--seed", str(spec["seed"]),
-    ])
+    ] + spec["flags"])
     loop = TrainLoop(opt)
     agent = loop.agent
     pad = agent.NULL_IDX
@@ -163,9 +164,10 @@ def run_parlai(spec) -> dict:
         seen["first"] = seen["first"] or start
         out = train_step(batch)
         seen["in_step"] += time.perf_counter() - start
-        for vec in (batch.text_vec, batch.label_vec):
-            seen["tokens"] += int(vec.ne(pad).sum())
-            seen["padding"] += int(vec.eq(pad).sum())
+        for _rows, group in agent._length_groups(batch):  # padding as computed, group by group
+            for vec in (group.text_vec, group.label_vec):
+                seen["tokens"] += int(vec.ne(pad).sum())
+                seen["padding"] += int(vec.eq(pad).sum())
         seen["steps"] += 1
         seen["examples"] += batch.batchsize
         for text, label in zip(batch.text_vec.tolist(), batch.label_vec.tolist()):
@@ -183,7 +185,8 @@ def run_parlai(spec) -> dict:
 
 
 def run_trainer(spec) -> dict:
-    """One epoch of ``Trainer`` (``Seq2SeqTrainer`` for seq2seq) with its default collation."""
+    """One epoch of ``Trainer`` (``Seq2SeqTrainer`` for seq2seq) with its default collation,
+    reading the examples in the order given (ParlAI's side reads the same order)."""
     import torch
     import transformers as tf
 
@@ -211,6 +214,7 @@ def run_trainer(spec) -> dict:
         output_dir=os.path.join(spec["work"], "trainer"), per_device_train_batch_size=BATCH, num_train_epochs=1,
         learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=CLIP, seed=spec["seed"],
         logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
+        train_sampling_strategy="sequential",
     )
     clock = {}
 
@@ -250,8 +254,10 @@ def main():
     parser.add_argument("--valid", type=int, default=160, help="validation examples")
     parser.add_argument("--bf16", action="store_true", help="also run ours under bf16 autocast")
     parser.add_argument("--seeds", type=int, default=1, help="data orders per side (seeds 0..N-1)")
-    parser.add_argument("--unbucketed", action="store_true",
-                        help="also run ours without length buckets (ParlAI batches in data order)")
+    parser.add_argument("--whole-batches", action="store_true",
+                        help="also run ours with --hf-length-groups false (each batch padded whole)")
+    parser.add_argument("--buckets", action="store_true",
+                        help="also run ours with --dynamic-batching batchsort (batches of similar length)")
     parser.add_argument("--worker", choices=["parlai", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -265,23 +271,25 @@ def main():
     work = tempfile.mkdtemp(prefix="bench_train_")
     train, valid = customer_pairs("train", args.examples, seed=0), customer_pairs("valid", args.valid, seed=1)
     model_dir = build_model(args.arch, os.path.join(work, "model"), [t for pair in train for t in pair] * 3)
-    train_file = os.path.join(work, "train.jsonl")
-    with open(train_file, "w", encoding="utf-8") as f:
-        for context, reply in train:
-            f.write(json.dumps({"prompt": context, "completion": reply}, ensure_ascii=False) + "\n")
-    runs = [("transformers Trainer", "trainer", {}), ("ParlAI + dialogft_agent", "parlai", {})]
+    runs = [("transformers Trainer", "trainer", []), ("ParlAI + dialogft_agent", "parlai", [])]
     if args.bf16:
-        runs.append(("ParlAI + dialogft_agent, bf16", "parlai", {"bf16": True}))
-    if args.unbucketed:
-        runs.append(("ParlAI + dialogft_agent, no buckets", "parlai", {"dynamic_batching": "none"}))
+        runs.append(("ParlAI + dialogft_agent, bf16", "parlai", ["--hf-bf16", "true"]))
+    if args.whole_batches:
+        runs.append(("ParlAI + dialogft_agent, whole batches", "parlai", ["--hf-length-groups", "false"]))
+    if args.buckets:
+        runs.append(("ParlAI + dialogft_agent, length buckets", "parlai", ["--dynamic-batching", "batchsort"]))
     results = {name: [] for name, _, _ in runs}
     for seed in range(args.seeds):
-        for name, which, extra in runs:
-            tag = f"{which}{''.join('-' + key for key in extra)}-seed{seed}"
-            spec = dict(work=os.path.join(work, tag), model_dir=model_dir, train=train, valid=valid,
-                        train_file=train_file, seq2seq=args.arch == "t5", dynamic_batching="batchsort",
-                        bf16=False, seed=seed)
-            spec.update(extra)
+        # One data order per seed, read by both sides: the same batches, in the same order.
+        order = random.Random(seed).sample(train, len(train))
+        train_file = os.path.join(work, f"train-seed{seed}.jsonl")
+        with open(train_file, "w", encoding="utf-8") as f:
+            for context, reply in order:
+                f.write(json.dumps({"prompt": context, "completion": reply}, ensure_ascii=False) + "\n")
+        for n, (name, which, flags) in enumerate(runs):
+            tag = f"{which}{n}-seed{seed}"
+            spec = dict(work=os.path.join(work, tag), model_dir=model_dir, train=order, valid=valid,
+                        train_file=train_file, seq2seq=args.arch == "t5", flags=flags, seed=seed)
             spec_path = os.path.join(work, f"{tag}.json")
             with open(spec_path, "w") as f:
                 json.dump(spec, f)

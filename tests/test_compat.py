@@ -264,8 +264,8 @@ def _repeated_rows(world_cls, hf_model, tmp_path, batches=12):
             f.write(json.dumps({"prompt": f"question {i} " + "word " * (i % 101), "completion": f"answer {i}"}) + "\n")
     opt = ParlaiParser(True, True).parse_kwargs(
         task="dialogft_files", files_datapath=str(pairs), datatype="train", model="dialogft_agent",
-        hf_model=hf_model, batchsize=16, datapath=str(tmp_path / "data"))
-    assert opt["dynamic_batching"] == "batchsort"  # the agent's default
+        hf_model=hf_model, batchsize=16, dynamic_batching="batchsort", datapath=str(tmp_path / "data"))
+    assert opt["dynamic_batching"] == "batchsort"
     agent = create_agent(opt)
     repeats = []
     agent.train_step = lambda batch: repeats.append(len(batch.label_vec) - len(set(map(tuple, batch.label_vec.tolist()))))
@@ -315,7 +315,7 @@ def test_a_multitask_buffer_is_bounded_by_its_smallest_weighted_task(tiny_models
     def buffer(weights):
         opt = ParlaiParser(True, True).parse_kwargs(
             task=task, multitask_weights=weights, datatype="train", model="dialogft_agent",
-            hf_model=tiny_models["t5"], batchsize=8, datapath=str(tmp_path / "data"))
+            hf_model=tiny_models["t5"], batchsize=8, dynamic_batching="batchsort", datapath=str(tmp_path / "data"))
         return create_task(opt, create_agent(opt))._BUFFER_SIZE
 
     # 2,100 episodes in all would allow 262; the small task's 100 at half the draws allow 25.

@@ -19,12 +19,13 @@ compat.require_parlai()
 
 import torch  # noqa: E402
 from parlai.core.metrics import AverageMetric  # noqa: E402
+from parlai.core.torch_agent import Batch  # noqa: E402
 from parlai.core.torch_generator_agent import PPLMetric, TorchGeneratorAgent  # noqa: E402
 from parlai.utils import logging  # noqa: E402
 from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
-from parlai_dialogft import chat_format, checkpoint, hf_loading, lora, preflight  # noqa: E402
+from parlai_dialogft import chat_format, checkpoint, hf_loading, length_groups, lora, preflight  # noqa: E402
 from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.interactive_chat import InteractiveChatMixin  # noqa: E402
@@ -71,6 +72,17 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             default=False,
             help="run forward passes under bfloat16 autocast (weights stay fp32)",
         )
+        # Instead of ParlAI's --dynamic-batching (off, as ParlAI's default): its length
+        # buckets are fast but each holds one dialogue position, and cost 0.13 of
+        # validation loss in bench/training.py; groups keep the batch as drawn.
+        group.add_argument(
+            "--hf-length-groups",
+            type="bool",
+            default=True,
+            help="compute each batch with labels as groups of rows of similar length, each "
+            "padded only to its own longest: the same loss and gradients as the whole padded "
+            "batch, less work on padding (CPU; on a GPU batches stay whole)",
+        )
         lora.add_lora_args(parser.add_argument_group("dialogft_agent: LoRA adapters (peft)"))
         parser.set_defaults(
             dict_tokenizer="hf",
@@ -92,11 +104,6 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             # generator, so -mf would keep the first validation's weights.
             validation_metric="ppl",
             validation_metric_mode="min",
-            # Batches of examples of similar length (ParlAI's DynamicBatchWorld, the same
-            # batch size): about a third of a randomly drawn batch is padding otherwise.
-            # --dynamic-batching full also grows batches of short examples; off restores
-            # ParlAI's default.
-            dynamic_batching="batchsort",
             # ParlAI writes MODEL.checkpoint only when asked: a crash at hour three would
             # lose the run. Every 15 minutes; rerunning the command resumes from it.
             save_every_n_secs=900,
@@ -265,24 +272,55 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             return self._packed_loss(batch)
 
     def _packed_loss(self, batch):
-        """ParlAI's loss and metrics, with logits computed for real label tokens only.
+        """ParlAI's loss and metrics, computed on real tokens only.
 
-        Same numbers as ``TorchGeneratorAgent.compute_loss`` (a test holds them equal),
-        but no vocabulary projection, softmax or argmax is spent on label padding.
+        Same numbers as ``TorchGeneratorAgent.compute_loss`` (tests hold them equal), but
+        the rows run as groups of similar length (:mod:`parlai_dialogft.length_groups`),
+        and no vocabulary projection, softmax or argmax is spent on label padding.
         """
         labels = batch.label_vec
         notnull = labels.ne(self.NULL_IDX)
-        logits = self.model(*self._model_input(batch), ys=labels, keep=notnull)  # (N, V)
-        token_loss = self.criterion(logits, labels[notnull])  # (N,)
-        loss_per_token = token_loss.new_zeros(labels.shape).masked_scatter(notnull, token_loss)
-        correct = torch.zeros_like(notnull).masked_scatter(notnull, logits.argmax(-1) == labels[notnull])
+        loss_per_token = torch.zeros(labels.shape, device=labels.device)  # (B, T), for the metrics
+        correct = torch.zeros_like(notnull)
+        summed = 0.0
+        # One backward over every group's pass: each weight's gradient is summed over the
+        # groups before DistributedDataParallel's hook reduces it, once.
+        for rows, group in self._length_groups(batch):
+            keep = notnull[rows, : group.label_vec.size(1)]
+            logits = self.model(*self._model_input(group), ys=group.label_vec, keep=keep)  # (N, V)
+            token_loss = self.criterion(logits, group.label_vec[keep])  # (N,)
+            summed = summed + token_loss.sum()
+            width = keep.size(1)
+            loss_per_token[rows, :width] = loss_per_token[rows, :width].masked_scatter(keep, token_loss.detach().float())
+            correct[rows, :width] = correct[rows, :width].masked_scatter(keep, logits.argmax(-1) == group.label_vec[keep])
         self.record_local_metric("loss", AverageMetric.from_mask(loss_per_token, notnull))
         self.record_local_metric("ppl", PPLMetric.from_mask(loss_per_token, notnull))
         self.record_local_metric("token_acc", AverageMetric.from_mask(correct, notnull))
         target_tokens = notnull.sum(dim=-1)
         self.record_local_metric("token_em", AverageMetric.many(correct.sum(dim=-1) == target_tokens))
         self.record_per_token_metrics(batch, loss_per_token)
-        return token_loss.sum() / target_tokens.sum()
+        return summed / target_tokens.sum()
+
+    def _length_groups(self, batch):
+        """(row indices, sub-batch trimmed to its own widths) for each group of the batch.
+
+        One group, the whole batch, on a GPU (where one more pass costs more than padding:
+        not measured here) or with --hf-length-groups false.
+        """
+        text, labels = batch.text_vec, batch.label_vec
+        if not self.opt.get("hf_length_groups", True) or self.use_cuda:
+            return [(torch.arange(len(labels), device=labels.device), batch)]
+        left = not self.dict.is_seq2seq  # decoder-only contexts are padded on the left
+        text_widths = length_groups.widths(text, self.NULL_IDX, left_padded=left)
+        label_widths = length_groups.widths(labels, self.NULL_IDX)
+        groups = []
+        for rows in length_groups.length_groups(text_widths, label_widths, length_groups.CPU_GROUP_COST):
+            text_width = max(max(text_widths[i] for i in rows), 1)
+            label_width = max(label_widths[i] for i in rows)
+            index = torch.tensor(rows, device=labels.device)
+            group_text = text[index, -text_width:] if left else text[index, :text_width]
+            groups.append((index, Batch(text_vec=group_text, label_vec=labels[index, :label_width])))
+        return groups
 
     def _generate(self, batch, beam_size, max_ts, prefix_tokens=None):
         model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
