@@ -311,6 +311,8 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
         if not self.opt.get("hf_length_groups", True) or self.use_cuda:
             return [(torch.arange(len(labels), device=labels.device), batch)]
         left = not self.dict.is_seq2seq  # decoder-only contexts are padded on the left
+        # Measured from the tensors: ParlAI 1.7.2's batchify computes each row's length but
+        # does not pass it into the Batch (text_lengths and label_lengths stay None).
         text_widths = length_groups.widths(text, self.NULL_IDX, left_padded=left)
         label_widths = length_groups.widths(labels, self.NULL_IDX)
         groups = []
