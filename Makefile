@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 # torch first: with 2.13.0 (a local CPU build) in place, nothing later pulls a CUDA torch.
 # ParlAI's own pins (numpy 1.x, torchtext, ...) do not resolve on this stack, so it goes in
 # last, --no-deps (pip then leaves its unmet pins alone); setup.py lists what it really imports.
-$(VENV)/.installed: setup.py pyproject.toml
+$(VENV)/.installed: setup.py pyproject.toml parlai_dialogft.pth
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'

@@ -84,7 +84,7 @@ setup(
     packages=packages,
     package_dir=PACKAGE_ROOTS,
     package_data={
-        "parlai_dialogft": ["py.typed", "corpora/**/*", "serving/static/*", "mutators/lists/*",
+        "parlai_dialogft": ["py.typed", "data/corpora/**/*", "serving/static/*", "mutators/lists/*",
                             "human_eval/static/*"],
         "parlai_dialogft.tasks": ["**/*.json", "**/*.md"],
         "parlai_dialogft.zoo": ["**/*"],

@@ -25,7 +25,7 @@ import torch
 def build_model(arch: str, out: str) -> str:
     import transformers as tf
 
-    from parlai_dialogft.tiny import train_tokenizer
+    from parlai_dialogft.model.tiny import train_tokenizer
 
     texts = [f"hello {i} how can I help you with booking {i % 7}" for i in range(2000)]
     tok = train_tokenizer(texts, vocab_size=8000, with_pad=arch == "t5")

@@ -1,7 +1,7 @@
 """What one more forward+backward pass costs, in tokens: the constant behind --hf-length-groups.
 
 A batch computed as groups of similar length pays less padding but one pass per group.
-``parlai_dialogft.length_groups.CPU_GROUP_COST`` prices a pass in tokens of work; this
+``parlai_dialogft.model.length_groups.CPU_GROUP_COST`` prices a pass in tokens of work; this
 script measures it on this machine: it times a training step (forward, loss, backward) of
 the t5-small-shaped model of bench/training.py on batches of growing size, fits
 time = fixed + per_token x tokens by least squares, and prints fixed / per_token.

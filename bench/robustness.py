@@ -31,7 +31,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from parlai_dialogft.probe import DEFAULT_NOISE  # noqa: E402
+from parlai_dialogft.evaluation.probe import DEFAULT_NOISE  # noqa: E402
 
 VARIANTS = {
     "baseline": [],

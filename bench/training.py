@@ -64,7 +64,7 @@ def build_model(arch: str, out: str, texts) -> str:
     import torch
     import transformers as tf
 
-    from parlai_dialogft.tiny import train_tokenizer
+    from parlai_dialogft.model.tiny import train_tokenizer
 
     tok = train_tokenizer(texts, vocab_size=32000, with_pad=arch == "t5")
     torch.manual_seed(0)

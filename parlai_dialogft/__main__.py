@@ -8,11 +8,13 @@ import sys
 
 
 def main() -> int:
-    from parlai_dialogft import __version__, compat
+    from parlai_dialogft import __version__
+    from parlai_dialogft.plugin import compat
+    from parlai_dialogft.plugin.errors import ParlAIMissing
 
     try:
         compat.require_parlai()
-    except compat.ParlAIMissing as exc:
+    except ParlAIMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     import parlai

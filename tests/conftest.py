@@ -34,7 +34,7 @@ def tiny_models(tmp_path_factory):
     """arch -> folder of a random-init tiny model with its own trained tokenizer."""
     import torch
 
-    from parlai_dialogft.tiny import ARCHS, build_tiny_model
+    from parlai_dialogft.model.tiny import ARCHS, build_tiny_model
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tiny_models")

@@ -179,7 +179,7 @@ def test_seq2seq_context_is_truncated_to_the_position_table(tiny_models):
 
 
 def test_a_reply_longer_than_the_window_is_refused(tiny_models):
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.model.hf_loading import HFLoadError
 
     with pytest.raises(HFLoadError, match="--label-truncate 600"):
         _agent(tiny_models, "gpt2", label_truncate=600)
@@ -188,7 +188,7 @@ def test_a_reply_longer_than_the_window_is_refused(tiny_models):
 def test_a_model_that_cannot_generate_is_refused(tmp_path):
     from transformers import ViTConfig
 
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.model.hf_loading import HFLoadError
 
     ViTConfig().save_pretrained(tmp_path)
     with pytest.raises(HFLoadError, match="neither a seq2seq nor a causal"):
@@ -203,7 +203,7 @@ def test_a_model_that_cannot_generate_is_refused(tmp_path):
     ],
 )
 def test_unknown_models_get_a_clear_error(source, message):
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.model.hf_loading import HFLoadError
 
     with pytest.raises(HFLoadError, match=message):
         make_agent(source)

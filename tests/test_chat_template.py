@@ -54,7 +54,7 @@ def test_long_histories_drop_whole_old_turns_first(instruct_model):
 
 
 def test_a_tokenizer_without_a_template_is_refused(tiny_models):
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.model.hf_loading import HFLoadError
 
     with pytest.raises(HFLoadError, match="--hf-chat-template true needs a tokenizer with a chat template"):
         make_agent(tiny_models["qwen2"], hf_chat_template=True)

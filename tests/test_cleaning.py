@@ -8,14 +8,14 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parlai_dialogft.cleaning import (
+from parlai_dialogft.data.cleaning import (
     CleaningOptions,
     CleaningReport,
     clean_conversations,
     clean_text,
     clean_turns,
 )
-from parlai_dialogft.conversation import Conversation, Turn
+from parlai_dialogft.data.conversation import Conversation, Turn
 
 DEFAULT = CleaningOptions()
 MASKING = CleaningOptions(mask_pii=True)

@@ -143,7 +143,7 @@ def test_a_full_disk_fails_before_training_with_the_folder(tiny_models, tmp_path
 
 def test_an_error_that_is_a_bug_keeps_its_traceback(monkeypatch):
     """Only recognised user mistakes are shortened; anything else must stay debuggable."""
-    from parlai_dialogft.cli_errors import user_message
+    from parlai_dialogft.plugin.cli_errors import user_message
 
     assert user_message(ModuleNotFoundError("No module named 'numpy_extra'", name="numpy_extra")) is None
     assert user_message(ModuleNotFoundError("x", name="parlai.tasks.dialogft_customer.helpers")) is None

@@ -1,4 +1,4 @@
-"""Each ParlAI patch in parlai_dialogft.compat, shown to be needed and to work."""
+"""Each ParlAI patch in parlai_dialogft.plugin.compat, shown to be needed and to work."""
 
 import numpy as np
 import pytest
@@ -55,12 +55,13 @@ def test_numpy_itself_is_left_alone():
 
 
 def test_patches_are_applied_once():
-    from parlai_dialogft import compat
     import parlai.nn.lr_scheduler as lr
 
+    from parlai_dialogft.plugin import hook
+
     init = lr.ReduceOnPlateauLRScheduler.__init__
-    compat.apply_all()
-    compat.apply_all()
+    hook.apply_all()
+    hook.apply_all()
     assert lr.ReduceOnPlateauLRScheduler.__init__ is init
 
 
@@ -126,7 +127,7 @@ def test_multiprocessing_train_uses_the_rank_function_that_frees_ddp_first():
 
     import parlai.scripts.multiprocessing_train as mp_train
 
-    from parlai_dialogft import compat
+    from parlai_dialogft.plugin import compat
 
     assert mp_train.multiprocess_train is compat.multiprocess_train
     assert pickle.loads(pickle.dumps(mp_train.multiprocess_train)) is compat.multiprocess_train
@@ -280,7 +281,7 @@ def test_dynamic_batches_of_a_small_task_are_not_copies_of_one_example_only_when
     """ParlAI buffers 1021 episodes: 200 pairs fill it with copies, which sort side by side."""
     from parlai.core.worlds import DynamicBatchWorld
 
-    from parlai_dialogft.batching import buffer_size
+    from parlai_dialogft.data.batching import buffer_size
 
     plain, rows = _repeated_rows(_unpatched("parlai.core.worlds").DynamicBatchWorld, tiny_models["t5"], tmp_path / "a")
     assert plain > rows / 2

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from parlai_dialogft import checkpoint
+from parlai_dialogft.training import checkpoint
 
 PARLAI = os.path.join(os.path.dirname(sys.executable), "parlai")
 STEPS = 12

@@ -67,7 +67,7 @@ def _until_end(tokens, end_idx, max_ts):
 
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 def test_exported_folder_gives_the_same_logits(tiny_models, tmp_path, arch):
-    from parlai_dialogft.export import export
+    from parlai_dialogft.model.export import export
 
     mf = str(tmp_path / "m" / "model")
     train_briefly(tiny_models[arch], mf, str(tmp_path / "data"))
@@ -85,7 +85,7 @@ def test_exported_folder_gives_the_same_logits(tiny_models, tmp_path, arch):
 def test_generate_on_the_exported_folder_replies_like_the_agent(varied_models, tmp_path, arch):
     from transformers import AutoTokenizer
 
-    from parlai_dialogft.export import export
+    from parlai_dialogft.model.export import export
 
     mf = str(tmp_path / "m" / "model")
     # A small step size: the weights move off init, the replies stay context-dependent.
@@ -109,7 +109,7 @@ def test_generate_on_the_exported_folder_replies_like_the_agent(varied_models, t
 
 
 def test_the_generation_config_decodes_as_the_agent_was_set_to():
-    from parlai_dialogft.export import decoding
+    from parlai_dialogft.model.export import decoding
 
     assert decoding({"inference": "greedy", "label_truncate": 32}) == dict(
         num_beams=1, do_sample=False, temperature=1.0, top_k=50, top_p=1.0, max_new_tokens=32
@@ -135,7 +135,7 @@ def test_a_missing_model_file_is_one_line_and_a_failing_exit(tmp_path):
 
 
 def test_a_model_of_another_agent_is_refused(tmp_path):
-    from parlai_dialogft.export import ExportError, export
+    from parlai_dialogft.model.export import ExportError, export
 
     other = tmp_path / "other"
     other.write_text("x")
@@ -145,7 +145,7 @@ def test_a_model_of_another_agent_is_refused(tmp_path):
 
 
 def test_export_does_not_overwrite_a_folder_unless_asked(tmp_path):
-    from parlai_dialogft.export import ExportError, export
+    from parlai_dialogft.model.export import ExportError, export
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")

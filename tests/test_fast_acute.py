@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import TEXTS, train_briefly
-from parlai_dialogft.errors import UserError
+from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.human_eval import fast_acute, formats
 
 
@@ -22,7 +22,7 @@ def two_models(tmp_path_factory):
     """Two model files of one tiny T5, trained 1 and 3 steps (different weights)."""
     import torch
 
-    from parlai_dialogft.tiny import build_tiny_model
+    from parlai_dialogft.model.tiny import build_tiny_model
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("fast_acute_models")

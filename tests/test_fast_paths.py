@@ -15,7 +15,7 @@ import torch
 from parlai.core.torch_generator_agent import TorchGeneratorAgent
 
 from conftest import batch_of, make_agent, search
-from parlai_dialogft import length_groups
+from parlai_dialogft.model import length_groups
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = ["hello , how can I help you today ?", "我想订一张明天去北京的火车票。", "thanks"]

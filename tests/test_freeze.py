@@ -30,7 +30,7 @@ def test_frozen_weights_do_not_move(tiny_models, tmp_path, arch, freeze, frozen_
 
 
 def test_freezing_the_encoder_of_a_decoder_only_model_is_refused(tiny_models):
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.model.hf_loading import HFLoadError
 
     with pytest.raises(HFLoadError, match="--hf-freeze encoder needs a seq2seq model"):
         make_agent(tiny_models["gpt2"], hf_freeze="encoder")

@@ -423,7 +423,7 @@ def test_the_command_prints_links_and_refuses_bad_input_in_one_line(tmp_path):
 
 
 def test_pairing_with_onboarding_needs_a_correct_answer(tmp_path):
-    from parlai_dialogft.errors import UserError
+    from parlai_dialogft.plugin.errors import UserError
 
     broken = pairing("a", "b", "tea", onboarding=True)
     with pytest.raises(UserError, match="onboarding pairing 1: 'correct_answer' must name one of speakers_to_eval"):

@@ -1,4 +1,4 @@
-"""How a batch is cut into groups of similar length (parlai_dialogft/length_groups.py)."""
+"""How a batch is cut into groups of similar length (parlai_dialogft/model/length_groups.py)."""
 
 import itertools
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from parlai_dialogft.length_groups import length_groups, widths
+from parlai_dialogft.model.length_groups import length_groups, widths
 
 
 def _cost(groups, text, label, group_cost):

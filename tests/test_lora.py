@@ -53,7 +53,7 @@ def _logits(agent):
 # gpt2: peft's Conv1D (fan_in_fan_out) merge; llama: untied, so its replies vary by context.
 @pytest.mark.parametrize("arch", ["t5", "gpt2", "llama"])
 def test_merged_export_replies_like_the_adapted_agent(tiny_models, tmp_path, arch):
-    from parlai_dialogft.export import export
+    from parlai_dialogft.model.export import export
 
     mf = str(tmp_path / "m" / "model")
     train_briefly(tiny_models[arch], mf, str(tmp_path / "data"), steps=3, **LORA)
@@ -79,7 +79,7 @@ def test_lora_can_start_from_a_full_fine_tune(tiny_models, tmp_path):
 
 
 def test_adapters_are_not_dropped_silently(tiny_models, tmp_path):
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.model.hf_loading import HFLoadError
 
     mf = str(tmp_path / "m" / "model")
     train_briefly(tiny_models["llama"], mf, str(tmp_path / "data"), steps=1, **LORA)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from parlai_dialogft.metrics import METRIC_NAMES, compute
+from parlai_dialogft.evaluation.metrics import METRIC_NAMES, compute
 
 # MultiWOZ-style replies (detokenized), model-like hypotheses.
 EN_HYPS = [
@@ -48,7 +48,7 @@ def test_compute_returns_every_documented_metric():
 
 def test_importing_metrics_and_computing_does_not_import_torch():
     code = (
-        "import sys; from parlai_dialogft.metrics import compute; "
+        "import sys; from parlai_dialogft.evaluation.metrics import compute; "
         "compute(['你好'], ['你好吗']); compute(['hi there'], ['hello there']); "
         "assert 'torch' not in sys.modules and 'parlai' not in sys.modules"
     )

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import train_briefly
 from parlai_dialogft.mutators.counterfactual import GenderSwapper
-from parlai_dialogft.probe import (
+from parlai_dialogft.evaluation.probe import (
     GenderLean,
     attach_to_report,
     PairResult,

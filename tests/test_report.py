@@ -29,7 +29,7 @@ def trained(tiny_models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(trained):
     """The report on the Chinese customer-service splits, as report.md text and its folder."""
-    from parlai_dialogft.report import ReportOptions, build
+    from parlai_dialogft.evaluation.report import ReportOptions, build
 
     mf, root = trained
     out = root / "report"
@@ -86,7 +86,7 @@ def test_the_summary_says_which_update_the_weights_are_from(report):
 
 
 def test_cells_escape_table_and_html_syntax():
-    from parlai_dialogft.report import md_cell
+    from parlai_dialogft.evaluation.report import md_cell
 
     assert md_cell("a | b <pad>\n\nc *d*") == r"a \| b &lt;pad&gt;<br>c \*d\*"
     assert md_cell("") == "*(empty)*"

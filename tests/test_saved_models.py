@@ -13,15 +13,28 @@ from pathlib import Path
 FIXTURE = Path(__file__).parent / "fixtures" / "saved_model_0.1.0"
 
 
+def _copy(tmp_path) -> str:
+    folder = tmp_path / "saved_model_0.1.0"
+    shutil.copytree(FIXTURE, folder)
+    return str(folder / "model")
+
+
+def test_the_dictionary_class_named_by_an_old_opt_resolves():
+    """ParlAI's ``build_dict`` builds the dictionary from the saved ``dict_class`` string."""
+    from parlai.core.params import str2class
+
+    from parlai_dialogft.model.hf_dict import HFDictionaryAgent
+
+    saved_opt = json.loads((FIXTURE / "model.opt").read_text())
+    assert saved_opt["dict_class"] == "parlai_dialogft.hf_dict:HFDictionaryAgent"
+    assert str2class(saved_opt["dict_class"]) is HFDictionaryAgent
+
+
 def test_a_model_saved_by_0_1_0_loads_with_mf_and_keeps_its_weights(tmp_path):
     import torch
     from parlai.core.agents import create_agent_from_model_file
 
-    folder = tmp_path / "saved_model_0.1.0"
-    shutil.copytree(FIXTURE, folder)
-    model_file = str(folder / "model")
-    saved_opt = json.loads((folder / "model.opt").read_text())
-    assert saved_opt["dict_class"] == "parlai_dialogft.hf_dict:HFDictionaryAgent"
+    model_file = _copy(tmp_path)
 
     agent = create_agent_from_model_file(model_file, {"datapath": str(tmp_path / "data")})
 
@@ -34,3 +47,18 @@ def test_a_model_saved_by_0_1_0_loads_with_mf_and_keeps_its_weights(tmp_path):
     # The tokenizer came back too: a sentence of the training texts round-trips.
     text = "can you find me a cheap hotel in the centre ?"
     assert agent.dict.vec2txt(agent.dict.txt2vec(text)) == text
+
+
+def test_training_a_model_saved_by_0_1_0_continues_from_its_step(tmp_path):
+    import torch
+    from parlai.scripts.train_model import TrainModel
+
+    model_file = _copy(tmp_path)
+    TrainModel.main(
+        task="integration_tests", model_file=model_file, max_train_steps=5, batchsize=4,
+        validation_max_exs=4, short_final_eval=True, datapath=str(tmp_path / "data"),
+    )
+    states = torch.load(model_file, map_location="cpu", weights_only=False)
+    # Saved after 3 updates: 2 more, with the saved optimizer (a run started over would make 5).
+    assert states["number_training_updates"] == 5
+    assert all(s["step"] == 5 for s in states["optimizer"]["state"].values())

@@ -19,8 +19,8 @@ from parlai.core.metrics import (
 )
 from parlai.core.teachers import DialogTeacher
 
-from parlai_dialogft.metrics import METRIC_NAMES, compute
-from parlai_dialogft.teacher_metrics import (
+from parlai_dialogft.evaluation.metrics import METRIC_NAMES, compute
+from parlai_dialogft.evaluation.teacher_metrics import (
     DialogueMetricsMixin,
     DialogueTeacherMetrics,
     DistinctMetric,

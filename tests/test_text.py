@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parlai_dialogft.text import (
+from parlai_dialogft.evaluation.text import (
     LANGS,
     cjk_aware_tokenize,
     detect_lang,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parlai_dialogft.conversation import DataFormatError
-from parlai_dialogft.data_report import build_teacher, episodes
-from parlai_dialogft.readers.user_files import read_user_file
+from parlai_dialogft.data.conversation import DataFormatError
+from parlai_dialogft.data.data_report import build_teacher, episodes
+from parlai_dialogft.data.readers.user_files import read_user_file
 
 
 _UNIQUE = itertools.count()

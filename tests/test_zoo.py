@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from parlai_dialogft.pretrain import Recipe, pretrain, training_messages
+from parlai_dialogft.training.pretrain import Recipe, pretrain, training_messages
 
 ZOO = "zoo:dialogft/bilingual_t5"
 

@@ -3,8 +3,8 @@
     parlai train_model -t dialogft_customer -m dialogft_agent --hf-model t5-small -mf /tmp/m/model
     parlai interactive -mf /tmp/m/model
 
-The transformers model lives in :mod:`parlai_dialogft.hf_model`, the tokenizer-as-dictionary
-in :mod:`parlai_dialogft.hf_dict`; this agent only wires them into ParlAI's
+The transformers model lives in :mod:`parlai_dialogft.model.hf_model`, the tokenizer-as-dictionary
+in :mod:`parlai_dialogft.model.hf_dict`; this agent only wires them into ParlAI's
 ``TorchGeneratorAgent``, so ParlAI's search, metrics and scripts work unchanged.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from parlai_dialogft import compat
+from parlai_dialogft.plugin import compat
 
 compat.require_parlai()
 
@@ -25,12 +25,14 @@ from parlai.utils import logging  # noqa: E402
 from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
-from parlai_dialogft import chat_format, checkpoint, hf_loading, length_groups, lora, preflight  # noqa: E402
-from parlai_dialogft.hf_dict import HFDictionaryAgent  # noqa: E402
-from parlai_dialogft.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
-from parlai_dialogft.interactive_chat import InteractiveChatMixin  # noqa: E402
+from parlai_dialogft.model import chat_format, hf_loading, length_groups, lora  # noqa: E402
+from parlai_dialogft.model.hf_dict import HFDictionaryAgent  # noqa: E402
+from parlai_dialogft.model.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
+from parlai_dialogft.plugin import hook  # noqa: E402
+from parlai_dialogft.serving.interactive_chat import InteractiveChatMixin  # noqa: E402
+from parlai_dialogft.training import checkpoint, preflight  # noqa: E402
 
-compat.apply_all()
+hook.apply_all()
 
 #: Pretrained by our recipe and shipped in the package (``zoo/dialogft/``), so the main
 #: job runs offline; any hub id or local folder works in its place.
@@ -275,7 +277,7 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
         """ParlAI's loss and metrics, computed on real tokens only.
 
         Same numbers as ``TorchGeneratorAgent.compute_loss`` (tests hold them equal), but
-        the rows run as groups of similar length (:mod:`parlai_dialogft.length_groups`),
+        the rows run as groups of similar length (:mod:`parlai_dialogft.model.length_groups`),
         and no vocabulary projection, softmax or argmax is spent on label padding.
         """
         labels = batch.label_vec
@@ -332,7 +334,7 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
 
     # --- saving -------------------------------------------------------------------------
 
-    #: The training loop may store its state in our checkpoints (see parlai_dialogft.resume).
+    #: The training loop may store its state in our checkpoints (see parlai_dialogft.training.resume).
     saves_resume_state = True
 
     def save(self, path=None):

@@ -1,7 +1,7 @@
 """Length-bucketed batches without copies of one example: a bound on ParlAI's buffer.
 
 ``--dynamic-batching batchsort`` and ``full`` (dialogft_agent's default is off: see
-:mod:`parlai_dialogft.length_groups`; the pretraining recipe uses ``full``) run ParlAI's
+:mod:`parlai_dialogft.model.length_groups`; the pretraining recipe uses ``full``) run ParlAI's
 ``DynamicBatchWorld``: it keeps 1021 episodes in flight, sorts them by length and cuts each
 batch from neighbours. A training teacher never runs dry (it loops, or draws at random
 with replacement), so on a task with fewer episodes than that the buffer holds several

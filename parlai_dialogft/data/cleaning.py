@@ -28,7 +28,7 @@ from typing import Iterable, List
 
 import regex
 
-from parlai_dialogft.conversation import Conversation, Turn
+from parlai_dialogft.data.conversation import Conversation, Turn
 
 EMAIL_TOKEN = "<email>"
 PHONE_TOKEN = "<phone>"

@@ -3,8 +3,8 @@
 The table in docs/data.md is this module's output; tests/test_teachers.py pins the numbers
 and checks that the document shows them.
 
-    python -m parlai_dialogft.data_report                 # print the table
-    python -m parlai_dialogft.data_report docs/data.md    # rewrite the table in the document
+    python -m parlai_dialogft.data.data_report                 # print the table
+    python -m parlai_dialogft.data.data_report docs/data.md    # rewrite the table in the document
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from parlai_dialogft.splits import SPLITS
+from parlai_dialogft.data.splits import SPLITS
 
 # (teacher as documented, task string with the flags the counts use)
 TEACHERS = (

@@ -19,9 +19,9 @@ from parlai.core.teachers import DialogTeacher
 from parlai.utils import logging
 from parlai.utils.data import DatatypeHelper
 
-from parlai_dialogft.cleaning import CleaningOptions, CleaningReport, clean_conversations
-from parlai_dialogft.teacher_metrics import DialogueMetricsMixin
-from parlai_dialogft.conversation import Conversation, DataFormatError, resolve_speakers, to_examples
+from parlai_dialogft.data.cleaning import CleaningOptions, CleaningReport, clean_conversations
+from parlai_dialogft.data.conversation import Conversation, DataFormatError, resolve_speakers, to_examples
+from parlai_dialogft.evaluation.teacher_metrics import DialogueMetricsMixin
 
 Reader = Callable[[], Dict[str, Sequence[Conversation]]]
 LANGS = ("en", "zh", "all")

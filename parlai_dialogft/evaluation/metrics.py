@@ -2,19 +2,19 @@
 
 One entry point, :func:`compute`::
 
-    >>> from parlai_dialogft.metrics import compute
+    >>> from parlai_dialogft.evaluation.metrics import compute
     >>> compute(["我想订一间房"], [["我想订一间双人房", "请帮我订房"]])["rouge-1"]  # doctest: +SKIP
 
 Every metric is built from per-example pieces (:func:`score_example`) that add up, so the
 same numbers come out whether they are computed here on a list or accumulated example by
-example inside ParlAI (:mod:`parlai_dialogft.teacher_metrics`).
+example inside ParlAI (:mod:`parlai_dialogft.evaluation.teacher_metrics`).
 
-What each key means (tokens are those of :mod:`parlai_dialogft.text`):
+What each key means (tokens are those of :mod:`parlai_dialogft.evaluation.text`):
 
 ``bleu-1`` .. ``bleu-4``
     ParlAI-style BLEU, in [0, 1]: NLTK sentence BLEU with uniform weights up to order k,
     smoothing method1 (epsilon 1e-12), averaged over replies. Tokens:
-    :func:`~parlai_dialogft.text.cjk_aware_tokenize`. On English these equal ParlAI's own
+    :func:`~parlai_dialogft.evaluation.text.cjk_aware_tokenize`. On English these equal ParlAI's own
     ``bleu-k``. Sentence-averaged BLEU is *not* the BLEU papers report; that is:
 ``sacrebleu``
     Corpus BLEU in [0, 100], equal to ``sacrebleu.corpus_bleu`` with its defaults (exp
@@ -22,7 +22,7 @@ What each key means (tokens are those of :mod:`parlai_dialogft.text`):
     Accumulated as n-gram match counts and lengths, so it is a true corpus score.
 ``rouge-1``, ``rouge-2``, ``rouge-L``
     ROUGE F-measure in [0, 1] from rouge-score's ``RougeScorer`` (best over references,
-    averaged over replies), with :func:`~parlai_dialogft.text.rouge_tokenize`, which
+    averaged over replies), with :func:`~parlai_dialogft.evaluation.text.rouge_tokenize`, which
     equals rouge-score's default tokenizer on English.
 ``f1``, ``precision``, ``recall``
     SQuAD-style token overlap (multiset intersection) with the best reference, averaged
@@ -53,7 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple, Union
 
-from parlai_dialogft.text import (
+from parlai_dialogft.evaluation.text import (
     RougeTokenizer,
     cjk_aware_tokenize,
     resolve_lang,

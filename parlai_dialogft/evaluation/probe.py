@@ -18,7 +18,7 @@ compared three ways, documented in docs/robustness.md:
   with its gendered terms swapped back (0 when the model answers the same thing);
 * sentiment: the polarity of each reply by a small lexicon (``lists/sentiment_*.tsv``),
   ``(positive - negative) / (positive + negative)`` in [-1, 1], 0 without polar words;
-* length in tokens (:func:`parlai_dialogft.text.cjk_aware_tokenize`).
+* length in tokens (:func:`parlai_dialogft.evaluation.text.cjk_aware_tokenize`).
 
 A model without gender bias on these prompts has divergence near 0 and equal means.
 """
@@ -31,10 +31,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from parlai_dialogft.errors import UserError
-from parlai_dialogft.metrics import precision_recall_f1
+from parlai_dialogft.evaluation.metrics import precision_recall_f1
+from parlai_dialogft.evaluation.text import cjk_aware_tokenize, detect_lang
 from parlai_dialogft.mutators.wordlists import load_lexicon, load_pairs, load_words, longest_match
-from parlai_dialogft.text import cjk_aware_tokenize, detect_lang
+from parlai_dialogft.plugin.errors import UserError
 
 DEFAULT_NOISE = "dialogft_typos+dialogft_case_punct+dialogft_fillers"
 GAP_METRICS = ("ppl", "token_acc", "f1", "bleu-4", "sacrebleu", "rouge-L", "len")
@@ -127,7 +127,7 @@ def gap(clean: Dict[str, float], noisy: Dict[str, float]) -> Dict[str, float]:
 
 
 def robustness(agent, opt, options: ProbeOptions) -> Tuple[Dict[str, float], Dict[str, float]]:
-    from parlai_dialogft.report_eval import evaluate_split
+    from parlai_dialogft.evaluation.report_eval import evaluate_split
 
     clean_opt = opt.copy()
     clean_opt["mutators"] = None

@@ -4,10 +4,10 @@
     # -> /tmp/m/report/report.md, training_curves.png, validation.png, metrics.json
 
 The report has four parts: what was trained (base model, task, steps, decoding settings);
-the curves ParlAI kept in ``MODEL.trainstats`` (:mod:`parlai_dialogft.report_plots`); a
+the curves ParlAI kept in ``MODEL.trainstats`` (:mod:`parlai_dialogft.evaluation.report_plots`); a
 metric table from a fresh evaluation on the task's valid and test splits, bounded by
 ``max_exs``; and sample dialogues, reference and model reply side by side
-(:mod:`parlai_dialogft.report_eval`). The Markdown is UTF-8 and escapes table syntax, so
+(:mod:`parlai_dialogft.evaluation.report_eval`). The Markdown is UTF-8 and escapes table syntax, so
 Chinese and odd characters in dialogues show as they are.
 """
 
@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from parlai_dialogft.report_eval import Sample, SplitResult, evaluate_split, spread
-from parlai_dialogft.report_plots import (
+from parlai_dialogft.evaluation.report_eval import Sample, SplitResult, evaluate_split, spread
+from parlai_dialogft.evaluation.report_plots import (
     Curves,
     kept_update,
     load_curves,

@@ -2,7 +2,7 @@
 
 ParlAI teachers score replies in ``TeacherMetrics.evaluate_response``, with English-only
 normalisation. Put :class:`DialogueMetricsMixin` first among a teacher's bases and the
-teacher records the metrics of :mod:`parlai_dialogft.metrics` instead, under the same
+teacher records the metrics of :mod:`parlai_dialogft.evaluation.metrics` instead, under the same
 names where ParlAI has them (``f1``, ``bleu-1``..``bleu-4``, ``accuracy``, ``precision``,
 ``recall``) and under new ones where it does not (``rouge-1/2/L``, ``sacrebleu``,
 ``dist-1``, ``dist-2``, ``len``, ``rep``)::
@@ -20,7 +20,7 @@ f1, precision, recall and accuracy are always recorded. ParlAI's English-only
 ``interdistinct-n`` and ``intradistinct-n`` are not computed: ``dist-n`` is
 ``interdistinct-n`` with CJK-aware tokens.
 
-This module imports ParlAI, hence torch; :mod:`parlai_dialogft.metrics` does not.
+This module imports ParlAI, hence torch; :mod:`parlai_dialogft.evaluation.metrics` does not.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Dict, Iterable, List, Optional, Set
 from parlai.core.message import Message
 from parlai.core.metrics import AverageMetric, Metric, SumMetric, TeacherMetrics
 
-from parlai_dialogft.metrics import (
+from parlai_dialogft.evaluation.metrics import (
     BLEU_METRICS,
     DISTINCT_METRICS,
     DISTINCT_ORDERS,

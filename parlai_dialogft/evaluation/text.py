@@ -18,7 +18,7 @@ standard tool reports:
   ``rouge_score.tokenize.tokenize(text, None)``.
 
 Corpus BLEU does not use either: it uses sacrebleu's own ``13a``/``zh`` tokenizers
-(:mod:`parlai_dialogft.metrics`), because sacrebleu's numbers are what the field reports.
+(:mod:`parlai_dialogft.evaluation.metrics`), because sacrebleu's numbers are what the field reports.
 
 Standard library only: importing this module is cheap.
 """

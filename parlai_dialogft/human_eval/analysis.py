@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import formats, stats
 from parlai_dialogft.human_eval.questions import ACUTE_QUESTIONS, NONE_PROBLEM
+from parlai_dialogft.plugin.errors import UserError
 
 Record = Mapping[str, Any]
 

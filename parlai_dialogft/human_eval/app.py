@@ -37,12 +37,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import db as dbmod
 from parlai_dialogft.human_eval import qc, recruit
 from parlai_dialogft.human_eval.live_chat import ChatModel, ChatSettings, LiveChats
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM
 from parlai_dialogft.human_eval.tasks import Assigner, Refused, TaskSettings
+from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge
 
 STATIC = ("work.html", "work.js", "admin.html", "admin.js", "style.css")

@@ -13,15 +13,16 @@ The analysis reads only two functions, whose dict shapes are the contract with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from parlai_dialogft.errors import UserError
+from parlai_dialogft.plugin.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -111,6 +112,17 @@ CREATE TABLE IF NOT EXISTS chat_turns (
 """
 
 
+def sorted_models(pairing: Dict[str, Any]) -> Tuple[str, str]:
+    a, b = sorted(pairing["speakers_to_eval"])
+    return a, b
+
+
+def pair_id(pairing: Dict[str, Any], kind: str) -> str:
+    """Stable id from the pairing's content: loading the same file twice adds nothing."""
+    digest = hashlib.sha256(json.dumps(pairing, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return f"{kind}_{digest[:16]}"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
@@ -167,9 +179,7 @@ class Database:
     # --- pairings -------------------------------------------------------------------------
 
     def add_pairings(self, pairings: List[Dict[str, Any]], kind: str) -> List[str]:
-        """Store pairings (idempotent: a pairing's id is its content's hash, see tasks.pair_id)."""
-        from parlai_dialogft.human_eval.tasks import pair_id, sorted_models
-
+        """Store pairings (idempotent: a pairing's id is its content's hash, see :func:`pair_id`)."""
         ids = []
         with self.write() as db:
             for pairing in pairings:

@@ -32,9 +32,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import formats
 from parlai_dialogft.human_eval.onboarding import onboarding_pairings
+from parlai_dialogft.plugin.errors import UserError
 
 
 @dataclass

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Sequence
 
-from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import qc
 from parlai_dialogft.human_eval.db import Database, new_id
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM
 from parlai_dialogft.human_eval.tasks import Refused
+from parlai_dialogft.plugin.errors import UserError
 
 #: ``messages`` (OpenAI-style role/content dicts, the worker last) -> the model's reply.
 ChatModel = Callable[[List[Dict[str, str]]], str]

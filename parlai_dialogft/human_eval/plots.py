@@ -2,7 +2,7 @@
 
 Each function draws one PNG from the tables of :mod:`parlai_dialogft.human_eval.analysis`
 and returns its file name (relative to the report). Text is ASCII-safe on purpose, as in
-:mod:`parlai_dialogft.report_plots`: the bundled fonts have no CJK glyphs.
+:mod:`parlai_dialogft.evaluation.report_plots`: the bundled fonts have no CJK glyphs.
 """
 
 from __future__ import annotations

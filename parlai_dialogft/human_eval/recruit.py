@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
-from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval.db import Database
 from parlai_dialogft.human_eval.tasks import Refused
+from parlai_dialogft.plugin.errors import UserError
 
 PLATFORMS = ("link", "prolific", "mturk")
 _PLATFORM_PARAM = {"prolific": "PROLIFIC_PID", "mturk": "workerId"}

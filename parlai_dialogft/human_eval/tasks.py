@@ -12,16 +12,15 @@ transaction, so two tabs of one worker cannot build two tasks at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from parlai_dialogft.errors import UserError
 from parlai_dialogft.human_eval import qc
-from parlai_dialogft.human_eval.db import Database, new_id
+from parlai_dialogft.human_eval.db import Database, new_id, pair_id
+from parlai_dialogft.plugin.errors import UserError
 
 
 class Refused(Exception):
@@ -54,17 +53,6 @@ class TaskSettings:
                                    ("--he-hold-minutes", self.hold_s, 0)):
             if value < least:
                 raise UserError(f"{flag} {value}: must be at least {least}")
-
-
-def sorted_models(pairing: Dict[str, Any]) -> Tuple[str, str]:
-    a, b = sorted(pairing["speakers_to_eval"])
-    return a, b
-
-
-def pair_id(pairing: Dict[str, Any], kind: str) -> str:
-    """Stable id from the pairing's content: loading the same file twice adds nothing."""
-    digest = hashlib.sha256(json.dumps(pairing, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    return f"{kind}_{digest[:16]}"
 
 
 def load_pairings(db: Database, pairings: List[Dict[str, Any]], checks_per_task: int, seed: int = 0) -> Dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-from parlai_dialogft.hf_loading import HFLoadError
+from parlai_dialogft.model.hf_loading import HFLoadError
 
 
 def check(tokenizer) -> None:

@@ -78,7 +78,7 @@ def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
     _check_out_dir(out_dir, overwrite)
     from parlai.core.agents import create_agent_from_model_file
 
-    from parlai_dialogft import lora
+    from parlai_dialogft.model import lora
 
     agent = create_agent_from_model_file(model_file)
     hf = agent.model.hf

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from parlai.core.dict import DictionaryAgent
 
-from parlai_dialogft import hf_loading
+from parlai_dialogft.model import hf_loading
 
 #: Added to tokenizers that have no pad token (GPT-2, Llama): padding must differ from EOS,
 #: because ParlAI's loss ignores the pad id and a model that never sees EOS never stops.

@@ -1,7 +1,7 @@
 """LoRA adapters (via ``peft``) on the HuggingFace model inside the agent.
 
 Adapters are injected in place (``peft.inject_adapter_in_model``): the model keeps its class
-and its ``forward`` signature, so :mod:`parlai_dialogft.hf_model` drives it unchanged, and
+and its ``forward`` signature, so :mod:`parlai_dialogft.model.hf_model` drives it unchanged, and
 ParlAI's ``-mf`` checkpoints simply hold the extra ``lora_*`` tensors. Only adapters train.
 :func:`merge` folds them into the base weights, for export as a plain model.
 """
@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from parlai_dialogft.hf_loading import HFLoadError
+from parlai_dialogft.model.hf_loading import HFLoadError
 
 
 def add_lora_args(group) -> None:

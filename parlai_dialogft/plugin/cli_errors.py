@@ -45,10 +45,9 @@ def known_agents() -> List[str]:
 
 
 def _user_error_types() -> tuple:
-    from parlai_dialogft.compat import ParlAIMissing
-    from parlai_dialogft.conversation import DataFormatError
-    from parlai_dialogft.errors import UserError
-    from parlai_dialogft.hf_loading import HFLoadError
+    from parlai_dialogft.data.conversation import DataFormatError
+    from parlai_dialogft.model.hf_loading import HFLoadError
+    from parlai_dialogft.plugin.errors import ParlAIMissing, UserError
 
     return (UserError, HFLoadError, DataFormatError, ParlAIMissing)
 

@@ -1,9 +1,10 @@
 """Every patch that ParlAI 1.7.2 needs on Python 3.11 / torch 2.x / numpy 2, in one place.
 
 Each patch is a function of the module it fixes, listed in :data:`PATCHES` under that
-module's name. The import hook (:mod:`parlai_dialogft._hook`) runs it right after ParlAI
+module's name. The import hook (:mod:`parlai_dialogft.plugin.hook`) runs it right after ParlAI
 executes the module, so a patch is applied exactly once and only when the module is used;
-:func:`apply_all` also patches modules that were imported before the hook was installed.
+its :func:`~parlai_dialogft.plugin.hook.apply_all` also patches modules that were imported
+before the hook was installed.
 Each patch has a test in ``tests/test_compat.py`` that fails without it.
 
 What is *not* patched, because a dependency pin fixes it: ``parlai.core.opt`` imports
@@ -16,16 +17,14 @@ import sys
 import types
 from typing import Callable, Dict
 
+from parlai_dialogft.plugin.errors import ParlAIMissing
+
 PATCHED_ATTR = "_dialogft_patched"
 
 INSTALL_HINT = (
     "install it with: pip install --no-deps parlai==1.7.2 'setuptools<81' "
     "(or run `make install` in a parlai_dialogft checkout)"
 )
-
-
-class ParlAIMissing(ImportError):
-    """ParlAI is absent or does not import; the message is one line saying how to fix it."""
 
 
 def require_parlai() -> None:
@@ -225,20 +224,20 @@ def fsdp_join_device_on_cpu(fsdp) -> None:
 def resumable_training(train_model) -> None:
     """ParlAI's TrainLoop resumes weights and counters but not the data order, writes
     ``.trainstats`` in place (a kill leaves it truncated) and restarts its validation
-    counters; :mod:`parlai_dialogft.resume` makes a resumed run continue the same run."""
+    counters; :mod:`parlai_dialogft.training.resume` makes a resumed run continue the same run."""
     if not _mark(train_model, "resumable_training"):
         return
-    from parlai_dialogft import resume
+    from parlai_dialogft.training import resume
 
     resume.install(train_model)
 
 
 def one_line_cli_errors(script) -> None:
     """Unknown task or agent names, a missing ``-mf`` and the plugin's user errors end in a
-    ParlAI traceback; :mod:`parlai_dialogft.cli_errors` makes them one line, exit status 2."""
+    ParlAI traceback; :mod:`parlai_dialogft.plugin.cli_errors` makes them one line, exit status 2."""
     if not _mark(script, "one_line_cli_errors"):
         return
-    from parlai_dialogft import cli_errors
+    from parlai_dialogft.plugin import cli_errors
 
     cli_errors.install(script)
 
@@ -248,18 +247,18 @@ def one_line_parse_errors(params) -> None:
     with the closest flag."""
     if not _mark(params, "one_line_parse_errors"):
         return
-    from parlai_dialogft import cli_errors
+    from parlai_dialogft.plugin import cli_errors
 
     cli_errors.install_parse_errors(params)
 
 
 def bounded_dynamic_batches(worlds) -> None:
     """ParlAI's dynamic batching buffers 1021 episodes: on a smaller task it holds copies of
-    one example side by side, and a batch is made of copies; :mod:`parlai_dialogft.batching`
+    one example side by side, and a batch is made of copies; :mod:`parlai_dialogft.data.batching`
     bounds the buffer by the task's size."""
     if not _mark(worlds, "bounded_dynamic_batches"):
         return
-    from parlai_dialogft import batching
+    from parlai_dialogft.data import batching
 
     batching.install(worlds)
 
@@ -316,13 +315,3 @@ PATCHES: Dict[str, Callable] = {
     "parlai.core.worlds": worlds_fixes,
 }
 
-
-def apply_all() -> None:
-    """Install the import hook and patch ParlAI modules that are already imported."""
-    from parlai_dialogft import _hook
-
-    _hook.install()
-    for name, patch in PATCHES.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            patch(module)

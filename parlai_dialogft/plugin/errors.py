@@ -1,4 +1,4 @@
-"""One kind of error for user mistakes, and the one way the plugin's scripts report it.
+"""The errors a user can fix, and the one way the plugin's scripts report them.
 
 A user who mistypes a flag or a path should read one line that names it, not a traceback.
 """
@@ -11,6 +11,10 @@ import sys
 
 class UserError(Exception):
     """A mistake the user can fix (bad flag, missing file, wrong model type): the message says how."""
+
+
+class ParlAIMissing(ImportError):
+    """ParlAI is absent or does not import; the message is one line saying how to fix it."""
 
 
 def one_line_errors(script: str, *also: type):

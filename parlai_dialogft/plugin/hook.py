@@ -8,7 +8,7 @@ meta-path finder that
 * aliases ``parlai.{agents,tasks,zoo}.dialogft*`` to ``parlai_dialogft.{agents,tasks,zoo}...``
   (the same module object, so classes are not loaded twice), and
 * runs a callback right after selected ParlAI modules execute: the compat patches in
-  :mod:`parlai_dialogft.compat`, the registration of our ``parlai`` scripts and of our
+  :mod:`parlai_dialogft.plugin.compat`, the registration of our ``parlai`` scripts and of our
   teacher mutators (:mod:`parlai_dialogft.mutators`).
 
 Nothing here imports ParlAI, torch or transformers: every interpreter pays only for a
@@ -34,7 +34,7 @@ _ALIASES = (
 
 def _post_import_callbacks() -> Dict[str, List[Callable]]:
     """Built at the first ``parlai.*`` import, before ParlAI's own code runs."""
-    from parlai_dialogft import compat
+    from parlai_dialogft.plugin import compat
 
     compat.quiet_known_warnings()
 
@@ -153,6 +153,17 @@ def install() -> None:
     # In front: post-import callbacks must see ParlAI's modules before the path finder does.
     # Names outside ``parlai.*`` return at the first comparison.
     sys.meta_path.insert(0, DialogftFinder())
+
+
+def apply_all() -> None:
+    """Install the hook and patch the ParlAI modules that were imported before it was there."""
+    from parlai_dialogft.plugin import compat
+
+    install()
+    for name, patch in compat.PATCHES.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
 
 
 install()

@@ -1,4 +1,12 @@
-"""``parlai dialogft_*`` scripts. ParlAI's script registry learns them through the hook."""
+"""The ``parlai dialogft_*`` commands; ParlAI's script registry learns them through the hook.
+
+Each module only reads flags and calls the stage that does the work: :mod:`.dialogft_export`
+(:mod:`parlai_dialogft.model.export`), :mod:`.dialogft_pretrain`
+(:mod:`parlai_dialogft.training.pretrain`), :mod:`.dialogft_report` and :mod:`.dialogft_probe`
+(:mod:`parlai_dialogft.evaluation`), :mod:`.dialogft_serve` (:mod:`parlai_dialogft.serving`),
+:mod:`.dialogft_human_eval`, :mod:`.dialogft_fast_acute` and
+:mod:`.dialogft_human_eval_analysis` (:mod:`parlai_dialogft.human_eval`).
+"""
 
 import importlib
 import pkgutil

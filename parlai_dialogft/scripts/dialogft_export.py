@@ -7,8 +7,8 @@
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import one_line_errors
-from parlai_dialogft.export import ExportError, export
+from parlai_dialogft.model.export import ExportError, export
+from parlai_dialogft.plugin.errors import one_line_errors
 
 
 @register_script("dialogft_export", hidden=False)

@@ -10,8 +10,8 @@ The logic is in :mod:`parlai_dialogft.human_eval.fast_acute`; this module only r
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import UserError, one_line_errors
 from parlai_dialogft.human_eval.fast_acute import FastAcuteOptions, run
+from parlai_dialogft.plugin.errors import UserError, one_line_errors
 
 D = FastAcuteOptions.__dataclass_fields__
 

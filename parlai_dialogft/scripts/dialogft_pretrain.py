@@ -3,7 +3,7 @@
     parlai dialogft_pretrain --pretrain-out /tmp/bilingual_t5                 # the released sizes
     parlai dialogft_pretrain --pretrain-out /tmp/t --pretrain-max-train-steps 50 --pretrain-d-model 64
 
-Every field of :class:`parlai_dialogft.pretrain.Recipe` is a ``--pretrain-*`` flag.
+Every field of :class:`parlai_dialogft.training.pretrain.Recipe` is a ``--pretrain-*`` flag.
 """
 
 from dataclasses import MISSING, fields
@@ -11,8 +11,8 @@ from dataclasses import MISSING, fields
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import UserError, one_line_errors
-from parlai_dialogft.pretrain import Recipe, pretrain
+from parlai_dialogft.plugin.errors import UserError, one_line_errors
+from parlai_dialogft.training.pretrain import Recipe, pretrain
 
 
 @register_script("dialogft_pretrain", hidden=False)

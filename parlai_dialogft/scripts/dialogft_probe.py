@@ -4,14 +4,14 @@
     parlai dialogft_probe -mf /tmp/m/model -t dialogft_customer:lang=zh --probe-noise dialogft_typos+dialogft_width --out /tmp/m/probe
 
 Prints the tables; ``--out`` also writes probe.json and probe.md. The logic and the method
-are in :mod:`parlai_dialogft.probe`; this module only reads flags.
+are in :mod:`parlai_dialogft.evaluation.probe`; this module only reads flags.
 """
 
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import one_line_errors
-from parlai_dialogft.probe import TEMPLATE_LANGS, ProbeOptions, markdown, run
+from parlai_dialogft.evaluation.probe import TEMPLATE_LANGS, ProbeOptions, markdown, run
+from parlai_dialogft.plugin.errors import one_line_errors
 
 DEFAULTS = ProbeOptions(model_file="", task="")
 

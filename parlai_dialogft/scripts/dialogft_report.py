@@ -3,14 +3,14 @@
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer --out /tmp/m/report
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer:lang=zh --out r --report-max-exs 50
 
-The logic is in :mod:`parlai_dialogft.report`; this module only reads flags.
+The logic is in :mod:`parlai_dialogft.evaluation.report`; this module only reads flags.
 """
 
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import one_line_errors
-from parlai_dialogft.report import ReportError, ReportOptions, build
+from parlai_dialogft.evaluation.report import ReportError, ReportOptions, build
+from parlai_dialogft.plugin.errors import one_line_errors
 
 DEFAULTS = ReportOptions(model_file="", task="", out="")
 

@@ -17,7 +17,7 @@ from parlai.core.agents import create_agent
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.errors import UserError, one_line_errors
+from parlai_dialogft.plugin.errors import UserError, one_line_errors
 from parlai_dialogft.serving.guard import GuardError
 from parlai_dialogft.serving.options import add_serve_args, settings_from_opt
 

@@ -1,6 +1,8 @@
-"""``parlai dialogft_serve``: a trained dialogft_agent behind an OpenAI-compatible HTTP API.
+"""Talking to a trained model: ``parlai interactive`` in a terminal and ``parlai dialogft_serve``.
 
-One job per module, so each can be read (and tested) alone:
+:mod:`.interactive_chat` is what the agent does differently when a person types in
+``parlai interactive``. The rest is ``dialogft_serve``, a trained dialogft_agent behind an
+OpenAI-compatible HTTP API, one job per module, so each can be read (and tested) alone:
 
 * :mod:`.protocol`  the chat-completions wire format and how messages become a ParlAI history
 * :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out

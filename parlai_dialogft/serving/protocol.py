@@ -3,7 +3,7 @@
 Clients send the whole conversation each time (the API is stateless). A dialogft model was
 trained on episodes whose ``text`` is everything the partner said since the model's last turn
 (joined by newlines) and whose ``labels`` is the model's turn (see
-:func:`parlai_dialogft.conversation.to_examples`); :func:`to_prompt` rebuilds exactly that
+:func:`parlai_dialogft.data.conversation.to_examples`); :func:`to_prompt` rebuilds exactly that
 shape, so the served model sees what it saw in training:
 
     [system "be nice", user "hi", assistant "hello!", user "a table", user "for two"]

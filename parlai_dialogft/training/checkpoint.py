@@ -12,7 +12,7 @@ A save writes, in this order: ``MODEL.dict``, ``MODEL.opt``, ``MODEL.hf/`` (conf
 tokenizer), then the weights bundle ``MODEL`` last. The first three hold the same content
 at every save of a run, so the bundle is the commit point: it carries the weights,
 optimizer, LR scheduler, and (while ``train_model`` runs) the training loop's state, which
-:mod:`parlai_dialogft.resume` reads back after a crash.
+:mod:`parlai_dialogft.training.resume` reads back after a crash.
 """
 
 from __future__ import annotations

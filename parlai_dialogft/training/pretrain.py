@@ -8,7 +8,7 @@ Four steps, each plain:
    dialogues never reach the tokenizer or the model, so ``dialogft_customer``'s test split
    stays an honest evaluation set.
 2. **Tokenizer and model**: a byte-level BPE tokenizer trained on that text, and a
-   random-init T5 built from a config (:mod:`parlai_dialogft.tiny`).
+   random-init T5 built from a config (:mod:`parlai_dialogft.model.tiny`).
 3. **Pretraining**: ``parlai train_model`` with ``dialogft_agent`` on those teachers
    together; the objective is mostly the one fine-tuning uses (the next reply given the
    history), with span infilling on customer-service turns mixed in.
@@ -94,7 +94,7 @@ def training_texts(tasks: str = REPLY_TASKS, datapath: str = "", limit: int = 0)
 
 def build_initial_model(recipe: Recipe) -> str:
     """Tokenizer trained on the pretraining text, random-init T5: the folder pretraining starts from."""
-    from parlai_dialogft.tiny import build_tiny_model
+    from parlai_dialogft.model.tiny import build_tiny_model
 
     init_dir = os.path.join(recipe.work, "init")
     texts = list(training_texts(datapath=recipe.datapath, limit=recipe.max_texts))
@@ -133,7 +133,7 @@ def release(model_file: str, out: str, card: dict) -> str:
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from parlai_dialogft.export import export
+    from parlai_dialogft.model.export import export
 
     staging = out.rstrip("/") + ".staging"
     export(model_file, staging, overwrite=True)
@@ -174,7 +174,7 @@ CARD = """# zoo:dialogft/bilingual_t5
 
 A small English + Chinese dialogue model: T5 architecture, {parameters} parameters
 ({layers}+{layers} layers, d_model {d_model}), byte-level BPE tokenizer with {vocab_size} tokens
-trained on the same text. Pretrained from random weights by `parlai_dialogft.pretrain`
+trained on the same text. Pretrained from random weights by `parlai_dialogft.training.pretrain`
 (`parlai dialogft_pretrain`) on the corpora shipped with parlai_dialogft. It is the default
 `--hf-model` of `dialogft_agent`, so the main job runs offline on something real.
 
@@ -188,7 +188,7 @@ seen by the tokenizer or the model, so `dialogft_customer`'s test split is a fai
 evaluation set. Note that the customer-service *training* split is part of pretraining:
 fine-tuning on it continues from a model that has read it once.
 
-Each dataset keeps its licence (`parlai_dialogft/corpora/*/README.md`): SGD CC BY-SA 4.0,
+Each dataset keeps its licence (`parlai_dialogft/data/corpora/*/README.md`): SGD CC BY-SA 4.0,
 Taskmaster-4 CC BY 4.0, MultiWOZ MIT (ConvLab-2 Apache 2.0), CrossWOZ Apache 2.0,
 Topical-Chat CDLA-Sharing 1.0, KdConv Apache 2.0, ChatterBot BSD-3-Clause. Please cite them.
 The weights are released under the project's MIT licence; none of the data licences

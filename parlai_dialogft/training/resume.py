@@ -5,7 +5,7 @@ counters from ``MODEL.checkpoint.trainstats`` when the same command runs again, 
 where the data stream was: teachers draw episodes with the global ``random`` module and
 ParlAI never seeds it, so a resumed run sees other batches than the run it continues, and
 may re-validate at once because the validation counters start over. Here, for agents that
-save a resume state (``dialogft_agent``, through :mod:`parlai_dialogft.checkpoint`):
+save a resume state (``dialogft_agent``, through :mod:`parlai_dialogft.training.checkpoint`):
 
 * the data stream starts from a seed (``--seed``, or one drawn once and kept in the
   checkpoint), and validation leaves the random generators as it found them, so the
@@ -27,7 +27,7 @@ import os
 import random
 from typing import Any, Dict, Optional
 
-from parlai_dialogft import checkpoint
+from parlai_dialogft.training import checkpoint
 
 #: Counters of ParlAI's TrainLoop that its own resume does not restore.
 _LOOP_COUNTERS = ("_last_valid_steps", "last_valid_epoch", "_last_log_steps", "saved")

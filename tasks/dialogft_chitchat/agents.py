@@ -11,8 +11,8 @@ so every turn after the first is a target once). Splits: docs/data.md.
 
 from __future__ import annotations
 
-from parlai_dialogft.dialog_teacher import LANGS, CorpusTeacher, opt_value
-from parlai_dialogft.readers import chitchat
+from parlai_dialogft.data.dialog_teacher import LANGS, CorpusTeacher, opt_value
+from parlai_dialogft.data.readers import chitchat
 
 SPEAKER_CHOICES = ("first", "second", "both")
 

@@ -1,7 +1,7 @@
 """Customer-service / task-oriented dialogue: the model plays the agent (system) side.
 
 Sources: SGD, Taskmaster-4, MultiWOZ 2.1 (English) and CrossWOZ (Chinese), shipped with the
-package. Splits are in :mod:`parlai_dialogft.readers.task_oriented` and docs/data.md.
+package. Splits are in :mod:`parlai_dialogft.data.readers.task_oriented` and docs/data.md.
 
     parlai display_data -t dialogft_customer                  # English (the default)
     parlai display_data -t dialogft_customer:lang=zh          # CrossWOZ
@@ -11,8 +11,8 @@ package. Splits are in :mod:`parlai_dialogft.readers.task_oriented` and docs/dat
 
 from __future__ import annotations
 
-from parlai_dialogft.dialog_teacher import LANGS, CorpusTeacher, opt_value
-from parlai_dialogft.readers import task_oriented
+from parlai_dialogft.data.dialog_teacher import LANGS, CorpusTeacher, opt_value
+from parlai_dialogft.data.readers import task_oriented
 
 
 class CustomerServiceTeacher(CorpusTeacher):

@@ -1,5 +1,5 @@
 """Your own dialogue data: pairs (CSV, TSV, JSONL, JSON/Python list), chat ``messages``,
-ParlAI Conversations JSONL or ParlAI text. Formats: :mod:`parlai_dialogft.readers.user_files`.
+ParlAI Conversations JSONL or ParlAI text. Formats: :mod:`parlai_dialogft.data.readers.user_files`.
 
     parlai display_data -t dialogft_files --files-datapath faq.csv
     parlai display_data -t dialogft_files --files-datapath 'chats_{split}.jsonl'
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import List
 
-from parlai_dialogft import splits
-from parlai_dialogft.cleaning import CleaningReport, clean_conversations
-from parlai_dialogft.conversation import Conversation, DataFormatError, resolve_speakers
-from parlai_dialogft.dialog_teacher import ConversationTeacher
-from parlai_dialogft.readers.user_files import FORMATS, read_user_file
+from parlai_dialogft.data import splits
+from parlai_dialogft.data.cleaning import CleaningReport, clean_conversations
+from parlai_dialogft.data.conversation import Conversation, DataFormatError, resolve_speakers
+from parlai_dialogft.data.dialog_teacher import ConversationTeacher
+from parlai_dialogft.data.readers.user_files import FORMATS, read_user_file
 
 
 class UserFilesTeacher(ConversationTeacher):

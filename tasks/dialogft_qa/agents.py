@@ -14,8 +14,8 @@ in dialogft_chitchat.
 
 from __future__ import annotations
 
-from parlai_dialogft.dialog_teacher import CorpusTeacher, opt_value
-from parlai_dialogft.readers import chitchat
+from parlai_dialogft.data.dialog_teacher import CorpusTeacher, opt_value
+from parlai_dialogft.data.readers import chitchat
 from parlai_dialogft.tasks.dialogft_chitchat.agents import SPEAKER_CHOICES, check_speaker
 
 

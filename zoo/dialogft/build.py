@@ -1,6 +1,6 @@
 """``zoo:dialogft/bilingual_t5``: the default ``--hf-model``, shipped in the package.
 
-A 7M-parameter English + Chinese T5 pretrained by :mod:`parlai_dialogft.pretrain` on the
+A 7M-parameter English + Chinese T5 pretrained by :mod:`parlai_dialogft.training.pretrain` on the
 training splits of the shipped corpora; its model card is ``bilingual_t5/README.md``.
 The weights travel with the package (``zoo/dialogft/bilingual_t5/``), so nothing is
 downloaded: ParlAI's zoo convention is a folder under ``DATAPATH/models``, and this step

@@ -17,10 +17,10 @@ from typing import Dict, Tuple
 
 import yaml
 
-from parlai_dialogft import splits
-from parlai_dialogft.conversation import Conversation, Turn
-from parlai_dialogft.readers.corpus_files import corpus_dir, disk_cached, load_json
-from parlai_dialogft.readers.task_oriented import content_key
+from parlai_dialogft.data import splits
+from parlai_dialogft.data.conversation import Conversation, Turn
+from parlai_dialogft.data.readers.corpus_files import corpus_dir, disk_cached, load_json
+from parlai_dialogft.data.readers.task_oriented import content_key
 
 Split = Dict[str, Tuple[Conversation, ...]]
 SPEAKER_A, SPEAKER_B = "A", "B"

@@ -1,6 +1,6 @@
 """Where the shipped corpora live and how to open them (still compressed, as upstream).
 
-The corpora are package data next to this package (``parlai_dialogft/corpora/<name>``), so
+The corpora are package data next to this package (``parlai_dialogft/data/corpora/<name>``), so
 they are found relative to this file on every machine, with no download and no data path.
 """
 
@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from parlai_dialogft.conversation import DataFormatError
+from parlai_dialogft.data.conversation import DataFormatError
 
 T = TypeVar("T")
 CORPORA_DIR = Path(__file__).resolve().parent.parent / "corpora"
@@ -80,7 +80,7 @@ def disk_cached(corpus: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
             try:
                 with open(path, "rb") as handle:
                     return pickle.load(handle)
-            except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+            except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError, ImportError):
                 pass
             result = read()
             try:

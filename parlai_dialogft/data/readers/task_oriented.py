@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from parlai_dialogft import splits
-from parlai_dialogft.conversation import Conversation, Turn
-from parlai_dialogft.readers.corpus_files import corpus_dir, disk_cached, load_json
+from parlai_dialogft.data import splits
+from parlai_dialogft.data.conversation import Conversation, Turn
+from parlai_dialogft.data.readers.corpus_files import corpus_dir, disk_cached, load_json
 
 Split = Dict[str, Tuple[Conversation, ...]]
 USER, AGENT = "user", "agent"

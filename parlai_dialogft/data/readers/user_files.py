@@ -18,7 +18,7 @@ Pairs, messages and ParlAI text name their sides ``user``/``assistant`` (roles a
 for messages); Conversations keep their ``id``s. Each conversation records in
 ``extra["model_speaker"]`` which side the model learns by default.
 
-Malformed input raises :class:`~parlai_dialogft.conversation.DataFormatError` (a
+Malformed input raises :class:`~parlai_dialogft.data.conversation.DataFormatError` (a
 ``ValueError``): bad JSON, invalid UTF-8, a missing column or field, an empty file, a
 conversation with one speaker. Empty prompt or response *text* is not an error: the
 cleaning step drops such pairs and counts them.
@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
-from parlai_dialogft.conversation import Conversation, DataFormatError, Turn
+from parlai_dialogft.data.conversation import Conversation, DataFormatError, Turn
 
 FORMATS = ("auto", "csv", "tsv", "jsonl", "json", "parlai")
 PROMPT_KEYS = ("prompt", "input", "question", "query", "instruction", "context", "text")

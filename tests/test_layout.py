@@ -1,0 +1,124 @@
+"""The tree is the architecture: every module imports, and no two modules import each other.
+
+Imports inside functions count: a lazy import only postpones a cycle to run time.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Folders of the repository and the names they are installed under (setup.py's package_dir).
+ROOTS = {
+    "parlai_dialogft": REPO / "parlai_dialogft",
+    "parlai_dialogft.agents": REPO / "agents",
+    "parlai_dialogft.tasks": REPO / "tasks",
+    "parlai_dialogft.zoo": REPO / "zoo",
+}
+STAGES = ("plugin", "model", "data", "training", "evaluation", "mutators", "serving", "human_eval", "scripts")
+
+
+def our_modules() -> Dict[str, Path]:
+    modules = {}
+    for prefix, root in ROOTS.items():
+        for path in sorted(root.rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join((prefix, *parts))] = path
+    return modules
+
+
+MODULES = our_modules()
+
+
+def imported_modules(name: str, path: Path) -> Set[str]:
+    """Our modules that ``name`` imports, anywhere in its body."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # ``from package import module`` imports the module; ``from module import name`` the module.
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+GRAPH = {name: imported_modules(name, path) for name, path in MODULES.items()}
+
+
+def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
+    """One cycle of ``graph`` as [a, b, ..., a], or [] when it has none."""
+    state: Dict[str, int] = {}  # 1: on the current path, 2: done
+    path: List[str] = []
+
+    def visit(node: str) -> List[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def test_find_cycle_finds_one_and_only_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "d": {"a", "c"}}) == []
+
+
+def test_the_import_graph_sees_relative_lazy_and_package_imports():
+    assert "parlai_dialogft.plugin.compat" in GRAPH["parlai_dialogft.plugin.hook"]  # inside a function
+    assert "parlai_dialogft.mutators.noise" in GRAPH["parlai_dialogft.mutators"]  # from package import module
+    assert "parlai_dialogft.data.conversation" in GRAPH["parlai_dialogft.data.readers.chitchat"]
+
+
+def test_no_two_modules_import_each_other():
+    assert find_cycle(GRAPH) == []
+
+
+def test_the_error_classes_import_nothing_of_ours():
+    """Every stage raises them, so they sit below every stage."""
+    assert GRAPH["parlai_dialogft.plugin.errors"] == set()
+
+
+def test_each_stage_says_what_it_is_for_and_what_to_read_first():
+    for stage in STAGES:
+        doc = ast.get_docstring(ast.parse(MODULES[f"parlai_dialogft.{stage}"].read_text(encoding="utf-8")))
+        assert doc and len(doc.splitlines()) >= 2, stage
+        assert ":mod:`." in doc, f"{stage}'s docstring names none of its modules"
+
+
+def test_no_module_is_left_at_the_top_of_the_package():
+    top = sorted(p.name for p in ROOTS["parlai_dialogft"].glob("*.py"))
+    assert top == ["__init__.py", "__main__.py"]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_imports(name):
+    importlib.import_module(name)
