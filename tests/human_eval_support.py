@@ -17,8 +17,9 @@ import urllib.request
 from contextlib import contextmanager
 from types import SimpleNamespace
 
+from conftest import CHROMIUM
+
 ADMIN = "admin-token-for-tests-0123456789"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def pairing(model_a, model_b, topic, turns=3, onboarding=False, correct=None, bad=None):

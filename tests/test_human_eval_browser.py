@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from human_eval_support import CHROMIUM, Browser, link_worker, onboarding_pairings, start_url, study, task_pairings
+from human_eval_support import Browser, link_worker, onboarding_pairings, start_url, study, task_pairings
 
 from parlai_dialogft.human_eval.db import chat_records, pairwise_records
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture

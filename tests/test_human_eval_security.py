@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from human_eval_support import (ADMIN, CHROMIUM, Browser, http, link_worker, pairing, session_of, start_url, study,
+from human_eval_support import (ADMIN, Browser, http, link_worker, pairing, session_of, start_url, study,
                                 task_pairings)
 
 from parlai_dialogft.human_eval.db import chat_records, pairwise_records
@@ -134,7 +134,7 @@ def assert_inert(browser, root):
     assert browser.dialogs() == []
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.browser
 def test_html_in_conversations_justifications_and_chats_is_shown_as_text_in_chromium(tmp_path):
     with study(tmp_path, injected_pairings(), models={"m": EchoModel()}, comparisons_per_task=3, checks_per_task=0,
                chat_turns=1, min_justification_chars=5) as s:

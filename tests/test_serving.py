@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import struct
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
-from conftest import parlai_server
+from conftest import CHROMIUM, parlai_server
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -414,9 +413,6 @@ def test_the_parlai_command_serves_and_stops_gracefully_on_sigterm(model_file, t
 
 # --- the chat page ------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def _chromium(url, tmp_path, *args):
     profile = tmp_path / f"profile{len(list(tmp_path.iterdir()))}"
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -427,7 +423,7 @@ def _chromium(url, tmp_path, *args):
     return subprocess.run(command, capture_output=True, text=True, timeout=90)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.browser
 def test_the_chat_page_shows_a_reply_in_a_headless_browser(server, tmp_path):
     from html.parser import HTMLParser
 
