@@ -131,8 +131,8 @@ def test_a_regular_non_editable_install_registers_the_names(tmp_path):
     assert not {"agents", "tasks", "zoo"} & set(installed)  # one import name only
     assert (site / "parlai_dialogft" / "agents" / "dialogft_agent" / "dialogft_agent.py").exists()
     # Data files travel too: the corpora the teachers read and the served chat page.
-    assert (site / "parlai_dialogft" / "corpora" / "sgd" / "LICENSE.txt").exists()
-    assert list((site / "parlai_dialogft" / "corpora" / "sgd" / "train").glob("*.json.gz"))
+    assert (site / "parlai_dialogft" / "data" / "corpora" / "sgd" / "LICENSE.txt").exists()
+    assert list((site / "parlai_dialogft" / "data" / "corpora" / "sgd" / "train").glob("*.json.gz"))
     assert (site / "parlai_dialogft" / "serving" / "static" / "index.html").exists()
 
     out = fresh_shell(["python", "-m", "parlai_dialogft"], tmp_path, python_bin=venv / "bin")
