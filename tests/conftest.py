@@ -56,6 +56,27 @@ def tiny_models(tmp_path_factory):
     return {arch: build_tiny_model(str(root / arch), arch, TEXTS, vocab_size=300) for arch in ARCHS}
 
 
+class _ContextModels(dict):
+    """arch -> folder, each trained on first use (tests/context_models.py)."""
+
+    def __init__(self, tiny_models, root):
+        super().__init__()
+        self.tiny_models, self.root = tiny_models, root
+
+    def __missing__(self, arch):
+        from context_models import train_next_sentence
+
+        self[arch] = train_next_sentence(self.tiny_models[arch], str(self.root / arch), list(dict.fromkeys(TEXTS)))
+        return self[arch]
+
+
+@pytest.fixture(scope="session")
+def context_models(tiny_models, tmp_path_factory):
+    """arch -> a tiny model that answers each distinct sentence of TEXTS with the next one, so
+    that its replies depend on the context (decoding tests need that to be able to fail)."""
+    return _ContextModels(tiny_models, tmp_path_factory.mktemp("context_models"))
+
+
 def make_agent(hf_model: str, **overrides):
     """A dialogft_agent as ParlAI's scripts would build it."""
     from parlai.core.agents import create_agent
@@ -93,6 +114,23 @@ def search(agent, texts, beam_size=1, max_ts=10):
         assert tokens[0] == agent.START_IDX
         out.append(tokens[1:])
     return out
+
+
+def finished(agent, texts, beam_size, max_ts=40):
+    """Every finished hypothesis of each example's search, best first: (tokens, score). The
+    best alone may never leave beam 0; the others show whether each beam's cache followed it."""
+    import torch
+
+    agent.model.eval()
+    with torch.no_grad():
+        _preds, beams = agent._generate(batch_of(agent, texts), beam_size, max_ts)
+    return [[(tokens.tolist(), float(score)) for tokens, score, _ in beam.get_rescored_finished()] for beam in beams]
+
+
+def same_hypotheses(a, b):
+    """Two results of :func:`finished`: the same tokens, scores equal to rounding."""
+    assert [[tokens for tokens, _ in row] for row in a] == [[tokens for tokens, _ in row] for row in b]
+    assert [score for row in a for _, score in row] == pytest.approx([score for row in b for _, score in row], abs=1e-4)
 
 
 def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3, **opts):

@@ -2,6 +2,9 @@
 
 The specs: a batch decodes like its examples alone; the KV cache changes nothing but
 speed; our search equals ``model.generate``; the loss covers the reply and its EOS only.
+The decoding specs run on models trained to answer each test sentence with the next
+(``context_models``), and first check that the contexts get different replies: on a model
+that says the same whatever it reads, "equal" would prove nothing.
 """
 
 from __future__ import annotations
@@ -11,16 +14,15 @@ import torch
 from parlai.core.message import Message
 
 from conftest import batch_of as _batch
-from conftest import make_agent
-from conftest import search
+from conftest import finished, make_agent, same_hypotheses, search
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = [
     "hello , how can I help you today ?",
     "我想订一张明天去北京的火车票。",
-    "can you find me a cheap hotel in the centre ? I would like to book a table for two .",
+    "can you find me a cheap hotel in the centre ? I would like to book a table for two at seven .",
 ]
-MAX_TS = 10
+MAX_TS = 40  # long enough for every reply of the context models to end with EOS
 
 
 def _search(agent, texts, beam_size=1):
@@ -34,20 +36,29 @@ def _agent(tiny_models, arch, **opts):
     return make_agent(tiny_models[arch], beam_min_length=MIN_LEN, **opts)
 
 
+def _all_different(replies):
+    """Each context got its own reply: the model reads what it is given."""
+    assert len({tuple(reply) for reply in replies}) == len(replies), replies
+    return replies
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
-def test_a_batch_decodes_like_each_example_alone(tiny_models, arch, inference, beam_size):
-    agent = _agent(tiny_models, arch, inference=inference, beam_size=beam_size)
-    batched = _search(agent, CONTEXTS, beam_size)
+def test_a_batch_decodes_like_each_example_alone(context_models, arch, inference, beam_size):
+    agent = _agent(context_models, arch, inference=inference, beam_size=beam_size)
+    batched = _all_different(_search(agent, CONTEXTS, beam_size))
     alone = [_search(agent, [text], beam_size)[0] for text in CONTEXTS]
     assert batched == alone
+    same_hypotheses(finished(agent, CONTEXTS, beam_size, MAX_TS),
+                    [finished(agent, [text], beam_size, MAX_TS)[0] for text in CONTEXTS])
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
-def test_cached_decoding_equals_recomputing_the_prefix(tiny_models, arch, inference, beam_size):
-    agent = _agent(tiny_models, arch, inference=inference, beam_size=beam_size)
-    cached = _search(agent, CONTEXTS, beam_size)
+def test_cached_decoding_equals_recomputing_the_prefix(context_models, arch, inference, beam_size):
+    agent = _agent(context_models, arch, inference=inference, beam_size=beam_size)
+    cached = _all_different(_search(agent, CONTEXTS, beam_size))
+    cached_hypotheses = finished(agent, CONTEXTS, beam_size, MAX_TS)
     steps = []
     original = agent.model.decoder
 
@@ -59,11 +70,12 @@ def test_cached_decoding_equals_recomputing_the_prefix(tiny_models, arch, infere
     agent.model.reorder_decoder_incremental_state = lambda state, inds: None
     assert _search(agent, CONTEXTS, beam_size) == cached
     assert steps == list(range(1, len(steps) + 1))  # the whole prefix, growing each step
+    same_hypotheses(finished(agent, CONTEXTS, beam_size, MAX_TS), cached_hypotheses)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_cached_steps_feed_one_token(tiny_models, arch):
-    agent = _agent(tiny_models, arch, inference="beam", beam_size=1)  # honours MIN_LEN
+def test_cached_steps_feed_one_token(context_models, arch):
+    agent = _agent(context_models, arch, inference="beam", beam_size=1)  # honours MIN_LEN
     fed = []
     original = agent.model.hf.forward
 
@@ -88,7 +100,7 @@ def _hf_generate(agent, texts, beam_size):
         eos_token_id=agent.END_IDX, pad_token_id=agent.NULL_IDX,
     )
     if beam_size > 1:
-        kwargs.update(length_penalty=0.0, early_stopping=True)
+        kwargs.update(length_penalty=0.0, early_stopping="never")
     with torch.no_grad():
         out = hf.generate(input_ids=batch.text_vec, attention_mask=mask, **kwargs)
     if agent.dict.is_seq2seq:
@@ -106,17 +118,17 @@ def _same_prefix(parlai, hf):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_greedy_equals_model_generate(tiny_models, arch):
-    agent = _agent(tiny_models, arch)
-    ours = _search(agent, CONTEXTS)
+def test_greedy_equals_model_generate(context_models, arch):
+    agent = _agent(context_models, arch)
+    ours = _all_different(_search(agent, CONTEXTS))
     theirs = _hf_generate(agent, CONTEXTS, 1)
     assert all(_same_prefix(o, t) for o, t in zip(ours, theirs)), (ours, theirs)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_beam_equals_model_generate(tiny_models, arch):
-    agent = _agent(tiny_models, arch, inference="beam", beam_size=3, beam_length_penalty=0.0)
-    ours = _search(agent, CONTEXTS, 3)
+def test_beam_equals_model_generate(context_models, arch):
+    agent = _agent(context_models, arch, inference="beam", beam_size=3, beam_length_penalty=0.0)
+    ours = _all_different(_search(agent, CONTEXTS, 3))
     theirs = _hf_generate(agent, CONTEXTS, 3)
     assert all(_same_prefix(o, t) for o, t in zip(ours, theirs)), (ours, theirs)
 
@@ -221,12 +233,24 @@ def test_bf16_autocast_runs_the_forward_pass_in_bfloat16(tiny_models, arch):
     assert torch.isfinite(loss) and next(agent.model.hf.parameters()).dtype == torch.float32
 
 
-def test_a_reply_without_tokens_adds_no_loss(tiny_models):
-    agent = _agent(tiny_models, "t5")
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_a_reply_without_tokens_adds_no_loss_and_is_reported(tiny_models, arch, monkeypatch):
+    from parlai_dialogft.agents.dialogft_agent import dialogft_agent
+
+    warnings = []
+    monkeypatch.setattr(dialogft_agent.logging, "warning", warnings.append)
+    agent = _agent(tiny_models, arch)
     batch = _batch(agent, ["hello", "hi there"], labels=["", "a table for two ."])
     empty, real = batch.label_vec.tolist()
     assert set(empty) == {agent.NULL_IDX}  # no loss from the empty reply, not even EOS
-    assert real[-1] == agent.END_IDX or agent.END_IDX in real
+    assert agent.END_IDX in real
+    assert len(warnings) == 1 and "whose reply has no tokens" in warnings[0] and "''" in warnings[0]
+
+    agent.model.eval()
+    with torch.no_grad():
+        both = agent.compute_loss(batch)
+        alone = agent.clone().compute_loss(_batch(agent, ["hi there"], labels=["a table for two ."]))
+    assert torch.allclose(both, alone, atol=1e-6)
 
 
 def test_validation_defaults_keep_the_best_perplexity(tiny_models):

@@ -42,8 +42,11 @@ OUTCOMES = (
 )
 
 
-def test_the_fixed_table_has_40_judgments():
-    assert len(OUTCOMES) == 40
+def test_the_win_matrix_counts_every_judgment_once_under_its_winner():
+    wins = stats.win_matrix(OUTCOMES, MODELS)
+    assert wins.sum() == 40
+    assert (wins + wins.T).tolist() == [[0, 12, 20], [12, 0, 8], [20, 8, 0]]  # judgments per pair
+    assert wins.tolist() == [[0, 9, 18], [3, 0, 6], [2, 2, 0]]
 
 
 @pytest.mark.parametrize(

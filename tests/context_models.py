@@ -1,0 +1,56 @@
+"""Tiny test models whose replies depend on the context: each learns to answer a sentence with
+the next one.
+
+A random-init tiny model (tied embeddings, near-uniform logits) answers every context with
+the same few tokens, so "batched equals alone" or "ours equals ``model.generate``" could hold
+while decoding mixes up rows or positions. These models are trained with plain
+transformers, not with the agent under test, on the distinct sentences of the test texts in
+order: sentence i is the context, sentence i + 1 the reply (EOS included), so that different
+contexts get different replies.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+STEPS = 200
+
+
+def train_next_sentence(folder: str, out: str, sentences: List[str], steps: int = STEPS, seed: int = 0) -> str:
+    """Train the model in ``folder`` to reply to ``sentences[i]`` with ``sentences[i + 1]``; save to ``out``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    seq2seq = AutoConfig.from_pretrained(folder).is_encoder_decoder
+    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(folder)
+    eos = tok.eos_token_id
+    pairs = list(zip(sentences, sentences[1:] + sentences[:1]))
+    contexts = [tok(context)["input_ids"] for context, _ in pairs]
+    replies = [tok(reply, add_special_tokens=False)["input_ids"] + [eos] for _, reply in pairs]
+
+    def padded(rows, value):
+        width = max(map(len, rows))
+        return torch.tensor([row + [value] * (width - len(row)) for row in rows])
+
+    if seq2seq:
+        inputs = dict(input_ids=padded(contexts, tok.pad_token_id),
+                      attention_mask=padded([[1] * len(c) for c in contexts], 0),
+                      labels=padded(replies, -100))
+    else:  # the reply continues the context; padding on the right, out of the loss
+        rows = [c + r for c, r in zip(contexts, replies)]
+        inputs = dict(input_ids=padded(rows, eos), attention_mask=padded([[1] * len(r) for r in rows], 0),
+                      labels=padded([[-100] * len(c) + r for c, r in zip(contexts, replies)], -100))
+
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(**inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
