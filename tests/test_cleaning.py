@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,9 +33,29 @@ def test_full_width_letters_and_digits_become_ascii():
     assert clean_text("ＡＢＣ　１２３", DEFAULT) == "ABC 123"
 
 
-def test_nfkc_folds_cjk_full_width_punctuation_and_nfc_keeps_it():
-    assert clean_text("你好，请问？", DEFAULT) == "你好,请问?"
-    assert clean_text("你好，请问？", CleaningOptions(normalize="nfc")) == "你好，请问？"
+def test_nfkc_keeps_full_width_punctuation_in_cjk_text_and_folds_the_rest():
+    assert clean_text("你好，请问？", DEFAULT) == "你好，请问？"
+    assert clean_text("房间ＡＢＣ１２３号（免费）：有ＷＩＦＩ！", DEFAULT) == "房间ABC123号（免费）：有WIFI！"
+    assert clean_text("ｈｉ，ｔｈｅｒｅ！", DEFAULT) == "hi,there!"  # no CJK: punctuation folds too
+    assert clean_text("ｶﾀｶﾅ｡", DEFAULT) == "カタカナ。"  # half-width forms are compatibility forms
+    assert clean_text("你好,请问?", DEFAULT) == "你好,请问?"  # ASCII punctuation is left as typed
+
+
+FULL_WIDTH = set("，。！？：；（）【】、《》“”")
+
+
+@pytest.mark.parametrize("reader", ["task_oriented.read_crosswoz", "chitchat.read_kdconv"])
+def test_real_chinese_turns_keep_every_punctuation_mark(reader):
+    import importlib
+
+    module, function = reader.split(".")
+    split = getattr(importlib.import_module(f"parlai_dialogft.data.readers.{module}"), function)()
+    turns = [turn.text for conversation in split["valid"][:30] for turn in conversation.turns]
+    punctuated = [text for text in turns if FULL_WIDTH & set(text)]
+    assert len(punctuated) > 100
+    for text in punctuated:
+        cleaned = clean_text(text, DEFAULT)
+        assert [c for c in cleaned if c in FULL_WIDTH] == [c for c in text if c in FULL_WIDTH], text
 
 
 def test_control_and_invisible_characters_are_removed_but_emoji_joiners_kept():
@@ -57,7 +78,7 @@ def test_pii_is_kept_unless_masking_is_asked_for():
 
 
 def test_phone_masking_works_next_to_chinese_text_and_spares_short_numbers():
-    assert clean_text("电话13812345678，2019年见", MASKING) == "电话<phone>,2019年见"
+    assert clean_text("电话13812345678，2019年见", MASKING) == "电话<phone>，2019年见"
     assert clean_text("table for 2 at 7:30, room 1204", MASKING) == "table for 2 at 7:30, room 1204"
 
 

@@ -3,9 +3,10 @@
 Text is cleaned turn by turn (:func:`clean_text`), then each conversation is repaired as a
 whole (:func:`clean_conversations`):
 
-* Unicode normalisation (NFKC by default: full-width Latin letters and digits become ASCII,
-  so ``ＡＢＣ１２３`` and ``ABC123`` are one token to the model; note that NFKC also turns the
-  full-width CJK punctuation ``，？！：`` into ``,?!:``; use ``--clean-normalize nfc`` to keep it),
+* Unicode normalisation (NFKC by default: full-width Latin letters and digits and other
+  compatibility forms fold, so ``ＡＢＣ１２３`` and ``ABC123`` are one token to the model; in a
+  turn with Chinese, Japanese or Korean text the full-width punctuation ``，？！：（）`` is
+  kept, as that text is written; ``--clean-normalize nfc`` folds nothing),
 * control and invisible format characters removed, whitespace runs collapsed (line ends and
   indentation kept: code answers need them),
 * optional masking of e-mail addresses and phone numbers (``--clean-mask-pii``),
@@ -45,6 +46,13 @@ _PHONE = re.compile(
 # not line feed and tab, nor the zero-width joiner that builds emoji sequences.
 _INVISIBLE = regex.compile(r"[\p{Cc}\p{Cs}\p{Cf}--[\n\t\u200d]]", regex.V1)
 _INDENT = re.compile(r"[ \t]*")
+_CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
+# The full-width punctuation and symbols of the Halfwidth and Fullwidth Forms block
+# (，！？：；（）【】～ ...), not its letters and digits: CJK text is written with them.
+_FULL_WIDTH_PUNCTUATION = "".join(
+    ch for ch in map(chr, range(0xFF01, 0xFF61)) if unicodedata.category(ch)[0] in "PS"
+)
+_KEPT_IN_CJK = re.compile(f"([{re.escape(_FULL_WIDTH_PUNCTUATION)}])")
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -91,7 +99,7 @@ def clean_text(text: str, options: CleaningOptions, report: Counter | None = Non
         if not unicodedata.is_normalized(form, text):
             # Normalising can yield characters the first pass removes (e.g. U+2028 stays,
             # but compatibility forms of control characters do not).
-            text = _INVISIBLE.sub("", unicodedata.normalize(form, text))
+            text = _INVISIBLE.sub("", _normalize(form, text))
     if options.mask_pii:
         text, emails = _EMAIL.subn(EMAIL_TOKEN, text)
         text, phones = _PHONE.subn(PHONE_TOKEN, text)
@@ -100,6 +108,17 @@ def clean_text(text: str, options: CleaningOptions, report: Counter | None = Non
             report["masked_phones"] += phones
     text = "\n".join(_clean_line(line) for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _normalize(form: str, text: str) -> str:
+    """``unicodedata.normalize``, except that NFKC keeps full-width punctuation in CJK text."""
+    folded = unicodedata.normalize(form, text)
+    if form != "NFKC" or not _CJK.search(folded):
+        return folded
+    return "".join(
+        part if i % 2 else unicodedata.normalize(form, part)  # odd parts: the kept punctuation
+        for i, part in enumerate(_KEPT_IN_CJK.split(text))
+    )
 
 
 def _clean_line(line: str) -> str:

@@ -45,7 +45,8 @@ def add_cleaning_args(parser) -> None:
         "--clean-normalize",
         choices=("nfkc", "nfc", "none"),
         default=defaults.normalize,
-        help="Unicode normalisation of every turn; nfkc folds full-width forms",
+        help="Unicode normalisation of every turn; nfkc folds full-width letters, digits and other "
+        "compatibility forms, and keeps full-width punctuation in Chinese, Japanese and Korean text",
     )
     group.add_argument(
         "--clean-max-turn-chars",
