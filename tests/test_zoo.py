@@ -59,6 +59,9 @@ def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path):
     command = facts["train_model"]
     assert "mutators=dialogft_denoise" in command[command.index("-t") + 1]
     assert "mutators" not in command[command.index("--evaltask") + 1]
+    # The scratch folder is named WORK, not by where this machine put it.
+    assert recipe.work not in json.dumps(facts) + card
+    assert command[command.index("--hf-model") + 1] == "WORK/init"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +106,10 @@ def test_the_shipped_weights_are_pretrained(zoo_dir):
     torch.manual_seed(0)
     random_init = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(zoo_dir)).eval()
     assert _reply_loss(pretrained, tokenizer, pairs) < 0.6 * _reply_loss(random_init, tokenizer, pairs)
+
+
+def test_the_shipped_card_names_no_folder_of_the_machine_that_trained_it():
+    shipped = os.path.join(os.path.dirname(__file__), "..", "zoo", "dialogft", "bilingual_t5")
+    for name in ("README.md", "dialogft_card.json"):
+        text = open(os.path.join(shipped, name), encoding="utf-8").read()
+        assert "/tmp/" not in text and "/home/" not in text and "/work/" not in text, name

@@ -2,7 +2,7 @@
 model from a config, written as a normal ``save_pretrained`` folder.
 
 Two users: the tests (T5, BART, GPT-2, Llama and Qwen2 shapes, seconds to build) and the
-default ``--hf-model`` of the main job until a pretrained zoo model exists. Nothing is
+pretraining recipe of ``zoo:dialogft/bilingual_t5``, which starts from one. Nothing is
 downloaded, so both work offline.
 """
 

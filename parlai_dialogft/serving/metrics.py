@@ -10,7 +10,7 @@ What an operator asks, and the series that answers it:
 * how slow?                ``dialogft_request_latency_seconds{route}`` (until the last byte)
 * how fast does it write?  ``rate(dialogft_generated_tokens_total[1m])`` = tokens/s
 * is batching working?     ``dialogft_batch_size``, ``dialogft_batch_seconds``
-* do users like it?        ``dialogft_feedback_total{rating}`` (this run) and, with
+* do users like it?        ``dialogft_feedback_total{rating}`` (since the server started) and, with
                            ``--serve-log-db``, ``dialogft_logged_feedback{rating}`` (the log,
                            over the retention window) and ``dialogft_logged_replies``
 """

@@ -176,7 +176,8 @@ A small English + Chinese dialogue model: T5 architecture, {parameters} paramete
 ({layers}+{layers} layers, d_model {d_model}), byte-level BPE tokenizer with {vocab_size} tokens
 trained on the same text. Pretrained from random weights by `parlai_dialogft.training.pretrain`
 (`parlai dialogft_pretrain`) on the corpora shipped with parlai_dialogft. It is the default
-`--hf-model` of `dialogft_agent`, so the main job runs offline on something real.
+`--hf-model` of `dialogft_agent`, so `parlai train_model -t dialogft_customer -m dialogft_agent`
+fine-tunes a pretrained model with no hub and no download.
 
 ## Training data
 
@@ -205,7 +206,7 @@ the examples in a sample of the first batches.
 {updates} updates of about {batchsize} examples each (ParlAI dynamic batching), AdamW,
 peak learning rate {learningrate} with linear decay planned over {max_train_steps} updates; the
 run stops at whichever of {max_train_steps} updates or {max_train_time:g} seconds comes first,
-on a 2-core CPU:
+on a 2-core x86 CPU (AVX2). `WORK` is the recipe's scratch folder (`--pretrain-work`):
 
 ```
 {command}
@@ -263,8 +264,9 @@ def pretrain(recipe: Recipe) -> str:
     args = train_args(recipe, init_dir)
     valid, _test = TrainModel.main(*args)
     card = {
-        "recipe": asdict(recipe),
-        "train_model": ["parlai", "train_model", *args],
+        # The scratch folder is the machine's, not the recipe's: the card says WORK.
+        "recipe": {**asdict(recipe), "work": "WORK"},
+        "train_model": ["parlai", "train_model", *(arg.replace(recipe.work, "WORK") for arg in args)],
         "valid": validation_ppl(os.path.join(recipe.work, "pretrain", "model"), recipe.datapath),
         "updates": int(valid["total_train_updates"]),
     }
