@@ -16,17 +16,21 @@ DEMO_MINUTES ?= 4
 DEMO_DECODING ?= --inference beam --beam-size 4 --beam-block-ngram 3
 # Extra pytest arguments, e.g. make test PYTEST_ARGS="-k agent".
 PYTEST_ARGS ?=
+# Where torch comes from, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# for the CPU-only build on a machine whose pip would fetch the CUDA one (README: Which torch).
+TORCH_PIP_ARGS ?=
 
 .PHONY: install demo test test-all bench clean
 
 install: $(VENV)/.installed
 
-# torch first: with 2.13.0 (a local CPU build) in place, nothing later pulls a CUDA torch.
+# torch first: with 2.13.0 in place (the CPU build where pip is set up for it, or through
+# TORCH_PIP_ARGS), nothing later pulls another torch.
 # ParlAI's own pins (numpy 1.x, torchtext, ...) do not resolve on this stack, so it goes in
 # last, --no-deps (pip then leaves its unmet pins alone); setup.py lists what it really imports.
 $(VENV)/.installed: setup.py pyproject.toml parlai_dialogft.pth
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --no-deps parlai==1.7.2
 	touch $@

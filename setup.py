@@ -105,7 +105,7 @@ setup(
         "tqdm",
         "regex",
         # Ours.
-        "transformers>=4.46",
+        "transformers>=5",  # the tokenizers we write name TokenizersBackend, new in 5
         "tokenizers",
         "safetensors",
         "peft",

@@ -113,3 +113,15 @@ def test_the_shipped_card_names_no_folder_of_the_machine_that_trained_it():
     for name in ("README.md", "dialogft_card.json"):
         text = open(os.path.join(shipped, name), encoding="utf-8").read()
         assert "/tmp/" not in text and "/home/" not in text and "/work/" not in text, name
+
+
+def test_the_transformers_floor_reads_the_tokenizers_we_ship():
+    """The zoo tokenizer (and every export) names TokenizersBackend, which transformers 4.x
+    does not have: setup.py must not promise 4.x."""
+    import re
+
+    repo = os.path.join(os.path.dirname(__file__), "..")
+    config = json.load(open(os.path.join(repo, "zoo", "dialogft", "bilingual_t5", "tokenizer_config.json")))
+    floor = re.search(r'"transformers>=(\d+)', open(os.path.join(repo, "setup.py")).read())
+    assert config["tokenizer_class"] == "TokenizersBackend"
+    assert floor and int(floor.group(1)) >= 5
