@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -30,25 +29,6 @@ def _exported_logits(folder, agent, batch):
             return model(input_ids=batch.text_vec, decoder_input_ids=torch.cat([start, labels[:, :-1]], 1)).logits
         full = torch.cat([batch.text_vec, labels], dim=1)
         return model(input_ids=full).logits[:, batch.text_vec.size(1) - 1 : -1]
-
-
-@pytest.fixture(scope="module")
-def varied_models(tiny_models, tmp_path_factory):
-    """Tiny models whose greedy replies vary with the context (seq2seq and causal).
-
-    The tied-embedding tiny models (T5, GPT-2) repeat one token whatever the context, so
-    equal replies there would prove little; untied BART and Llama answer each context
-    differently.
-    """
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
-
-    bart = tmp_path_factory.mktemp("untied") / "bart"
-    shutil.copytree(tiny_models["bart"], bart)
-    config = AutoConfig.from_pretrained(bart)
-    config.tie_word_embeddings = False
-    torch.manual_seed(0)
-    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(bart)
-    return {"bart": str(bart), "llama": tiny_models["llama"]}
 
 
 def _load_exported(folder):
@@ -81,26 +61,40 @@ def test_exported_folder_gives_the_same_logits(tiny_models, tmp_path, arch):
     torch.testing.assert_close(_exported_logits(out, agent, batch), ours, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["bart", "llama"])
-def test_generate_on_the_exported_folder_replies_like_the_agent(varied_models, tmp_path, arch):
+DECODING = {
+    "greedy": dict(inference="greedy"),
+    # A penalty of 0: ParlAI and transformers divide by different length terms otherwise.
+    # A minimum longer than the natural replies, so that it binds.
+    "beam": dict(inference="beam", beam_size=3, beam_min_length=30, beam_length_penalty=0.0),
+    "beam, blocking": dict(inference="beam", beam_size=3, beam_min_length=3, beam_length_penalty=0.0,
+                           beam_block_ngram=2, beam_context_block_ngram=3),
+}
+
+
+@pytest.mark.parametrize("arch, setting", [
+    ("t5", "greedy"), ("gpt2", "greedy"), ("qwen2", "greedy"),
+    ("t5", "beam"), ("bart", "beam"), ("gpt2", "beam"), ("llama", "beam"),
+    ("t5", "beam, blocking"), ("bart", "beam, blocking"),
+])
+def test_generate_on_the_exported_folder_replies_like_the_agent(context_models, tmp_path, arch, setting):
     from transformers import AutoTokenizer
 
     from parlai_dialogft.model.export import export
 
     mf = str(tmp_path / "m" / "model")
-    # A small step size: the weights move off init, the replies stay context-dependent.
-    train_briefly(varied_models[arch], mf, str(tmp_path / "data"), learningrate=1e-5)
+    # A small step size: the weights move off the context model, its replies stay context-dependent.
+    train_briefly(context_models[arch], mf, str(tmp_path / "data"), learningrate=1e-5, **DECODING[setting])
     out = export(mf, str(tmp_path / "hf"))
     agent = create_agent_from_model_file(mf)
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = _load_exported(out)
     assert tokenizer.pad_token_id == agent.NULL_IDX == model.generation_config.pad_token_id
 
-    max_ts = 10
-    contexts = CONTEXTS + ["thanks"]
-    replies = search(agent, contexts, max_ts=max_ts)  # batched: padded contexts
-    assert len({tuple(reply) for reply in replies}) > 1  # the check below means something
-    for text, reply in zip(contexts, replies):
+    max_ts = 40
+    beam_size = DECODING[setting].get("beam_size", 1)
+    replies = search(agent, CONTEXTS, beam_size=beam_size, max_ts=max_ts)  # batched: padded contexts
+    assert len({tuple(reply) for reply in replies}) == len(CONTEXTS)  # the check below means something
+    for text, reply in zip(CONTEXTS, replies):
         ids = torch.tensor([batch_of(agent, [text]).text_vec[0].tolist()])
         with torch.no_grad():
             generated = model.generate(input_ids=ids)  # the exported generation config alone
@@ -114,8 +108,14 @@ def test_the_generation_config_decodes_as_the_agent_was_set_to():
     assert decoding({"inference": "greedy", "label_truncate": 32}) == dict(
         num_beams=1, do_sample=False, temperature=1.0, top_k=50, top_p=1.0, max_new_tokens=32
     )
-    beam = decoding({"inference": "beam", "beam_size": 4, "beam_block_ngram": 3, "label_truncate": 32})
-    assert (beam["num_beams"], beam["do_sample"], beam["no_repeat_ngram_size"]) == (4, False, 3)
+    beam = decoding({"inference": "beam", "beam_size": 4, "beam_block_ngram": 3, "beam_min_length": 5,
+                     "beam_length_penalty": 0.65, "beam_context_block_ngram": 2, "label_truncate": 32})
+    assert {k: beam[k] for k in ("num_beams", "do_sample", "no_repeat_ngram_size", "min_new_tokens",
+                                 "length_penalty", "early_stopping", "encoder_no_repeat_ngram_size")} == dict(
+        num_beams=4, do_sample=False, no_repeat_ngram_size=3, min_new_tokens=5, length_penalty=0.65,
+        early_stopping="never", encoder_no_repeat_ngram_size=2)
+    causal = decoding({"inference": "beam", "beam_size": 2, "beam_context_block_ngram": 2}, seq2seq=False)
+    assert "encoder_no_repeat_ngram_size" not in causal  # no decoder-only equivalent
     nucleus = decoding({"inference": "nucleus", "topp": 0.8, "temperature": 0.7})
     assert (nucleus["do_sample"], nucleus["top_p"], nucleus["top_k"], nucleus["temperature"]) == (True, 0.8, 0, 0.7)
 

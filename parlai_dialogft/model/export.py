@@ -1,8 +1,9 @@
 """A ParlAI ``-mf`` model of dialogft_agent as a plain ``save_pretrained`` folder.
 
 The folder holds the model (LoRA adapters merged), its tokenizer (with the pad token the
-agent may have added) and a generation config with the agent's pad/EOS/decoder-start ids,
-so ``transformers`` alone loads it and ``model.generate`` continues from the same state.
+agent may have added) and a generation config with the agent's pad/EOS/decoder-start ids
+and decoding settings (:func:`decoding` says which carry over), so ``transformers`` alone
+loads it and ``model.generate`` replies as the agent does.
 """
 
 from __future__ import annotations
@@ -44,12 +45,26 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> None:
         raise ExportError(f"--out {out_dir} exists and is not empty; pass --overwrite true to replace it")
 
 
-def decoding(opt) -> Dict[str, Any]:
-    """The agent's ``--inference`` as ``GenerationConfig`` fields, replacing whatever the base
+def decoding(opt, seq2seq: bool = True) -> Dict[str, Any]:
+    """The agent's decoding flags as ``GenerationConfig`` fields, replacing whatever the base
     model shipped (e.g. 4 beams), so plain ``generate`` searches the way the agent does.
 
-    Greedy matches token for token; beam and sampling follow the same settings, though
-    ParlAI's beam scoring and random draws differ in details.
+    What carries over exactly (tests/test_export.py checks greedy and beam replies):
+
+    * ``--inference greedy`` and ``beam`` with ``--beam-size``: ParlAI ends a beam search
+      once its best hypothesis has ended, which is ``early_stopping="never"``;
+    * ``--beam-min-length`` as ``min_new_tokens`` (ParlAI's greedy search ignores it);
+    * ``--beam-block-ngram`` as ``no_repeat_ngram_size`` for seq2seq models, and
+      ``--beam-context-block-ngram`` as ``encoder_no_repeat_ngram_size``;
+    * ``--label-truncate`` as ``max_new_tokens``.
+
+    What does not: ``--beam-length-penalty`` keeps its exponent, but ParlAI divides a
+    hypothesis' score by ((1 + length) / 6) ** penalty and transformers by
+    length ** penalty, so with a penalty other than 0 beams can rank differently. For
+    decoder-only models ``no_repeat_ngram_size`` also counts the prompt's n-grams (ParlAI's
+    block looks at the reply only), and context blocking has no equivalent. Sampling
+    follows the same temperature, top-k and top-p with other random draws. When a reply
+    reaches the length limit, ParlAI ends it with EOS; ``generate`` just stops.
     """
     inference = opt.get("inference", "greedy")
     # Sampling knobs at transformers' neutral values unless the agent samples (a base
@@ -59,7 +74,11 @@ def decoding(opt) -> Dict[str, Any]:
         max_new_tokens=opt.get("label_truncate") or 256,
     )
     if inference == "beam":
-        fields["num_beams"] = opt.get("beam_size", 1)
+        fields.update(
+            num_beams=opt.get("beam_size", 1), early_stopping="never",
+            min_new_tokens=opt.get("beam_min_length", 1) or 0,
+            length_penalty=opt.get("beam_length_penalty", 0.65),
+        )
     elif inference == "topk":
         fields.update(do_sample=True, temperature=opt.get("temperature", 1.0), top_k=opt.get("topk", 10))
     elif inference == "nucleus":
@@ -69,6 +88,12 @@ def decoding(opt) -> Dict[str, Any]:
     block = opt.get("beam_block_ngram", -1) or -1
     if block > 0:
         fields["no_repeat_ngram_size"] = block
+    context_block = opt.get("beam_context_block_ngram", -1) or -1
+    if context_block > 0:
+        if seq2seq:
+            fields["encoder_no_repeat_ngram_size"] = context_block
+        else:
+            logging.warning("--beam-context-block-ngram has no transformers equivalent for decoder-only models")
     return fields
 
 
@@ -91,7 +116,7 @@ def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
         generation.decoder_start_token_id = agent.dict.decoder_start_id
     # The agent never forces a first token; a base model's (BART: BOS) would change replies.
     generation.forced_bos_token_id = None
-    generation.update(**decoding(agent.opt))
+    generation.update(**decoding(agent.opt, agent.dict.is_seq2seq))
     os.makedirs(out_dir, exist_ok=True)
     hf.save_pretrained(out_dir)
     agent.dict.hf_tokenizer.save_pretrained(out_dir)
