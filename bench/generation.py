@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--beam", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,6 +84,8 @@ def main():
 
     folder = build_model(args.arch, tempfile.mkdtemp(prefix="bench_gen_"))
     texts = contexts(max(args.batch))
+    print(f"{args.arch}, {args.new_tokens} new tokens per reply, {args.threads} torch threads, "
+          f"median of {args.repeats} after a warm-up", flush=True)
     print(f"| model | batch | beam | ParlAI+dialogft tok/s | model.generate tok/s | ratio |")
     print(f"|---|---|---|---|---|---|")
     for beam in args.beam:
@@ -101,15 +103,17 @@ def main():
                     preds, _ = agent._generate(batch, beam, args.new_tokens)
                 return preds
 
-            # Beam settings as ParlAI's: no length penalty, stop when beam_size hypotheses end.
-            beam_kwargs = dict(length_penalty=0.0, early_stopping=True) if beam > 1 else {}
+            # Beam settings as ParlAI's (the agent's beam parity tests use the same): no length
+            # penalty, and the search ends once its best hypothesis has ended.
+            beam_kwargs = dict(length_penalty=0.0, early_stopping="never") if beam > 1 else {}
 
             def theirs():
                 with torch.no_grad():
                     return agent.model.hf.generate(
                         input_ids=batch.text_vec, attention_mask=mask, num_beams=beam,
                         do_sample=False, max_new_tokens=args.new_tokens,
-                        min_new_tokens=args.new_tokens, eos_token_id=agent.END_IDX, pad_token_id=agent.NULL_IDX)
+                        min_new_tokens=args.new_tokens, eos_token_id=agent.END_IDX, pad_token_id=agent.NULL_IDX,
+                        **beam_kwargs)
 
             tokens = bsz * args.new_tokens
             ours_s, theirs_s = timed(ours, args.repeats), timed(theirs, args.repeats)

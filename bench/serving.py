@@ -6,14 +6,19 @@ tokens/s, p50 and p99 latency, errors, and the mean batch size the server report
 ``/metrics``. Micro-batching should make throughput grow with concurrency while latency
 grows much less than the concurrency does.
 
-    parlai dialogft_serve -mf /tmp/m/model --port 8080 &           # or any dialogft model
+    python bench/serving.py --start                                 # what `make bench` runs
+    parlai dialogft_serve -mf /tmp/m/model --port 8080 &           # or a server of your own,
     python bench/serving.py --url http://127.0.0.1:8080             # concurrency 1 and 16
     python bench/serving.py --concurrency 1 4 16 32 --requests 128
 
-Replies of equal length make the rows compare equal work: serve with
-``--beam-min-length N --label-truncate N`` (every reply exactly N tokens). Loopback only
+``--start`` builds a random-init GPT-2-shaped model (6 layers, width 512, 8k tokens: 23M
+parameters), starts ``parlai dialogft_serve`` on it on a free loopback port with every reply
+exactly ``--reply-tokens`` long, measures, and stops it. For a server of your own, equal
+reply lengths make the rows compare equal work: serve with ``--inference beam --beam-size 1
+--beam-min-length N --label-truncate N``. A level with any failed request, or a server that
+cannot be reached, makes the script exit 1: a figure of errors is not a figure. Loopback only
 unless ``--allow-remote``; run it alone (on two cores, anything else distorts the figures).
-Standard library only.
+The client side is standard library only.
 """
 
 from __future__ import annotations
@@ -123,6 +128,44 @@ def check_loopback(base: str) -> None:
         raise SystemExit(f"{host} is not a loopback address; pass --allow-remote to load a remote server")
 
 
+def wait_ready(base: str, proc, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"dialogft_serve exited with status {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"dialogft_serve did not answer {base}/healthz within {timeout:.0f} s")
+
+
+def start_server(reply_tokens: int, threads: int):
+    """A random-init GPT-2-shaped model served by ``parlai dialogft_serve``: (base URL, process)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    from parlai_dialogft.model.tiny import build_tiny_model
+
+    folder = tempfile.mkdtemp(prefix="bench_serving_")
+    texts = [f"hello {i} how can I help you with booking {WORDS[i % len(WORDS)]}" for i in range(2000)]
+    build_tiny_model(folder, "gpt2", texts, vocab_size=8000, d_model=512, layers=6)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "parlai", "dialogft_serve", "-m", "dialogft_agent", "--hf-model", folder,
+               "--port", str(port), "--inference", "beam", "--beam-size", "1",
+               "--beam-min-length", str(reply_tokens), "--label-truncate", str(reply_tokens)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return f"http://127.0.0.1:{port}", proc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
@@ -133,13 +176,32 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=4, help="requests sent first, not measured")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
+    parser.add_argument("--start", action="store_true", help="start (and stop) a server on a built model; ignores --url")
+    parser.add_argument("--reply-tokens", type=int, default=32, help="with --start: tokens in every reply")
+    parser.add_argument("--server-threads", type=int, default=2, help="with --start: the server's torch threads")
     args = parser.parse_args()
-    base = args.url.rstrip("/")
-    if not args.allow_remote:
-        check_loopback(base)
-
-    run_level(base, args.model, args.api_key, 1, args.warmup, args.timeout)
-    rows = [run_level(base, args.model, args.api_key, c, args.requests, args.timeout) for c in args.concurrency]
+    proc = None
+    if args.start:
+        base, proc = start_server(args.reply_tokens, args.server_threads)
+    else:
+        base = args.url.rstrip("/")
+        if not args.allow_remote:
+            check_loopback(base)
+    try:
+        if proc is not None:
+            wait_ready(base, proc, timeout=300)
+            print(f"dialogft_serve on {base}: GPT-2 shape, {args.reply_tokens} tokens per reply, "
+                  f"{args.server_threads} torch threads", flush=True)
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=10).close()
+        except OSError as exc:
+            raise SystemExit(f"no server answers at {base} ({exc}); start one, or pass --start")
+        run_level(base, args.model, args.api_key, 1, args.warmup, args.timeout)
+        rows = [run_level(base, args.model, args.api_key, c, args.requests, args.timeout) for c in args.concurrency]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=60)
     print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>8} {'tokens/s':>9} {'p50 ms':>8} "
           f"{'p99 ms':>8} {'mean batch':>10}")
     for r in rows:
@@ -148,6 +210,9 @@ def main() -> None:
     if len(rows) > 1 and rows[0]["req_per_s"]:
         print(f"throughput x{rows[-1]['req_per_s'] / rows[0]['req_per_s']:.1f} from {rows[0]['concurrency']} "
               f"to {rows[-1]['concurrency']} clients")
+    failed = sum(r["errors"] for r in rows)
+    if failed:
+        raise SystemExit(f"{failed} requests failed: these figures measure errors, not serving")
 
 
 if __name__ == "__main__":
