@@ -11,8 +11,8 @@ import pytest
 
 from conftest import TEXTS, train_briefly
 
-#: The tiny model is trained to give this one reply to anything (NFKC makes "，？" ASCII).
-REPLY = "好的,请问您几点出发?"
+#: The tiny model is trained to give this one reply to anything (cleaning keeps "，？" in Chinese).
+REPLY = "好的，请问您几点出发？"
 LONG_LINE = "我想订一张明天去北京的火车票。" * 100  # far over --text-truncate 256 tokens
 
 
