@@ -1,7 +1,8 @@
 """``python -m parlai_dialogft``: check the installation in one screen.
 
-Prints the versions that matter and whether ParlAI resolves our names; exits 1 with one
-line that says what to install when ParlAI is missing or broken.
+Prints the versions that matter, whether ParlAI resolves our names and what of ParlAI the
+plugin patches; exits 1 with one line that says what to install when ParlAI is missing or
+broken.
 """
 
 import sys
@@ -22,9 +23,17 @@ def main() -> int:
     import transformers
     from parlai.core.loader import load_agent_module, load_teacher_module
 
+    from parlai_dialogft.plugin import hook
+
     print(f"parlai_dialogft {__version__}: parlai {parlai.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")
+    if hook.disabled():
+        print(f"{hook.DISABLE_ENV} is set: ParlAI runs stock and does not know the dialogft names")
+        return 0
     print(f"-m dialogft_agent    -> {load_agent_module('dialogft_agent').__module__}")
     print(f"-t dialogft_customer -> {load_teacher_module('dialogft_customer').__module__}")
+    print(f"ParlAI modules patched when they load (parlai_dialogft/plugin/compat.py; {hook.DISABLE_ENV}=1 turns all off):")
+    for module, patch in compat.PATCHES.items():
+        print(f"  {module:<38} {compat.summary(patch)}")
     return 0
 
 

@@ -42,6 +42,40 @@ def test_the_import_hook_runs_at_interpreter_start(tmp_path):
     assert out.stdout.strip() == "1"  # installed, and once even if the .pth runs twice
 
 
+STOCK_CHECK = (
+    "import sys, parlai.nn.lr_scheduler as lr, parlai.core.dict as d\n"
+    "print([type(f).__name__ for f in sys.meta_path].count('DialogftFinder'),"
+    " hasattr(lr, '_dialogft_patched'), hasattr(d, '_dialogft_patched'))"
+)
+
+
+def test_the_off_switch_leaves_stock_parlai_untouched(tmp_path):
+    on = fresh_shell(["python", "-c", STOCK_CHECK], tmp_path)
+    assert on.stdout.split() == ["1", "True", "True"], on.stderr
+    off = fresh_shell(["python", "-c", STOCK_CHECK], tmp_path, env={"PARLAI_DIALOGFT_DISABLE": "1"})
+    assert off.stdout.split() == ["0", "False", "False"], off.stderr
+    doctor = fresh_shell(["python", "-m", "parlai_dialogft"], tmp_path, env={"PARLAI_DIALOGFT_DISABLE": "1"})
+    assert "PARLAI_DIALOGFT_DISABLE is set" in doctor.stdout
+
+
+@pytest.mark.parametrize("disable", ["", "1"])
+def test_the_agent_loads_by_its_module_path_as_parlai_allows(tmp_path, disable):
+    code = ("from parlai.core.loader import load_agent_module\n"
+            "print(load_agent_module('parlai_dialogft.agents.dialogft_agent.dialogft_agent:DialogftAgent').__name__)")
+    out = fresh_shell(["python", "-c", code], tmp_path, env={"PARLAI_DIALOGFT_DISABLE": disable})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "DialogftAgent"
+
+
+def test_the_doctor_lists_every_patch(tmp_path):
+    from parlai_dialogft.plugin.compat import PATCHES
+
+    out = fresh_shell(["python", "-m", "parlai_dialogft"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("  parlai.")]
+    assert listed == list(PATCHES)
+
+
 def _doctor_without(module: str, cwd):
     """`python -m parlai_dialogft` in a fresh shell where ``module`` cannot be imported."""
     code = (

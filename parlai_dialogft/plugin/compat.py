@@ -13,6 +13,7 @@ What is *not* patched, because a dependency pin fixes it: ``parlai.core.opt`` im
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from typing import Callable, Dict
@@ -38,6 +39,13 @@ def require_parlai() -> None:
         raise ParlAIMissing(
             f"ParlAI is installed but does not import (missing module {missing!r}); {INSTALL_HINT}"
         ) from None
+
+
+def summary(patch: Callable) -> str:
+    """A patch's first docstring sentence, on one line (``python -m parlai_dialogft`` lists them)."""
+    doc = " ".join((patch.__doc__ or patch.__name__).split())
+    doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "")
+    return doc.split(". ")[0].rstrip(".")
 
 
 def _mark(module, name: str) -> bool:
@@ -197,6 +205,8 @@ def multiprocess_train(rank, opt, port=61337, rank_offset=0, gpu=None, hostname=
 
 
 def multiprocessing_train_on_cpu(mp_train) -> None:
+    """ParlAI's rank function keeps DDP alive past its process group, and a rank can hang at
+    exit. :func:`multiprocess_train` frees it first."""
     global _ORIGINAL_MULTIPROCESS_TRAIN
     if not _mark(mp_train, "multiprocess_train"):
         return
@@ -205,8 +215,8 @@ def multiprocessing_train_on_cpu(mp_train) -> None:
 
 
 def fsdp_join_device_on_cpu(fsdp) -> None:
-    """ParlAI's joinable train loop and evaluator report ``opt['gpu']`` (-1 on CPU) as their
-    torch ``Join`` device; torch needs a device: the CPU."""
+    """torch's ``Join`` needs a device, and ParlAI's joinable train loop and evaluator give it
+    ``opt['gpu']``, -1 on CPU. They give the CPU instead."""
     if not _mark(fsdp, "join_device_on_cpu"):
         return
     import torch
@@ -222,9 +232,9 @@ def fsdp_join_device_on_cpu(fsdp) -> None:
 
 
 def resumable_training(train_model) -> None:
-    """ParlAI's TrainLoop resumes weights and counters but not the data order, writes
-    ``.trainstats`` in place (a kill leaves it truncated) and restarts its validation
-    counters; :mod:`parlai_dialogft.training.resume` makes a resumed run continue the same run."""
+    """A resumed run continues the same run: ParlAI's TrainLoop resumes weights and counters
+    but not the data order, writes ``.trainstats`` in place (a kill leaves it truncated) and
+    restarts its validation counters. :mod:`parlai_dialogft.training.resume` does the rest."""
     if not _mark(train_model, "resumable_training"):
         return
     from parlai_dialogft.training import resume
@@ -233,8 +243,8 @@ def resumable_training(train_model) -> None:
 
 
 def one_line_cli_errors(script) -> None:
-    """Unknown task or agent names, a missing ``-mf`` and the plugin's user errors end in a
-    ParlAI traceback; :mod:`parlai_dialogft.plugin.cli_errors` makes them one line, exit status 2."""
+    """Unknown task or agent names, a missing ``-mf`` and the plugin's user errors are one line
+    and exit status 2, not a ParlAI traceback. See :mod:`parlai_dialogft.plugin.cli_errors`."""
     if not _mark(script, "one_line_cli_errors"):
         return
     from parlai_dialogft.plugin import cli_errors
@@ -291,7 +301,9 @@ def named_multitask_reports(worlds) -> None:
 
 
 def worlds_fixes(worlds) -> None:
-    """Both fixes of ``parlai.core.worlds`` (PATCHES holds one function per module)."""
+    """Dynamic batches of a small task are not copies of one example, and a mixture reports
+    each task under its own name. (Both fixes of ``parlai.core.worlds``: PATCHES holds one
+    function per module.)"""
     bounded_dynamic_batches(worlds)
     named_multitask_reports(worlds)
 

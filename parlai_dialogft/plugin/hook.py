@@ -13,6 +13,11 @@ meta-path finder that
 
 Nothing here imports ParlAI, torch or transformers: every interpreter pays only for a
 string comparison per import.
+
+``PARLAI_DIALOGFT_DISABLE=1`` in the environment switches all of this off: the hook is not
+installed at interpreter start, so ParlAI is stock and does not know our names. Loading
+our agent by its module path (``-m parlai_dialogft.agents.dialogft_agent.dialogft_agent:DialogftAgent``)
+still works, and applies the patches the agent needs in that process only.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from typing import Callable, Dict, List
+
+DISABLE_ENV = "PARLAI_DIALOGFT_DISABLE"
 
 # ParlAI namespace prefix -> our package that provides it.
 _ALIASES = (
@@ -166,4 +174,11 @@ def apply_all() -> None:
             patch(module)
 
 
-install()
+def disabled() -> bool:
+    """True when ``PARLAI_DIALOGFT_DISABLE`` is set to anything but empty, 0, false or no."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+# The .pth line imports this module at interpreter start.
+if not disabled():
+    install()
