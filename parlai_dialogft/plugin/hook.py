@@ -22,13 +22,13 @@ still works, and applies the patches the agent needs in that process only.
 
 from __future__ import annotations
 
-import importlib
 import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
 from typing import Callable, Dict, List
+
+from parlai_dialogft.plugin.moved import alias_spec
 
 DISABLE_ENV = "PARLAI_DIALOGFT_DISABLE"
 
@@ -90,21 +90,6 @@ def _extend_mutator_registry(mutators_module) -> None:
     mutators_module.setup_mutator_registry = setup_mutator_registry
 
 
-class _AliasLoader(importlib.abc.Loader):
-    """Loads ``parlai.x.dialogft...`` by importing our real module under its own name."""
-
-    def __init__(self, real_name: str):
-        self.real_name = real_name
-
-    def create_module(self, spec):
-        return None  # a throwaway module; exec_module swaps in the real one
-
-    def exec_module(self, module) -> None:
-        # The import system re-reads sys.modules after exec_module, so the alias name ends
-        # up bound to the real module object (one class identity, one registry entry).
-        sys.modules[module.__name__] = importlib.import_module(self.real_name)
-
-
 class _PostImportLoader(importlib.abc.Loader):
     """Wraps a ParlAI module's own loader and runs callbacks once it has executed."""
 
@@ -130,18 +115,7 @@ class DialogftFinder(importlib.abc.MetaPathFinder):
             return None
         for parlai_prefix, our_prefix in _ALIASES:
             if fullname.startswith(parlai_prefix):
-                real_name = our_prefix + fullname[len(parlai_prefix):]
-                try:
-                    real_spec = importlib.util.find_spec(real_name)
-                except ModuleNotFoundError:
-                    return None
-                if real_spec is None:
-                    return None
-                return importlib.machinery.ModuleSpec(
-                    fullname,
-                    _AliasLoader(real_name),
-                    is_package=real_spec.submodule_search_locations is not None,
-                )
+                return alias_spec(fullname, our_prefix + fullname[len(parlai_prefix):])
         if self._callbacks is None:
             self._callbacks = _post_import_callbacks()
         callbacks = self._callbacks.get(fullname)

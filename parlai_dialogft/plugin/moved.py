@@ -64,34 +64,46 @@ def new_name(fullname: str) -> str | None:
     return prefix + MOVED[head] + dot + rest
 
 
-class _MovedLoader(importlib.abc.Loader):
-    def __init__(self, real_name: str):
+class AliasLoader(importlib.abc.Loader):
+    """Imports a module under a second name: the real module object, not a copy, so a class
+    has one identity and registers once. ``deprecated``: warn that the name is old."""
+
+    def __init__(self, real_name: str, deprecated: bool = False):
         self.real_name = real_name
+        self.deprecated = deprecated
 
     def create_module(self, spec):
-        return None
+        return None  # a throwaway module; exec_module swaps in the real one
 
     def exec_module(self, module) -> None:
-        warnings.warn(
-            f"{module.__name__} moved to {self.real_name}; the old path will be removed",
-            DeprecationWarning, stacklevel=2,
-        )
-        # The import system re-reads sys.modules after exec_module: the old name is bound to
-        # the real module object.
+        if self.deprecated:
+            warnings.warn(
+                f"{module.__name__} moved to {self.real_name}; the old path will be removed",
+                DeprecationWarning, stacklevel=2,
+            )
+        # The import system re-reads sys.modules after exec_module, so the second name ends
+        # up bound to the real module object.
         sys.modules[module.__name__] = importlib.import_module(self.real_name)
+
+
+def alias_spec(fullname: str, real_name: str, deprecated: bool = False):
+    """A spec that imports ``real_name`` when ``fullname`` is imported; None when ``real_name``
+    does not exist (the import then fails as usual)."""
+    try:
+        real_spec = importlib.util.find_spec(real_name)
+    except ModuleNotFoundError:
+        return None
+    if real_spec is None:
+        return None
+    return importlib.machinery.ModuleSpec(
+        fullname, AliasLoader(real_name, deprecated), is_package=real_spec.submodule_search_locations is not None
+    )
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         real_name = new_name(fullname)
-        if real_name is None:
-            return None
-        real_spec = importlib.util.find_spec(real_name)
-        if real_spec is None:
-            return None
-        return importlib.machinery.ModuleSpec(
-            fullname, _MovedLoader(real_name), is_package=real_spec.submodule_search_locations is not None
-        )
+        return None if real_name is None else alias_spec(fullname, real_name, deprecated=True)
 
 
 def install() -> None:
