@@ -116,6 +116,13 @@ def search(agent, texts, beam_size=1, max_ts=10):
     return out
 
 
+def all_different(replies):
+    """Each context got its own reply: the model reads what it is given. A decoding test
+    checks this first; on a model that says the same whatever it reads, "equal" proves nothing."""
+    assert len({tuple(reply) for reply in replies}) == len(replies), replies
+    return replies
+
+
 def finished(agent, texts, beam_size, max_ts=40):
     """Every finished hypothesis of each example's search, best first: (tokens, score). The
     best alone may never leave beam 0; the others show whether each beam's cache followed it."""

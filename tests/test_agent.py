@@ -14,7 +14,7 @@ import torch
 from parlai.core.message import Message
 
 from conftest import batch_of as _batch
-from conftest import finished, make_agent, same_hypotheses, search
+from conftest import all_different, finished, make_agent, same_hypotheses, search
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = [
@@ -36,17 +36,11 @@ def _agent(tiny_models, arch, **opts):
     return make_agent(tiny_models[arch], beam_min_length=MIN_LEN, **opts)
 
 
-def _all_different(replies):
-    """Each context got its own reply: the model reads what it is given."""
-    assert len({tuple(reply) for reply in replies}) == len(replies), replies
-    return replies
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
 def test_a_batch_decodes_like_each_example_alone(context_models, arch, inference, beam_size):
     agent = _agent(context_models, arch, inference=inference, beam_size=beam_size)
-    batched = _all_different(_search(agent, CONTEXTS, beam_size))
+    batched = all_different(_search(agent, CONTEXTS, beam_size))
     alone = [_search(agent, [text], beam_size)[0] for text in CONTEXTS]
     assert batched == alone
     same_hypotheses(finished(agent, CONTEXTS, beam_size, MAX_TS),
@@ -57,7 +51,7 @@ def test_a_batch_decodes_like_each_example_alone(context_models, arch, inference
 @pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
 def test_cached_decoding_equals_recomputing_the_prefix(context_models, arch, inference, beam_size):
     agent = _agent(context_models, arch, inference=inference, beam_size=beam_size)
-    cached = _all_different(_search(agent, CONTEXTS, beam_size))
+    cached = all_different(_search(agent, CONTEXTS, beam_size))
     cached_hypotheses = finished(agent, CONTEXTS, beam_size, MAX_TS)
     steps = []
     original = agent.model.decoder
@@ -120,7 +114,7 @@ def _same_prefix(parlai, hf):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_greedy_equals_model_generate(context_models, arch):
     agent = _agent(context_models, arch)
-    ours = _all_different(_search(agent, CONTEXTS))
+    ours = all_different(_search(agent, CONTEXTS))
     theirs = _hf_generate(agent, CONTEXTS, 1)
     assert all(_same_prefix(o, t) for o, t in zip(ours, theirs)), (ours, theirs)
 
@@ -128,7 +122,7 @@ def test_greedy_equals_model_generate(context_models, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_beam_equals_model_generate(context_models, arch):
     agent = _agent(context_models, arch, inference="beam", beam_size=3, beam_length_penalty=0.0)
-    ours = _all_different(_search(agent, CONTEXTS, 3))
+    ours = all_different(_search(agent, CONTEXTS, 3))
     theirs = _hf_generate(agent, CONTEXTS, 3)
     assert all(_same_prefix(o, t) for o, t in zip(ours, theirs)), (ours, theirs)
 
