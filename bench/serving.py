@@ -192,10 +192,11 @@ def main() -> None:
             wait_ready(base, proc, timeout=300)
             print(f"dialogft_serve on {base}: GPT-2 shape, {args.reply_tokens} tokens per reply, "
                   f"{args.server_threads} torch threads", flush=True)
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=10).close()
-        except OSError as exc:
-            raise SystemExit(f"no server answers at {base} ({exc}); start one, or pass --start")
+        else:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=10).close()
+            except OSError as exc:
+                raise SystemExit(f"no server answers at {base} ({exc}); start one, or pass --start")
         run_level(base, args.model, args.api_key, 1, args.warmup, args.timeout)
         rows = [run_level(base, args.model, args.api_key, c, args.requests, args.timeout) for c in args.concurrency]
     finally:
