@@ -101,6 +101,7 @@ setup(
         "pyyaml",
         "numpy",
         "scikit-learn",
+        "scipy",  # human_eval statistics (binomial test, Wilson and t intervals)
         "nltk",
         "tqdm",
         "regex",
@@ -117,7 +118,7 @@ setup(
         "prometheus-client",
     ],
     # websocket-client drives headless Chromium in the human_eval browser tests.
-    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client"]},
+    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client", "krippendorff", "choix"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )

@@ -25,8 +25,9 @@ so w3's five judgments (all for C) and its chat are left out. w1 always chose th
 conversation shown on the left; w2's left side was always model A, chosen 14 of 20 times.
 
 Chats: model A, two chats, 5 annotated bot turns: repetition 2/5, contradiction 1/5, any
-problem 2/5, none 3/5; engagingness ratings 4 and 2: mean 3, sd sqrt 2, 95% interval
-3 ± 1.959964·sqrt(2)/sqrt(2) = [1.040, 4.960]. Model B: one chat, one annotated turn of
+problem 2/5, none 3/5; engagingness ratings 4 and 2: mean 3, sd sqrt 2, 95% Student t
+interval with 1 degree of freedom 3 ± 12.706205·sqrt(2)/sqrt(2) = [-9.706, 15.706] (two
+chats say next to nothing; a normal z = 1.96 would claim [1.04, 4.96]). Model B: one chat, one annotated turn of
 two (off_topic), rating 5.
 """
 
@@ -184,8 +185,8 @@ def test_chat_tables_reproduce_hand_computed_rates_and_means(report):
     a = ratings[("A", "engagingness")]
     assert (a["n"], float(a["mean"])) == ("2", 3.0)
     assert float(a["sd"]) == pytest.approx(math.sqrt(2), abs=1e-5)
-    assert float(a["ci_low"]) == pytest.approx(3 - 1.959964, abs=1e-5)
-    assert float(a["ci_high"]) == pytest.approx(3 + 1.959964, abs=1e-5)
+    assert float(a["ci_low"]) == pytest.approx(3 - 12.706205, abs=1e-5)
+    assert float(a["ci_high"]) == pytest.approx(3 + 12.706205, abs=1e-5)
     b = ratings[("B", "engagingness")]
     assert (b["n"], b["mean"], b["sd"]) == ("1", "5", "")
 

@@ -11,7 +11,7 @@ is tested on records built by hand. :func:`analyze` writes into ``out``:
 ``agreement.csv``         per question: Krippendorff's alpha (nominal) over pairs judged more
                           than once, and ParlAI's majority agreement
 ``chat_problems.csv``     per model and category: share of bot turns marked with it
-``chat_ratings.csv``      per model and rating question: n, mean, sd, 95% normal interval
+``chat_ratings.csv``      per model and rating question: n, mean, sd, 95% Student t interval
 ``workers.csv``           per worker: counts, check results, times, effort signals
 ``parlai_acute/``         ParlAI ``acute_eval/analysis.py`` files, one run per question
 ``report.md`` + PNGs      the same, readable, with plots
@@ -216,20 +216,20 @@ def chat_problem_table(chats: Sequence[Record], categories: Optional[Sequence[st
 
 
 def chat_rating_table(chats: Sequence[Record], confidence: float = 0.95) -> List[Dict[str, Any]]:
-    """Per model and rating question: n, mean, sample sd and a normal-approximation interval of the mean."""
+    """Per model and rating question: n, mean, sample sd and a Student t interval of the mean.
+
+    t, not a normal z: a study rates a model in a handful of chats (see :func:`stats.mean_interval`).
+    """
     values: Dict[Tuple[str, str], List[float]] = defaultdict(list)
     for chat in chats:
         for key, value in chat["ratings"].items():
             values[(chat["model"], key)].append(float(value))
-    z = stats.normal_quantile(1 - (1 - confidence) / 2)
     rows = []
     for (model, key), vals in sorted(values.items()):
         n = len(vals)
-        mean = sum(vals) / n
-        sd = statistics.stdev(vals) if n > 1 else math.nan
-        half = z * sd / math.sqrt(n) if n > 1 else math.nan
-        rows.append({"model": model, "question": key, "n": n, "mean": mean, "sd": sd,
-                     "ci_low": mean - half, "ci_high": mean + half})
+        low, high = stats.mean_interval(vals, confidence)
+        rows.append({"model": model, "question": key, "n": n, "mean": sum(vals) / n,
+                     "sd": statistics.stdev(vals) if n > 1 else math.nan, "ci_low": low, "ci_high": high})
     return rows
 
 
@@ -460,7 +460,7 @@ def _report(result: Analysis, texts: Mapping[str, str], figures: Mapping[str, st
         "0.5 with Holm's correction over the pairs of each question; Bradley-Terry strengths by "
         f"maximum likelihood, intervals from {options.bootstrap} bootstrap resamples of the "
         f"judgments (seed {options.seed}); Krippendorff's alpha with each pair of conversations "
-        "as a unit. Files: `pairwise.csv`, `bradley_terry.csv`, `agreement.csv`, "
+        "as a unit; chat ratings with Student t intervals of the mean. Files: `pairwise.csv`, `bradley_terry.csv`, `agreement.csv`, "
         "`chat_problems.csv`, `chat_ratings.csv`, `workers.csv`, and ParlAI's ACUTE analysis "
         "files in `parlai_acute/`.", "",
     ]

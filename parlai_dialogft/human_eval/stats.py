@@ -1,21 +1,30 @@
-"""The statistics of a human evaluation, in plain Python (numpy only for the bootstrap).
+"""The statistics of a human evaluation: SciPy for the textbook tests, a few verified lines for the rest.
 
 * :func:`wilson_interval` - score interval of a proportion (Wilson 1927), good at small n and
-  near 0 or 1 where the normal approximation is not.
-* :func:`binomial_test` - exact two-sided binomial test (the "minimum likelihood" p-value
-  of R's ``binom.test`` and SciPy's ``binomtest``).
+  near 0 or 1 where the normal approximation is not (``scipy.stats.binomtest``).
+* :func:`binomial_test` - exact two-sided binomial test (``scipy.stats.binomtest``: the
+  "minimum likelihood" p-value, as R's ``binom.test``).
+* :func:`mean_interval` - Student t interval of a mean rating (``scipy.stats.t``): with the
+  few chats a study has per model, a normal z interval would be too narrow.
+* :func:`normal_quantile` - ``statistics.NormalDist``.
 * :func:`holm` - Holm's step-down adjustment for testing several pairs at once.
 * :func:`bradley_terry` - maximum-likelihood strengths from pairwise wins (Hunter's MM
   algorithm), :func:`bradley_terry_bootstrap` - seeded percentile intervals.
 * :func:`krippendorff_alpha` - agreement for nominal, ordinal or interval values, any
   number of annotators, missing values allowed (Krippendorff 2011).
 
-SciPy is not a dependency of this package, hence the few lines each of these takes.
+Bradley-Terry and Krippendorff's alpha stay hand-written (a few dozen lines each, checked
+against published examples): the packages that compute them (``choix``, ``krippendorff``)
+are test-only dependencies, used to check these functions agree with them.
+
+SciPy is imported inside the functions that need it: the ParlAI scripts import this module
+on every ``parlai`` command, and ``scipy.stats`` takes most of a second to load.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter, defaultdict
 from typing import Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -24,66 +33,61 @@ import numpy as np
 
 # ----------------------------------------------------------------------------- proportions
 def normal_quantile(p: float) -> float:
-    """The standard normal quantile: solves Phi(z) = p by bisection on ``math.erf`` (exact to 1e-12)."""
+    """The standard normal quantile z with Phi(z) = p."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"quantile of p={p}: p must be in (0, 1)")
-    lo, hi = -40.0, 40.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if 0.5 * (1.0 + math.erf(mid / math.sqrt(2.0))) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-13:
-            break
-    return (lo + hi) / 2
+    return statistics.NormalDist().inv_cdf(p)
+
+
+def _check_counts(name: str, successes: int, n: int) -> None:
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"{name}({successes}, {n}): need 0 <= successes <= n")
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Tuple[float, float]:
     """Wilson score interval for ``successes`` of ``n`` (no continuity correction); (nan, nan) when n == 0."""
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"wilson_interval({successes}, {n}): need 0 <= successes <= n")
-    if n == 0:
+    from scipy.stats import binomtest
+
+    _check_counts("wilson_interval", successes, n)
+    if n == 0:  # SciPy refuses n = 0; no data, no interval
         return (math.nan, math.nan)
-    z = normal_quantile(1 - (1 - confidence) / 2)
-    phat = successes / n
-    denom = 1 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    low, high = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     # Clamp float dust: at 0 or n successes one end is exactly 0 or 1.
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def _binomial_pmf(k: int, n: int, p: float) -> float:
-    if p == 0.0:
-        return 1.0 if k == 0 else 0.0
-    if p == 1.0:
-        return 1.0 if k == n else 0.0
-    log = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-    return math.exp(log + k * math.log(p) + (n - k) * math.log1p(-p))
+    return (max(0.0, float(low)), min(1.0, float(high)))
 
 
 def binomial_test(successes: int, n: int, p: float = 0.5) -> float:
     """Exact two-sided p-value: the total probability of outcomes no more likely than the one seen.
 
-    At p = 0.5 this is ``min(1, 2 * P(X <= min(k, n - k)))``, computed in exact integers. The
-    relative tolerance 1e-7 for "no more likely" is the one R and SciPy use, so that ties
-    lost to rounding still count.
+    SciPy's ``binomtest`` (the same p-value as R's ``binom.test``); 1.0 when n == 0, where
+    SciPy refuses: no judgments are no evidence against p.
     """
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"binomial_test({successes}, {n}): need 0 <= successes <= n")
+    from scipy.stats import binomtest
+
+    _check_counts("binomial_test", successes, n)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"binomial_test: p={p} must be in [0, 1]")
     if n == 0:
         return 1.0
-    if p == 0.5:
-        tail = min(successes, n - successes)
-        count = sum(math.comb(n, i) for i in range(tail + 1))
-        return min(1.0, 2 * count / 2**n)
-    observed = _binomial_pmf(successes, n, p)
-    limit = observed * (1 + 1e-7)
-    total = sum(q for q in (_binomial_pmf(i, n, p) for i in range(n + 1)) if q <= limit)
-    return min(1.0, total)
+    return min(1.0, float(binomtest(successes, n, p, alternative="two-sided").pvalue))
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Tuple[float, float]:
+    """Student t interval of the mean of ``values`` (n - 1 degrees of freedom); (nan, nan) when n < 2.
+
+    Ratings of a few chats per model: t with 4 degrees of freedom is 2.78 where z is 1.96,
+    so a normal interval would claim 40% more certainty than five chats give.
+    """
+    from scipy.stats import t
+
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"mean_interval: confidence={confidence} must be in (0, 1)")
+    n = len(values)
+    if n < 2:
+        return (math.nan, math.nan)
+    mean = statistics.fmean(values)
+    half = float(t.ppf(1 - (1 - confidence) / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+    return (mean - half, mean + half)
 
 
 def holm(pvalues: Sequence[float]) -> List[float]:
