@@ -9,6 +9,10 @@ The analysis reads only two functions, whose dict shapes are the contract with
 
 * :func:`pairwise_records` -- one dict per ACUTE judgment;
 * :func:`chat_records` -- one dict per finished live chat.
+
+The file carries its schema version in ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`): a
+study written by a newer release is refused with a message instead of misread, one written
+by an older release is migrated when opened (see :meth:`Database._open_schema`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from parlai_dialogft.plugin.errors import UserError
+
+#: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: SQL that takes a file from version v to v + 1. Version 0 is a study written before files
+#: were stamped: its tables are version 1's already, so the stamp is all it needs.
+MIGRATIONS: Dict[int, str] = {0: ""}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -138,9 +149,33 @@ class Database:
         try:
             with self.read() as db:
                 db.execute("PRAGMA journal_mode=WAL")  # stored in the file: set once
-                db.executescript(SCHEMA)  # IF NOT EXISTS: reopening a file keeps its data
+            self._open_schema()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"--he-db {self.path}: not a usable SQLite file ({exc})") from None
+
+    def _open_schema(self) -> None:
+        """Create the tables in a new file, or bring an existing one to :data:`SCHEMA_VERSION`.
+
+        A file from a newer release (a higher version) is refused: its tables may mean
+        something this code does not know. A file from an older one runs :data:`MIGRATIONS`
+        in order, then is stamped; all in one write transaction, so the app and a
+        ``--he-make-links`` run opening one file at once migrate it once.
+        """
+        with self.write() as db:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise UserError(f"--he-db {self.path}: the study has schema version {found}, newer than "
+                                f"version {SCHEMA_VERSION} that this parlai_dialogft reads; open it with a "
+                                f"newer parlai_dialogft")
+            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # an existing study
+                for version in range(found, SCHEMA_VERSION):
+                    for statement in filter(str.strip, MIGRATIONS[version].split(";")):
+                        db.execute(statement)
+            # One statement per execute (executescript would commit the transaction); the SQL
+            # here has no ';' inside comments or strings, so splitting on it is exact.
+            for statement in filter(str.strip, SCHEMA.split(";")):  # IF NOT EXISTS: keeps the data
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)

@@ -10,6 +10,10 @@ hour while serving (0 keeps everything); feedback goes with its reply (``ON DELE
 
 One connection, guarded by a lock: writes are a few rows per request, and callers run them
 off the event loop (``run_in_threadpool``).
+
+The file carries its schema version in ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`), so
+a log written by a newer release is refused with a message instead of misread; see
+:func:`open_schema`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ import sqlite3
 import threading
 import time
 from typing import Dict, Optional
+
+from parlai_dialogft.plugin.errors import UserError
+
+#: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: SQL that takes a file from version v to v + 1. Version 0 is a log written before files
+#: were stamped: its tables are version 1's already, so the stamp is all it needs.
+MIGRATIONS: Dict[int, str] = {0: ""}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
@@ -47,6 +60,35 @@ PURGE_EVERY_S = 3600.0
 DAY_S = 86400.0
 
 
+def open_schema(db: sqlite3.Connection, path: str) -> None:
+    """Create the tables in a new file, or bring an existing one to :data:`SCHEMA_VERSION`.
+
+    A file from a newer release (a higher version) is refused: its tables may mean something
+    this code does not know. A file from an older one runs :data:`MIGRATIONS` in order, then
+    is stamped; all of it in one transaction, so two servers opening one file migrate it once.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise UserError(f"--serve-log-db {path}: the file has schema version {found}, newer than "
+                            f"version {SCHEMA_VERSION} that this parlai_dialogft reads; serve with a newer "
+                            f"parlai_dialogft or log to another file")
+        if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # an existing log
+            for version in range(found, SCHEMA_VERSION):
+                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
+                    db.execute(statement)
+        # One statement per execute (executescript would commit the transaction); the SQL here
+        # has no ';' inside comments or strings, so splitting on it is exact.
+        for statement in filter(str.strip, SCHEMA.split(";")):  # IF NOT EXISTS: keeps existing rows
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class ConversationStore:
     def __init__(self, path: str, retention_days: float = 30.0, clock=time.time):
         self.path = path
@@ -57,7 +99,11 @@ class ConversationStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")  # readers (sqlite3 CLI) do not block writes
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        try:
+            open_schema(self._db, path)
+        except BaseException:  # a newer file, or a migration that failed (and rolled back)
+            self._db.close()
+            raise
         self._last_purge = 0.0
         self.purge()
 
