@@ -111,6 +111,8 @@ setup(
         "safetensors",
         "peft",
         "sacrebleu",
+        "jieba",  # Chinese word boundaries for the noise and infilling mutators
+        "opencc-python-reimplemented",  # simplified -> traditional by phrase
         "rouge-score",
         "matplotlib",  # dialogft_report's plots
         "fastapi",  # dialogft_serve

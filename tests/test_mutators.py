@@ -258,3 +258,120 @@ def test_denoise_works_as_a_task_flag_in_a_mixture(tmp_path):
     texts, labels = shown(out.stdout)
     assert len(labels) == 4 and all("<unk>" in t for t in texts)
     assert all(re.search("[\u4e00-\u9fff]", label) for label in labels)
+
+
+# --- Chinese words: fillers, script variant and span infilling act on jieba's words -----------
+
+# Sentences whose dictionary segmentation is unambiguous (jieba agrees with and without its
+# HMM), written out by hand: the words are the spec, not jieba's output read back.
+SEGMENTED = [
+    ["我", "想", "预订", "一个", "房间"],
+    ["这家", "餐馆", "的", "周边", "有", "哪些", "景点", "啊"],
+    ["他们", "后天", "去", "机场"],
+    ["飞机", "什么", "时候", "起飞"],
+    ["我", "想要", "一台", "新", "电脑"],
+]
+ZH_FILLER = re.compile("(?:嗯|呃|那个|就是|然后|这个)，")
+
+
+def word_starts(words):
+    """Where each word begins, in characters: the boundaries a filler may go in front of."""
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word)
+    return starts
+
+
+def filler_positions(noisy):
+    """Where the fillers went, counted in characters of the clean text."""
+    pieces = ZH_FILLER.split(noisy)
+    return [sum(len(p) for p in pieces[:i + 1]) for i in range(len(pieces) - 1)]
+
+
+@pytest.mark.parametrize("words", SEGMENTED, ids="".join)
+def test_chinese_words_are_jiebas_dictionary_words(words):
+    from parlai_dialogft.mutators.segment import zh_words
+
+    assert zh_words("".join(words)) == words
+
+
+@pytest.mark.parametrize("words", SEGMENTED, ids="".join)
+def test_chinese_fillers_go_between_words_never_inside_one(words):
+    text = "".join(words)
+    every_word = noise_mutator("dialogft_fillers", rate=1.0).apply(text)
+    assert ZH_FILLER.sub("", every_word) == text
+    assert filler_positions(every_word) == word_starts(words)  # one filler in front of each word
+    for seed in range(20):
+        noisy = noise_mutator("dialogft_fillers", rate=0.5, seed=seed).apply(text)
+        assert ZH_FILLER.sub("", noisy) == text  # only fillers and their commas were added
+        assert set(filler_positions(noisy)) <= set(word_starts(words)), noisy
+
+
+@pytest.mark.parametrize("words", SEGMENTED, ids="".join)
+def test_script_variant_converts_whole_words_as_opencc_does(words):
+    import opencc
+
+    s2t = opencc.OpenCC("s2t")
+    text = "".join(words)
+    assert noise_mutator("dialogft_script_variant", rate=1.0).apply(text) == "".join(s2t.convert(w) for w in words)
+    converted = 0
+    for seed in range(20):
+        noisy = noise_mutator("dialogft_script_variant", rate=0.5, seed=seed).apply(text)
+        position = 0
+        for word in words:  # each word is either untouched or OpenCC's conversion of the whole word
+            if word != s2t.convert(word) and noisy.startswith(s2t.convert(word), position):
+                converted += 1
+                position += len(s2t.convert(word))
+            else:
+                assert noisy.startswith(word, position), (noisy, word)
+                position += len(word)
+        assert position == len(noisy)
+    assert 0 < converted < 20 * sum(w != s2t.convert(w) for w in words)  # the rate decides, per word
+
+
+def test_script_variant_follows_the_word_not_the_character():
+    # 发 is 髮 in 头发 (hair) but 發 in 发展 (development); 后 is 後 in 后天 but stays in 皇后.
+    assert noise_mutator("dialogft_script_variant", rate=1.0).apply("头发，发展，后天，皇后") == "頭髮，發展，後天，皇后"
+
+
+@pytest.mark.parametrize("words", SEGMENTED, ids="".join)
+def test_denoise_masks_whole_chinese_words(words):
+    import random
+
+    text = "".join(words)
+    boundaries = set(word_starts(words)) | {len(text)}
+    for seed in range(20):
+        noisy = corrupt(text, random.Random(seed), 0.4, "<unk>")
+        # The masked spans are what lies between the kept pieces.
+        spans = re.fullmatch("(.+?)".join(map(re.escape, noisy.split("<unk>"))), text)
+        assert spans and spans.lastindex, noisy
+        for i in range(1, spans.lastindex + 1):
+            assert {spans.start(i), spans.end(i)} <= boundaries, (noisy, spans.group(i))
+
+
+def test_english_noise_and_infilling_are_unchanged_by_chinese_segmentation():
+    import random
+
+    assert _noisy("dialogft_fillers", EN) == (
+        "Hello, like, I would like well, to book well, a table for two at you know, seven tonight. Thanks!"
+    )
+    assert corrupt(EN, random.Random(4), 0.25, "<unk>") == (
+        "Hello, I would <unk> to book a table <unk> at <unk> tonight. Thanks!"
+    )
+
+
+def test_importing_the_mutators_loads_no_segmenter_and_using_them_prints_nothing(tmp_path):
+    code = (
+        "import sys; import parlai_dialogft.mutators; "
+        "assert 'jieba' not in sys.modules and 'opencc' not in sys.modules, 'loaded at import'; "
+        "from parlai_dialogft.mutators.noise import noise_mutator; "
+        "print(noise_mutator('dialogft_fillers', rate=1.0).apply('我想预订一个房间')); "
+        "print(noise_mutator('dialogft_script_variant', rate=1.0).apply('我想预订一个房间'))"
+    )
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    out = subprocess.run([str(BIN / "python"), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # jieba logs "Building prefix dict ..." to stderr unless quietened
+    filled, traditional = out.stdout.splitlines()
+    assert ZH_FILLER.sub("", filled) == "我想预订一个房间" and traditional == "我想預訂一個房間"

@@ -3,11 +3,15 @@
     parlai train_model -t "dialogft_customer,dialogft_customer:mutators=dialogft_denoise" ...
 
 Each turn of an episode (the user's ``text`` and the reply in ``labels``) becomes an
-episode of its own: the turn with some spans of words (Latin) or characters (Chinese)
-replaced by one marker each as the input, the whole turn as the reply (BART's text
-infilling). Most of the reply is in the input, so the decoder learns early to read the
-encoder: a reply-only objective on a small model tends to learn the replies' own language
-model and answer every context with the same stock line.
+episode of its own: the turn with some spans of words replaced by one marker each as the
+input, the whole turn as the reply (BART's text infilling). Most of the reply is in the
+input, so the decoder learns early to read the encoder: a reply-only objective on a small
+model tends to learn the replies' own language model and answer every context with the
+same stock line.
+
+A span starts and ends at a word boundary in both languages; Chinese words are jieba's
+(:mod:`.segment`). The model restores whole words, never the half of a word whose other
+half it can read.
 
 Determinism as in :mod:`parlai_dialogft.mutators.noise`: the same seed and turn give the
 same corrupted input, whatever the order of the data.
@@ -16,17 +20,32 @@ same corrupted input, whatever the order of the data.
 from __future__ import annotations
 
 import re
-from typing import List
+from typing import List, Tuple
 
 from parlai.core.message import Message
 from parlai.core.mutators import ManyEpisodeMutator, register_mutator
 
 from parlai_dialogft.mutators.noise import CJK, _rate, text_rng
+from parlai_dialogft.mutators.segment import zh_words
 
-# Units a span is made of: a Latin word or number, a CJK character, or another mark.
-_UNIT = re.compile(f"[A-Za-z0-9']+|[{CJK}]|[^\\sA-Za-z0-9'{CJK}]")
+# Units a span is made of: a Latin word or number, a Chinese word, or another mark.
+_UNIT = re.compile(f"[A-Za-z0-9']+|([{CJK}]+)|[^\\sA-Za-z0-9'{CJK}]")
 MEAN_SPAN = 3  # units per masked span, on average (uniform over 1..2*MEAN_SPAN-1)
 DEFAULT_RATE, DEFAULT_MARKER, DEFAULT_SEED = 0.25, "<unk>", 0
+
+
+def units(text: str) -> List[Tuple[int, int]]:
+    """``(start, end)`` of each unit of ``text``, in order; a run of Chinese is cut into its words."""
+    spans = []
+    for match in _UNIT.finditer(text):
+        if match.group(1) is None:
+            spans.append(match.span())
+            continue
+        start = match.start()
+        for word in zh_words(match.group()):
+            spans.append((start, start + len(word)))
+            start += len(word)
+    return spans
 
 
 def corrupt(text: str, rng, rate: float, marker: str) -> str:
@@ -34,26 +53,26 @@ def corrupt(text: str, rng, rate: float, marker: str) -> str:
 
     At least one span is masked when the text has a unit, so an input never equals its reply.
     """
-    units = list(_UNIT.finditer(text))
-    if not units:
+    spans = units(text)
+    if not spans:
         return text
-    budget = max(1, round(rate * len(units)))
-    masked = [False] * len(units)
+    budget = max(1, round(rate * len(spans)))
+    masked = [False] * len(spans)
     for _ in range(4 * budget):  # bounded: spans may overlap near the end of short texts
         if sum(masked) >= budget:
             break
         length = min(rng.randint(1, 2 * MEAN_SPAN - 1), budget - sum(masked))
-        start = rng.randrange(len(units))
-        for i in range(start, min(start + length, len(units))):
+        start = rng.randrange(len(spans))
+        for i in range(start, min(start + length, len(spans))):
             masked[i] = True
     pieces, end = [], 0
-    for i, match in enumerate(units):
+    for i, (start, stop) in enumerate(spans):
         if masked[i] and i > 0 and masked[i - 1]:
-            end = match.end()  # the span's marker is already written: drop this unit too
+            end = stop  # the span's marker is already written: drop this unit too
             continue
-        pieces.append(text[end:match.start()])
-        pieces.append(marker if masked[i] else match.group())
-        end = match.end()
+        pieces.append(text[end:start])
+        pieces.append(marker if masked[i] else text[start:stop])
+        end = stop
     pieces.append(text[end:])
     return "".join(pieces)
 

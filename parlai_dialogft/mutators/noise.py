@@ -13,13 +13,15 @@ Each mutator perturbs one kind of thing, so they compose with ``+``:
                             mark is dropped or doubled
 ``dialogft_width``          a character flips width: ASCII to full-width (``a`` → ``ａ``),
                             Chinese punctuation to ASCII (``，`` → ``,``)
-``dialogft_script_variant`` a simplified character becomes its traditional form
-                            (``lists/s2t.tsv``, one-to-one pairs only)
+``dialogft_script_variant`` a simplified Chinese word is written in traditional script,
+                            by OpenCC's ``s2t`` phrase tables (头发 → 頭髮, 发展 → 發展)
 ``dialogft_fillers``        a filler word goes in front of a word (``um``, ``you know``;
-                            ``嗯``, ``那个``)
+                            ``嗯``, ``那个``), never inside a Chinese word
 ==========================  ==========================================================
 
 ``--noise-rate`` is the probability that one unit (word, character, mark) is touched.
+Chinese words are jieba's (:mod:`.segment`): the script variant converts whole words and a
+filler goes between words, as a writer or speaker would, never ``电嗯，脑``.
 Only the input ``text`` changes unless ``--noise-fields`` names more, so a model trained
 with noise still learns clean replies and a noisy evaluation still scores against the
 clean references. The teachers' NFKC cleaning runs before mutators, so full-width noise
@@ -33,20 +35,26 @@ number of workers or the order of the data, and two mutators never draw the same
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import random
 import re
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 from parlai.core.message import Message
 from parlai.core.mutators import MessageMutator, register_mutator
 
-from parlai_dialogft.mutators.wordlists import load_pairs
+from parlai_dialogft.mutators.segment import zh_words
+
+if TYPE_CHECKING:
+    import opencc
 
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{CJK}]")
+_CJK_RUN = re.compile(f"[{CJK}]+")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
-_WORD = re.compile(f"[A-Za-z0-9']+|[{CJK}]")
+# A Latin word or number, or a run of Chinese that :func:`zh_words` cuts into words.
+_WORD = re.compile(f"[A-Za-z0-9']+|[{CJK}]+")
 # A mark between digits (4.5, 1,000) is part of a number, not punctuation to play with.
 _PUNCT = re.compile(r"(?<!\d)[,.](?!\d)|[!?;:，。！？；：、]")
 
@@ -191,24 +199,39 @@ def _perturb_width(text: str, rng: random.Random, rate: float) -> str:
     return "".join(flip_width(ch) if rng.random() < rate else ch for ch in text)
 
 
-def simplified_to_traditional() -> Dict[str, str]:
-    return dict(load_pairs("s2t.tsv"))
+@functools.lru_cache(maxsize=None)
+def _s2t() -> "opencc.OpenCC":
+    """OpenCC's simplified → traditional converter, built on first use (imports stay cheap)."""
+    import opencc
+
+    return opencc.OpenCC("s2t")
 
 
-def _perturb_script(text: str, rng: random.Random, rate: float, table: Dict[str, str]) -> str:
-    return "".join(table[ch] if ch in table and rng.random() < rate else ch for ch in text)
+def to_traditional(word: str) -> str:
+    """``word`` in traditional characters, by OpenCC's phrase tables: 头发 → 頭髮 but 发展 → 發展."""
+    return _s2t().convert(word)
+
+
+def _perturb_script(text: str, rng: random.Random, rate: float) -> str:
+    # Word by word: a traditional form often depends on the word (后天 → 後天, 皇后 stays),
+    # and a writer who uses traditional script converts whole words, not every other character.
+    def convert(match: re.Match) -> str:
+        return "".join(to_traditional(w) if rng.random() < rate else w for w in zh_words(match.group()))
+
+    return _CJK_RUN.sub(convert, text)
 
 
 def _perturb_fillers(text: str, rng: random.Random, rate: float) -> str:
-    def add_filler(match: re.Match) -> str:
-        word = match.group()
-        if rng.random() >= rate:
-            return word
-        if _CJK_CHAR.match(word):
-            return rng.choice(ZH_FILLERS) + "，" + word
-        return rng.choice(EN_FILLERS) + ", " + word
+    def with_filler(word: str, fillers: Sequence[str], comma: str) -> str:
+        return rng.choice(fillers) + comma + word if rng.random() < rate else word
 
-    return _WORD.sub(add_filler, text)
+    def add_fillers(match: re.Match) -> str:
+        word = match.group()
+        if _CJK_CHAR.match(word):  # a run of Chinese: a filler may go in front of each of its words
+            return "".join(with_filler(w, ZH_FILLERS, "，") for w in zh_words(word))
+        return with_filler(word, EN_FILLERS, ", ")
+
+    return _WORD.sub(add_fillers, text)
 
 
 class NoiseMutator(MessageMutator):
@@ -281,21 +304,17 @@ class WidthMutator(NoiseMutator):
 
 @register_mutator("dialogft_script_variant")
 class ScriptVariantMutator(NoiseMutator):
-    """Simplified Chinese characters written in their traditional form."""
+    """Simplified Chinese words written in traditional script, whole words at a time."""
 
     name = "dialogft_script_variant"
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.table = simplified_to_traditional()
-
     def perturb(self, text, rng):
-        return _perturb_script(text, rng, self.rate, self.table)
+        return _perturb_script(text, rng, self.rate)
 
 
 @register_mutator("dialogft_fillers")
 class FillersMutator(NoiseMutator):
-    """Spoken-style filler words in front of words (English) or characters (Chinese)."""
+    """Spoken-style filler words in front of words, English or Chinese (jieba's words)."""
 
     name = "dialogft_fillers"
 
