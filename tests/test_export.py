@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from parlai.core.agents import create_agent_from_model_file
+from parlai.core.message import Message
 
 from conftest import all_different, batch_of, search, train_briefly
 
@@ -99,6 +100,58 @@ def test_generate_on_the_exported_folder_replies_like_the_agent(context_models, 
             generated = model.generate(input_ids=ids)  # the exported generation config alone
         new = generated[0, 1:] if model.config.is_encoder_decoder else generated[0, ids.size(1) :]
         assert _until_end(new.tolist(), agent.END_IDX, max_ts) == reply
+
+
+CONVERSATION = ["hello , I need a table for tonight .", "sure , for how many people ?", "two , please . 谢谢！"]
+
+
+@pytest.mark.parametrize("arch, delimiter", [("t5", "\n"), ("gpt2", "\n"), ("bart", "\n"), ("bart", " | ")])
+def test_the_exported_chat_template_rebuilds_the_agents_context(tiny_models, tmp_path, arch, delimiter):
+    """vLLM, TGI and `transformers serve` build prompts with apply_chat_template: on the
+    export, a conversation renders to the text the agent feeds the model and, with the
+    default newline delimiter, to the very same ids. (The agent tokenizes turn by turn; a
+    delimiter ending in a space makes byte-level BPE attach it to the next word.)"""
+    from transformers import AutoTokenizer
+
+    from parlai_dialogft.model.chat_format import to_messages
+    from parlai_dialogft.model.export import export
+
+    mf = str(tmp_path / "m" / "model")
+    train_briefly(tiny_models[arch], mf, str(tmp_path / "data"), steps=1, delimiter=delimiter)
+    tokenizer = AutoTokenizer.from_pretrained(export(mf, str(tmp_path / "hf")))
+    agent = create_agent_from_model_file(mf)
+    for user, model_reply in zip(CONVERSATION[::2], CONVERSATION[1::2]):
+        agent.observe(Message({"text": user, "episode_done": False}))
+        agent.self_observe(Message({"text": model_reply}))
+    obs = agent.observe(Message({"text": CONVERSATION[-1], "episode_done": False}))
+
+    messages = to_messages(CONVERSATION)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == obs["full_text"] + (tokenizer.eos_token if agent.dict.text_suffix else "")
+    assert delimiter.join(CONVERSATION) in text
+    if delimiter == "\n":
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        assert ids == obs["text_vec"].tolist()
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_the_export_card_has_the_hub_header_and_its_example_runs(tiny_models, tmp_path, arch):
+    import re
+
+    from parlai_dialogft.model.card import read_header
+    from parlai_dialogft.model.export import export
+
+    mf = str(tmp_path / "m" / "model")
+    train_briefly(tiny_models[arch], mf, str(tmp_path / "data"), steps=1, task="dialogft_customer:lang=zh")
+    out = export(mf, str(tmp_path / "hf"))
+    meta = read_header(str(tmp_path / "hf" / "README.md"))
+    assert meta["language"] == ["zh"]
+    assert meta["pipeline_tag"] == ("text2text-generation" if arch == "t5" else "text-generation")
+    assert {"license", "tags", "library_name"} <= set(meta) and "parlai" in meta["tags"]
+    example = re.search(r"```python\n(.*?)```", open(tmp_path / "hf" / "README.md", encoding="utf-8").read(), re.S)
+    run = subprocess.run([sys.executable, "-c", example.group(1).replace("FOLDER", out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
 
 
 def test_the_generation_config_decodes_as_the_agent_was_set_to():

@@ -1,13 +1,18 @@
-"""``--hf-chat-template``: ParlAI's dialogue history rendered with the model's chat template.
+"""Chat templates both ways: ParlAI's history in a model's template, and a template for ours.
 
-Instruct models (Qwen2.5-Instruct, Llama-3-Instruct, ...) were tuned on conversations in
+``--hf-chat-template``: instruct models (Qwen2.5-Instruct, Llama-3-Instruct, ...) were tuned on conversations in
 their own markup. ParlAI keeps the history as plain turns, the newest being the user's and
 every other one the model's own, so the roles follow from the position; the template then
 writes the markup and the cue for the assistant to answer.
+
+:func:`training_template`: the other way round, for models trained on ParlAI's plain
+history. An export carries it, so ``apply_chat_template`` (and vLLM, TGI, ``transformers
+serve``, which all call it) rebuilds the context the model was trained on.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Dict, List, Optional, Sequence
 
 from parlai_dialogft.model.hf_loading import HFLoadError
@@ -48,3 +53,20 @@ def encode(tokenizer, turns: Sequence[str], budget: Optional[int]) -> List[int]:
             return ids[-budget:]
         # Drop the oldest exchange (or a leading assistant turn): the user still speaks first.
         turns = turns[2:] if len(turns) % 2 == 1 else turns[1:]
+
+
+def training_template(delimiter: str, ends_with_eos: bool) -> str:
+    """A Jinja chat template writing what the agent feeds the model for a conversation.
+
+    The agent joins the turns, whoever spoke them (a system prompt is one more turn), with
+    ``--delimiter``; seq2seq encoders also read a final EOS (T5, BART). Decoder-only models
+    continue the last turn directly, so there is no generation cue to add. Unlike the
+    agent, the template does not cut long conversations to ``--text-truncate`` tokens.
+    The text is the agent's; so are the ids with a newline delimiter (the default). The
+    agent tokenizes turn by turn, so a delimiter ending in a space tokenizes differently
+    in one string (byte-level BPE attaches the space to the next word).
+    """
+    # json.dumps writes a string literal Jinja reads back exactly (quotes, backslashes, \n).
+    join = "{% if not loop.first %}{{ " + json.dumps(delimiter) + " }}{% endif %}"
+    template = "{% for message in messages %}" + join + "{{ message['content'] }}{% endfor %}"
+    return template + ("{{ eos_token }}" if ends_with_eos else "")

@@ -1,9 +1,10 @@
 """A ParlAI ``-mf`` model of dialogft_agent as a plain ``save_pretrained`` folder.
 
 The folder holds the model (LoRA adapters merged), its tokenizer (with the pad token the
-agent may have added) and a generation config with the agent's pad/EOS/decoder-start ids
-and decoding settings (:func:`decoding` says which carry over), so ``transformers`` alone
-loads it and ``model.generate`` replies as the agent does.
+agent may have added, and a chat template that writes the context as the agent does), a
+generation config with the agent's pad/EOS/decoder-start ids and decoding settings
+(:func:`decoding` says which carry over) and a model card with the Hub's YAML header, so
+``transformers`` alone loads it and ``model.generate`` replies as the agent does.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
     _check_out_dir(out_dir, overwrite)
     from parlai.core.agents import create_agent_from_model_file
 
-    from parlai_dialogft.model import lora
+    from parlai_dialogft.model import card, chat_format, lora
 
     agent = create_agent_from_model_file(model_file)
     hf = agent.model.hf
@@ -117,7 +118,14 @@ def export(model_file: str, out_dir: str, overwrite: bool = False) -> str:
     # The agent never forces a first token; a base model's (BART: BOS) would change replies.
     generation.forced_bos_token_id = None
     generation.update(**decoding(agent.opt, agent.dict.is_seq2seq))
+    tokenizer = agent.dict.hf_tokenizer
+    if not agent.opt.get("hf_chat_template"):  # trained in the model's own template: keep it
+        tokenizer.chat_template = chat_format.training_template(
+            agent.opt.get("delimiter", "\n"), ends_with_eos=bool(agent.dict.text_suffix)
+        )
     os.makedirs(out_dir, exist_ok=True)
     hf.save_pretrained(out_dir)
-    agent.dict.hf_tokenizer.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
+        f.write(card.export_card(agent.opt, agent.dict.is_seq2seq, os.path.join(agent.dict.source, "README.md")))
     return out_dir
