@@ -364,6 +364,67 @@ def test_a_bad_chat_step_is_refused_with_a_message(tmp_path, step, body, status,
         assert got == status and says in answer_["error"], answer_
 
 
+# Bodies of the wrong shape, per route: refused with 400 and a message naming the field, before
+# anything is stored. What the study decides (known problems, the 1-5 range) is a 422 above.
+WRONG_SHAPES = {
+    "pairwise": [
+        ({"choice": "left"}, "justification: Field required"),
+        ({"choice": "left", "justification": 5}, "justification: Input should be a valid string"),
+        ({"choice": "middle", "justification": WHY}, "choice: Input should be 'left' or 'right'"),
+        (b"{not json", "not valid JSON"),
+        ([{"choice": "left"}], "send a JSON object"),
+    ],
+    "message": [
+        ({"problems": ["none"]}, "text: Field required"),
+        ({"text": ["second message"], "problems": ["none"]}, "text: Input should be a valid string"),
+        ({"text": "second message here", "problems": "none"}, "problems: Input should be a valid list"),
+    ],
+    "finish": [
+        ({"problems": ["none"]}, "ratings: Field required"),
+        ({"problems": ["none"], "ratings": {**RATINGS, "fluency": "5"}}, "ratings.fluency: Input should be a valid integer"),
+        ({"problems": ["none"], "ratings": {**RATINGS, "fluency": True}}, "ratings.fluency: Input should be a valid integer"),
+        ({"problems": ["none"], "ratings": {**RATINGS, "fluency": 4.0}}, "ratings.fluency: Input should be a valid integer"),
+    ],
+    "/admin/api/blocklist": [
+        ({}, "worker_id: Field required"),
+        ({"worker_id": "   "}, "worker_id: String should have at least 1 character"),
+        ({"worker_id": 7}, "worker_id: Input should be a valid string"),
+        ({"worker_id": "w1", "reason": ["spam"]}, "reason: Input should be a valid string"),
+    ],
+    "/admin/api/links": [
+        ({}, "count: Field required"),
+        ({"count": 0}, "count: Input should be greater than or equal to 1"),
+        ({"count": 1001}, "count: Input should be less than or equal to 1000"),
+        ({"count": "2"}, "count: Input should be a valid integer"),
+    ],
+}
+
+
+def test_a_body_of_the_wrong_shape_is_refused_naming_the_field(tmp_path):
+    with study(tmp_path, task_pairings(), models={"m": EchoModel("m")}, chat_turns=2) as s:
+        pairwise = session_of(s.url, **dict(zip(("worker", "token"), link_worker(s))), task="pairwise")
+        chat = session_of(s.url, **dict(zip(("worker", "token"), link_worker(s))), task="chat")
+        shown = http(s.url + "/api/pairwise/next", session=pairwise)[2]
+        cid = http(s.url + "/api/chat", session=chat)[2]["chat_id"]
+        assert http(s.url + f"/api/chat/{cid}/message", "POST", {"text": "first message here"}, session=chat)[0] == 200
+        routes = {"pairwise": (f"/api/pairwise/{shown['assignment_id']}", pairwise),
+                  "message": (f"/api/chat/{cid}/message", chat), "finish": (f"/api/chat/{cid}/finish", chat),
+                  "/admin/api/blocklist": ("/admin/api/blocklist", ADMIN), "/admin/api/links": ("/admin/api/links", ADMIN)}
+        for route, cases in WRONG_SHAPES.items():
+            path, session = routes[route]
+            for body, says in cases:
+                status, _, answer_ = http(s.url + path, "POST", body, session=session)
+                assert status == 400 and says in answer_["error"], (route, body, answer_)
+        assert pairwise_records(s.path, include_blocked=True) == []
+        assert s.db.rows("SELECT count(*) n FROM chat_turns") == [{"n": 2}]  # the first message and its reply
+        assert s.db.rows("SELECT count(*) n FROM blocklist") == [{"n": 0}]
+        assert s.db.rows("SELECT count(*) n FROM workers") == [{"n": 2}]
+        # The right shapes still pass: a worker id is stored without its spaces.
+        assert http(s.url + "/admin/api/blocklist", "POST", {"worker_id": " w9 ", "reason": ""}, session=ADMIN)[2] == {
+            "blocked": "w9"}
+        assert s.db.rows("SELECT worker_id, reason FROM blocklist") == [{"worker_id": "w9", "reason": "blocked by an admin"}]
+
+
 def test_low_effort_chats_are_flagged_and_left_out(tmp_path):
     with study(tmp_path, models={"m": EchoModel("m")}, chat_turns=2, min_chat_words=3) as s:
         lazy, keen = (session_of(s.url, worker=w, token=t) for w, t in (link_worker(s) for _ in range(2)))

@@ -18,6 +18,12 @@ worker; another worker's ids answer 404, as unknown ones do. Pages put all text 
 DOM with ``textContent`` and a Content-Security-Policy forbids inline scripts, so HTML in a
 conversation or a justification is shown as text, never run. Errors are
 ``{"error": "message"}`` with a 4xx status; the page shows the message.
+
+Request bodies are pydantic models (:class:`PairwiseAnswer`, :class:`ChatTurn`, ...), read
+after the caller is authenticated: a body of the wrong shape is a 400 whose message names
+the field (``choice: Input should be 'left' or 'right'``). What depends on the study (the
+known problems and ratings, the 1-5 range, a justification's length) is checked where the
+study's settings are, in :mod:`.tasks` and :mod:`.live_chat`, with a 422.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ import json
 import random
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Dict, Mapping, Optional
+from typing import Annotated, Any, Dict, List, Literal, Mapping, Optional, Type, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,6 +62,50 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+class _Body(BaseModel):
+    # strict: 5, not "5" or 5.0 or true. Unknown fields are ignored, as before these models: a
+    # client may send one body to several routes, and a misspelt required field is still missing.
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class PairwiseAnswer(_Body):
+    """POST /api/pairwise/{assignment_id}: which side the worker chose, and why."""
+
+    choice: Literal["left", "right"]
+    justification: str
+
+
+class ChatTurn(_Body):
+    """POST /api/chat/{chat_id}/message: the worker's message; from the second turn on, with
+    the problems they marked on the model's last reply (absent on the first turn)."""
+
+    text: str
+    problems: Optional[List[str]] = None
+
+
+class ChatFinish(_Body):
+    """POST /api/chat/{chat_id}/finish: the last reply's problems and the final ratings."""
+
+    problems: Optional[List[str]] = None
+    ratings: Dict[str, int]
+
+
+class BlockRequest(_Body):
+    """POST /admin/api/blocklist."""
+
+    worker_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    reason: Optional[str] = None  # empty or absent: "blocked by an admin"
+
+
+class LinksRequest(_Body):
+    """POST /admin/api/links: how many lab links to make."""
+
+    count: int = Field(ge=1, le=1000)
+
+
+Body = TypeVar("Body", bound=BaseModel)
 
 
 @dataclass
@@ -124,14 +175,20 @@ def create_app(database: dbmod.Database, settings: AppSettings,
         if not given or not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
             raise Refused(401, "admin pages need the admin token (Authorization: Bearer TOKEN, or ?token=)")
 
-    async def body(request: Request) -> Dict[str, Any]:
+    async def body(request: Request, model: Type[Body]) -> Body:
+        """The JSON body as ``model``; called after the auth check, so a stranger learns nothing."""
         try:
             payload = json.loads(await request.body() or b"null")
         except (ValueError, UnicodeDecodeError):
             raise Refused(400, "the request body is not valid JSON") from None
         if not isinstance(payload, dict):
             raise Refused(400, "send a JSON object")
-        return payload
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                        for error in exc.errors()[:3]]
+            raise Refused(400, "invalid request: " + "; ".join(problems)) from None
 
     # --- worker pages -------------------------------------------------------------------------
 
@@ -175,9 +232,9 @@ def create_app(database: dbmod.Database, settings: AppSettings,
 
     @app.post("/api/pairwise/{assignment_id}")
     async def pairwise_submit(assignment_id: str, request: Request) -> Dict[str, Any]:
-        who, payload = worker(request, "pairwise"), await body(request)
-        return await run_in_threadpool(assigner.submit, who, assignment_id, payload.get("choice"),
-                                       payload.get("justification"))
+        who = worker(request, "pairwise")
+        answer = await body(request, PairwiseAnswer)
+        return await run_in_threadpool(assigner.submit, who, assignment_id, answer.choice, answer.justification)
 
     @app.get("/api/chat")
     def chat_current(request: Request) -> Dict[str, Any]:
@@ -185,13 +242,15 @@ def create_app(database: dbmod.Database, settings: AppSettings,
 
     @app.post("/api/chat/{chat_id}/message")
     async def chat_message(chat_id: str, request: Request) -> Dict[str, Any]:
-        who, payload = worker(request, "chat"), await body(request)
-        return await run_in_threadpool(chats.send, who, chat_id, payload.get("text"), payload.get("problems"))
+        who = worker(request, "chat")
+        turn = await body(request, ChatTurn)
+        return await run_in_threadpool(chats.send, who, chat_id, turn.text, turn.problems)
 
     @app.post("/api/chat/{chat_id}/finish")
     async def chat_finish(chat_id: str, request: Request) -> Dict[str, Any]:
-        who, payload = worker(request, "chat"), await body(request)
-        return await run_in_threadpool(chats.finish, who, chat_id, payload.get("problems"), payload.get("ratings"))
+        who = worker(request, "chat")
+        end = await body(request, ChatFinish)
+        return await run_in_threadpool(chats.finish, who, chat_id, end.problems, end.ratings)
 
     @app.get("/api/done")
     def done(request: Request) -> Dict[str, Any]:
@@ -251,12 +310,9 @@ def create_app(database: dbmod.Database, settings: AppSettings,
     @app.post("/admin/api/blocklist")
     async def block(request: Request) -> Dict[str, Any]:
         admin(request)
-        payload = await body(request)
-        worker_id, reason = payload.get("worker_id"), payload.get("reason") or "blocked by an admin"
-        if not isinstance(worker_id, str) or not worker_id.strip() or not isinstance(reason, str):
-            raise Refused(400, "send {\"worker_id\": \"...\", \"reason\": \"...\"}")
-        database.block(worker_id.strip(), reason)
-        return {"blocked": worker_id.strip()}
+        blocking = await body(request, BlockRequest)
+        database.block(blocking.worker_id, blocking.reason or "blocked by an admin")
+        return {"blocked": blocking.worker_id}
 
     @app.delete("/admin/api/blocklist/{worker_id}")
     def unblock(worker_id: str, request: Request) -> Dict[str, Any]:
@@ -268,9 +324,7 @@ def create_app(database: dbmod.Database, settings: AppSettings,
     @app.post("/admin/api/links")
     async def links(request: Request) -> Dict[str, Any]:
         admin(request)
-        count = (await body(request)).get("count")
-        if not isinstance(count, int) or not 1 <= count <= 1000:
-            raise Refused(400, "count must be a whole number from 1 to 1000")
+        count = (await body(request, LinksRequest)).count
         base = str(request.base_url).rstrip("/")
         return {"links": [{**w, "url": f"{base}/start?worker={w['worker_id']}&token={w['token']}"}
                           for w in database.create_link_workers(count)]}
