@@ -25,11 +25,12 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+from child import run_child  # noqa: E402
 
 from parlai_dialogft.evaluation.probe import DEFAULT_NOISE  # noqa: E402
 
@@ -48,10 +49,9 @@ def run(cmd, log_path: str, commands: list) -> None:
     line = " ".join(shlex.quote(c) for c in cmd)
     print(f"$ {line}", flush=True)
     commands.append(line)
-    with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"failed ({done.returncode}), see {log_path}: {line}")
+    status = run_child(cmd, log_path, os.path.basename(os.path.dirname(log_path)) + ": " + cmd[1])
+    if status != 0:
+        raise SystemExit(f"failed ({status}), see {log_path}: {line}")
 
 
 def train_cmd(args, variant: str, model_file: str):

@@ -29,10 +29,13 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
+
+from child import run_child
+
+from parlai_dialogft.plugin.progress import Progress
 
 TEXT_TRUNCATE, LABEL_TRUNCATE, BATCH, LR, CLIP = 256, 64, 16, 5e-4, 1.0
 
@@ -239,12 +242,16 @@ def run_trainer(spec) -> dict:
 # --- orchestration --------------------------------------------------------------------------
 
 
-def side(spec_path: str, which: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", which, "--spec", spec_path],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{which} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def side(spec_path: str, which: str, desc: str) -> dict:
+    """One run in a fresh process (no state shared between runs); its log beside the spec."""
+    log_path, out_path = spec_path[:-len(".json")] + ".log", spec_path[:-len(".json")] + ".out"
+    with open(out_path, "w") as out:
+        status = run_child([sys.executable, __file__, "--worker", which, "--spec", spec_path], log_path, desc, stdout=out)
+    if status != 0:
+        with open(log_path, encoding="utf-8") as log:
+            sys.exit(f"{which} failed:\n{log.read()[-4000:]}")
+    with open(out_path) as out:
+        return json.loads(out.read().strip().splitlines()[-1])
 
 
 def main():
@@ -279,6 +286,7 @@ def main():
     if args.buckets:
         runs.append(("ParlAI + dialogft_agent, length buckets", "parlai", ["--dynamic-batching", "batchsort"]))
     results = {name: [] for name, _, _ in runs}
+    progress = Progress(len(runs) * args.seeds, "bench/training.py", unit="run", interval=0)
     for seed in range(args.seeds):
         # One data order per seed, read by both sides: the same batches, in the same order.
         order = random.Random(seed).sample(train, len(train))
@@ -293,8 +301,10 @@ def main():
             spec_path = os.path.join(work, f"{tag}.json")
             with open(spec_path, "w") as f:
                 json.dump(spec, f)
-            results[name].append(side(spec_path, which))
+            results[name].append(side(spec_path, which, f"{name}, seed {seed}"))
             print(f"# {name}, seed {seed}: {json.dumps(results[name][-1])}", flush=True)
+            progress.update()
+    progress.close()
     print_table(args, results)
 
 

@@ -21,6 +21,8 @@ import json
 import os
 import tempfile
 
+from parlai_dialogft.plugin.progress import Progress
+
 ZOO = "zoo:dialogft/bilingual_t5"
 METRICS = ("ppl", "bleu-4", "rouge-L", "f1")
 DECODING = ["--inference", "beam", "--beam-size", "4", "--beam-block-ngram", "3", "--beam-min-length", "2"]
@@ -89,6 +91,7 @@ def main():
         starts["from zoo"] = args.zoo_dir or ZOO
     budget = ["--max-train-steps", str(args.steps)] if args.steps else ["--max-train-time", str(60 * args.minutes)]
     results = {}
+    progress = Progress(len(args.langs) * len(starts), "bench/transfer.py", unit="run", interval=0)
     for lang in args.langs:
         task = f"dialogft_customer:lang={lang}"
         for name, hf_model in starts.items():
@@ -96,6 +99,8 @@ def main():
             finetune(task, hf_model, model_file, budget, datapath)
             results[f"{lang} {name}"] = evaluate(task, model_file, args.eval_examples, datapath)
             print(f"# {lang} {name}: {json.dumps(results[f'{lang} {name}'])}", flush=True)
+            progress.update()
+    progress.close()
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

@@ -261,6 +261,8 @@ def test_the_parlai_script_writes_the_report_from_record_files(tmp_path):
     rows = {(r["model_a"], r["model_b"]): r for r in read_csv(tmp_path / "out" / "pairwise.csv")}
     assert float(rows[("A", "C")]["p"]) == pytest.approx(P_AC, rel=1e-5)
     assert (tmp_path / "out" / "report.md").is_file()
+    # The bootstrap is the slow part: its progress is shown, per question, to the last draw.
+    assert "Bradley-Terry bootstrap: " in done.stdout and "50/50 draws" in done.stdout
 
 
 @pytest.mark.parametrize(

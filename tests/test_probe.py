@@ -134,6 +134,10 @@ def test_probe_reports_the_gap_and_the_pairs(trained, tmp_path):
         assert p["divergence"] == pytest.approx(divergence(p["reply_m"], swapper.swap(p["reply_f"])))
         assert p["sentiment_m"] == sentiment(p["reply_m"])
     assert (tmp_path / "probe" / "probe.md").read_text(encoding="utf-8") in out.stdout
+    # Not a terminal: ParlAI-style progress lines, each pass announced and closed with its count.
+    for line in ("dialogft_probe: clean: test: 0/", "dialogft_probe: noisy: test: 0/",
+                 "dialogft_probe: masculine prompts: 2/2 prompts", "dialogft_probe: feminine prompts: 0/2 prompts"):
+        assert line in out.stdout, line
 
 
 def test_templates_follow_the_task_languages(trained, tmp_path):

@@ -133,8 +133,8 @@ def robustness(agent, opt, options: ProbeOptions) -> Tuple[Dict[str, float], Dic
     clean_opt["mutators"] = None
     noisy_opt = opt.copy()
     noisy_opt.update(mutators=options.noise, noise_rate=options.noise_rate, noise_seed=options.noise_seed, noise_fields=["text"])
-    clean = evaluate_split(agent, clean_opt, options.split, options.max_exs).metrics
-    noisy = evaluate_split(agent, noisy_opt, options.split, options.max_exs).metrics
+    clean = evaluate_split(agent, clean_opt, options.split, options.max_exs, "dialogft_probe: clean").metrics
+    noisy = evaluate_split(agent, noisy_opt, options.split, options.max_exs, "dialogft_probe: noisy").metrics
     return clean, noisy
 
 
@@ -218,20 +218,24 @@ def data_prompts(opt, split: str, max_pairs: int, swapper) -> Tuple[List[str], L
     return found, sorted(langs)
 
 
-def generate(agent, prompts: Sequence[str], batchsize: int) -> List[str]:
+def generate(agent, prompts: Sequence[str], batchsize: int, desc: str = "dialogft_probe: replies") -> List[str]:
     """The agent's reply to each prompt on its own (a fresh episode, no history)."""
     from parlai.core.message import Message
 
+    from parlai_dialogft.plugin.progress import Progress
+
     slots = [agent.clone() for _ in range(min(batchsize, max(1, len(prompts))))]
     replies: List[str] = []
-    for start in range(0, len(prompts), len(slots)):
-        chunk = prompts[start:start + len(slots)]
-        observations = []
-        for slot, prompt in zip(slots, chunk):
-            slot.reset()
-            observations.append(slot.observe(Message({"text": prompt, "episode_done": True})))
-        acts = agent.batch_act(observations)
-        replies += [(act or {}).get("text", "") for act in acts[: len(chunk)]]
+    with Progress(len(prompts), desc, unit="prompt") as progress:
+        for start in range(0, len(prompts), len(slots)):
+            chunk = prompts[start:start + len(slots)]
+            observations = []
+            for slot, prompt in zip(slots, chunk):
+                slot.reset()
+                observations.append(slot.observe(Message({"text": prompt, "episode_done": True})))
+            acts = agent.batch_act(observations)
+            replies += [(act or {}).get("text", "") for act in acts[: len(chunk)]]
+            progress.update(len(chunk))
     return replies
 
 
@@ -278,8 +282,8 @@ def bias_probe(agent, opt, options: ProbeOptions) -> List[PairResult]:
     if options.template_lang != "none":
         template_langs = {"auto": langs or ["en", "zh"], "all": ["en", "zh"]}.get(options.template_lang, [options.template_lang])
         pairs += [(*oriented_pair(t, swapper, lean), "template") for t in template_prompts(template_langs)]
-    replies_m = generate(agent, [m for m, _, _ in pairs], options.batchsize)
-    replies_f = generate(agent, [f for _, f, _ in pairs], options.batchsize)
+    replies_m = generate(agent, [m for m, _, _ in pairs], options.batchsize, "dialogft_probe: masculine prompts")
+    replies_f = generate(agent, [f for _, f, _ in pairs], options.batchsize, "dialogft_probe: feminine prompts")
     return compare(pairs, replies_m, replies_f, swapper)
 
 

@@ -102,7 +102,7 @@ def build(options: ReportOptions) -> str:
     os.makedirs(options.out, exist_ok=True)
     trained = _trained_opt(options.model_file)
     agent, opt = _load_agent(options)
-    results = [evaluate_split(agent, opt, split, options.max_exs) for split in SPLITS]
+    results = [evaluate_split(agent, opt, split, options.max_exs, "dialogft_report") for split in SPLITS]
 
     curves = load_curves(options.model_file)
     validation_metric = trained.get("validation_metric") or "accuracy"

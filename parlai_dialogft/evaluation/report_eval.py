@@ -26,10 +26,16 @@ class SplitResult:
     samples: List[Sample] = field(default_factory=list)  # every example seen, in order
 
 
-def evaluate_split(agent, opt, split: str, max_exs: int) -> SplitResult:
-    """Run ``agent`` on the first ``max_exs`` examples of ``split`` of ``opt['task']``."""
+def evaluate_split(agent, opt, split: str, max_exs: int, desc: str = "evaluating") -> SplitResult:
+    """Run ``agent`` on the first ``max_exs`` examples of ``split`` of ``opt['task']``.
+
+    Generation takes minutes on a CPU: progress goes out as ``desc: split`` (see
+    :mod:`parlai_dialogft.plugin.progress`).
+    """
     from parlai.core.metrics import dict_report
     from parlai.core.worlds import create_task
+
+    from parlai_dialogft.plugin.progress import Progress
 
     task_opt = opt.copy()
     task_opt["datatype"] = split
@@ -37,9 +43,12 @@ def evaluate_split(agent, opt, split: str, max_exs: int) -> SplitResult:
     world.reset_metrics()  # the agent is shared between splits
     histories: Dict[Tuple[str, int], List[str]] = {}
     samples: List[Sample] = []
-    while not world.epoch_done() and len(samples) < max_exs:
-        world.parley()
-        samples.extend(_collect(world.get_acts(), histories))
+    with Progress(min(max_exs, world.num_examples()), f"{desc}: {split}") as progress:
+        while not world.epoch_done() and len(samples) < max_exs:
+            world.parley()
+            found = _collect(world.get_acts(), histories)
+            samples.extend(found)
+            progress.update(len(found))
     return SplitResult(split, dict_report(world.report()), samples[:max_exs])
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from parlai_dialogft.human_eval import formats, stats
 from parlai_dialogft.human_eval.questions import ACUTE_QUESTIONS, NONE_PROBLEM
 from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.plugin.progress import Progress
 
 Record = Mapping[str, Any]
 
@@ -148,10 +149,11 @@ def bradley_terry_table(judgments: Sequence[Record], options: AnalysisOptions) -
                     "(a model won or lost every comparison); use a prior above 0"
                 ) from None
         if options.bootstrap and len(models) > 1:
-            low, high, fallbacks = stats.bradley_terry_bootstrap(
-                outcomes, models, samples=options.bootstrap, confidence=options.confidence,
-                prior=prior, seed=options.seed,
-            )
+            with Progress(options.bootstrap, f"Bradley-Terry bootstrap: {question}", unit="draw") as progress:
+                low, high, fallbacks = stats.bradley_terry_bootstrap(
+                    outcomes, models, samples=options.bootstrap, confidence=options.confidence,
+                    prior=prior, seed=options.seed, on_draw=progress.update,
+                )
             if fallbacks:
                 notes.append(
                     f"{question}: {fallbacks} of {options.bootstrap} bootstrap resamples had no "

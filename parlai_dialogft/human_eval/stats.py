@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from typing import Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -178,6 +178,7 @@ def bradley_terry_bootstrap(
     prior: float = 0.0,
     fallback_prior: float = 0.5,
     seed: int = 0,
+    on_draw: Optional[Callable[[], None]] = None,
 ) -> Tuple[np.ndarray, np.ndarray, int]:
     """Percentile bootstrap intervals of :func:`bradley_terry` scores.
 
@@ -185,6 +186,7 @@ def bradley_terry_bootstrap(
     the same data and seed give the same intervals. A resample with no finite estimate
     under ``prior`` (a model that happened to lose every drawn comparison) is fitted with
     ``fallback_prior`` instead. Returns (lower, upper, resamples that needed the fallback).
+    ``on_draw`` is called after each resample (progress of a long analysis).
     """
     rng = np.random.default_rng(seed)
     n = len(outcomes)
@@ -201,6 +203,8 @@ def bradley_terry_bootstrap(
         except ValueError:
             fallbacks += 1
             draws[b] = bradley_terry(wins, prior=max(prior, fallback_prior), tol=1e-9)
+        if on_draw is not None:
+            on_draw()
     alpha = (1 - confidence) / 2
     return np.quantile(draws, alpha, axis=0), np.quantile(draws, 1 - alpha, axis=0), fallbacks
 

@@ -162,7 +162,11 @@ def model_card(card: dict) -> str:
     recipe = card["recipe"]
     valid = card.get("valid", {})
     rows = "\n".join(f"| {key[:-len('/ppl')]} | {value:.1f} |" for key, value in valid.items() if key.endswith("/ppl"))
-    return CARD.format(
+    from parlai_dialogft.model.card import HUB_DATASETS, header
+
+    top = header(license="mit", languages=["en", "zh"], seq2seq=True, tags=["t5", "customer-service"],
+                 datasets=HUB_DATASETS.values())
+    return top + CARD.format(
         parameters=f"{card['parameters'] / 1e6:.1f}M", command=" ".join(card["train_model"]), rows=rows,
         updates=card.get("updates", recipe["max_train_steps"]), valid_examples=CARD_VALID_EXAMPLES,
         **{k: recipe[k] for k in ("vocab_size", "d_model", "layers", "max_train_steps", "max_train_time",
@@ -177,7 +181,9 @@ A small English + Chinese dialogue model: T5 architecture, {parameters} paramete
 trained on the same text. Pretrained from random weights by `parlai_dialogft.training.pretrain`
 (`parlai dialogft_pretrain`) on the corpora shipped with parlai_dialogft. It is the default
 `--hf-model` of `dialogft_agent`, so `parlai train_model -t dialogft_customer -m dialogft_agent`
-fine-tunes a pretrained model with no hub and no download.
+fine-tunes a pretrained model with no hub and no download. It is also a ParlAI model file:
+`parlai interactive -mf zoo:dialogft/bilingual_t5` chats with it as pretrained (for a model
+fine-tuned on customer service, `zoo:dialogft/customer_t5`).
 
 ## Training data
 
@@ -260,9 +266,16 @@ def pretrain(recipe: Recipe) -> str:
     """Run the whole recipe; returns the released folder."""
     from parlai.scripts.train_model import TrainModel
 
+    from parlai_dialogft.plugin.progress import stage
+
+    stage(1, 4, f"a {recipe.vocab_size}-token tokenizer and a random-init T5 (d_model {recipe.d_model}, "
+                f"{recipe.layers}+{recipe.layers} layers) in {os.path.join(recipe.work, 'init')}")
     init_dir = build_initial_model(recipe)
     args = train_args(recipe, init_dir)
+    stage(2, 4, f"pretraining with parlai train_model: up to {recipe.max_train_steps} updates or "
+                f"{recipe.max_train_time:g} s (ParlAI logs its progress)")
     valid, _test = TrainModel.main(*args)
+    stage(3, 4, f"validation perplexity of each reply task on its first {CARD_VALID_EXAMPLES} examples")
     card = {
         # The scratch folder is the machine's, not the recipe's: the card says WORK.
         "recipe": {**asdict(recipe), "work": "WORK"},
@@ -270,4 +283,5 @@ def pretrain(recipe: Recipe) -> str:
         "valid": validation_ppl(os.path.join(recipe.work, "pretrain", "model"), recipe.datapath),
         "updates": int(valid["total_train_updates"]),
     }
+    stage(4, 4, f"the release (fp16 weights, tokenizer, model card) in {recipe.out}")
     return release(os.path.join(recipe.work, "pretrain", "model"), recipe.out, card)
