@@ -26,8 +26,9 @@ conversation shown on the left; w2's left side was always model A, chosen 14 of 
 
 Chats: model A, two chats, 5 annotated bot turns: repetition 2/5, contradiction 1/5, any
 problem 2/5, none 3/5; engagingness ratings 4 and 2: mean 3, sd sqrt 2, 95% Student t
-interval with 1 degree of freedom 3 ± 12.706205·sqrt(2)/sqrt(2) = [-9.706, 15.706] (two
-chats say next to nothing; a normal z = 1.96 would claim [1.04, 4.96]). Model B: one chat, one annotated turn of
+interval with 1 degree of freedom 3 ± 12.706205·sqrt(2)/sqrt(2) = [-9.706, 15.706], cut to
+the scale: [1, 5] (two chats say next to nothing; a normal z = 1.96 would claim [1.04, 4.96]).
+Model B: one chat, one annotated turn of
 two (off_topic), rating 5.
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import subprocess
 import sys
 
@@ -185,8 +187,7 @@ def test_chat_tables_reproduce_hand_computed_rates_and_means(report):
     a = ratings[("A", "engagingness")]
     assert (a["n"], float(a["mean"])) == ("2", 3.0)
     assert float(a["sd"]) == pytest.approx(math.sqrt(2), abs=1e-5)
-    assert float(a["ci_low"]) == pytest.approx(3 - 12.706205, abs=1e-5)
-    assert float(a["ci_high"]) == pytest.approx(3 + 12.706205, abs=1e-5)
+    assert (float(a["ci_low"]), float(a["ci_high"])) == (1.0, 5.0)  # t's [-9.706, 15.706], cut to the scale
     b = ratings[("B", "engagingness")]
     assert (b["n"], b["mean"], b["sd"]) == ("1", "5", "")
 
@@ -342,3 +343,15 @@ def test_the_script_reads_the_web_apps_sqlite_and_counts_only_trusted_judgments(
     assert workers == {good}
     convo_pairs = (tmp_path / "out" / "parlai_acute" / "engagingness.all_convo_pairs.txt").read_text()
     assert convo_pairs.count("CONVO PAIR ID:") == 4 and "[alpha]: a reply" in convo_pairs
+
+
+def test_rating_intervals_are_student_t_inside_the_scale_and_cut_at_its_ends():
+    from scipy.stats import t
+
+    chats = [{"model": "A", "ratings": {"fluency": r}} for r in (4, 4, 5, 3, 4, 5, 4, 3)]
+    chats += [{"model": "B", "ratings": {"fluency": r}} for r in (5, 5, 4)]
+    rows = {r["model"]: r for r in analysis.chat_rating_table(chats)}
+    values = [4, 4, 5, 3, 4, 5, 4, 3]
+    half = t.ppf(0.975, 7) * statistics.stdev(values) / math.sqrt(8)
+    assert (rows["A"]["ci_low"], rows["A"]["ci_high"]) == pytest.approx((4 - half, 4 + half))
+    assert rows["B"]["ci_high"] == 5 and 1 < rows["B"]["ci_low"] < rows["B"]["mean"]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from parlai_dialogft.human_eval import formats, stats
-from parlai_dialogft.human_eval.questions import ACUTE_QUESTIONS, NONE_PROBLEM
+from parlai_dialogft.human_eval.questions import ACUTE_QUESTIONS, NONE_PROBLEM, RATING_SCALE
 from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.plugin.progress import Progress
 
@@ -221,6 +221,8 @@ def chat_rating_table(chats: Sequence[Record], confidence: float = 0.95) -> List
     """Per model and rating question: n, mean, sample sd and a Student t interval of the mean.
 
     t, not a normal z: a study rates a model in a handful of chats (see :func:`stats.mean_interval`).
+    With two or three chats the t interval runs past the scale; a mean of 1-5 ratings lies
+    in [1, 5], so the interval is cut there (the report then shows how little a few chats say).
     """
     values: Dict[Tuple[str, str], List[float]] = defaultdict(list)
     for chat in chats:
@@ -230,6 +232,7 @@ def chat_rating_table(chats: Sequence[Record], confidence: float = 0.95) -> List
     for (model, key), vals in sorted(values.items()):
         n = len(vals)
         low, high = stats.mean_interval(vals, confidence)
+        low, high = max(low, RATING_SCALE[0]), min(high, RATING_SCALE[1])  # nan stays nan
         rows.append({"model": model, "question": key, "n": n, "mean": sum(vals) / n,
                      "sd": statistics.stdev(vals) if n > 1 else math.nan, "ci_low": low, "ci_high": high})
     return rows

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Mapping, Sequence
 
 from parlai_dialogft.human_eval import qc
 from parlai_dialogft.human_eval.db import Database, new_id
-from parlai_dialogft.human_eval.questions import NONE_PROBLEM
+from parlai_dialogft.human_eval.questions import NONE_PROBLEM, RATING_SCALE
 from parlai_dialogft.human_eval.tasks import Refused
 from parlai_dialogft.plugin.errors import UserError
 
@@ -164,8 +164,9 @@ class LiveChats:
             raise Refused(422, "give every rating")
         for key in self.settings.rating_keys:
             value = ratings.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
-                raise Refused(422, f"rating {key!r} must be a whole number from 1 to 5")
+            low, high = RATING_SCALE
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise Refused(422, f"rating {key!r} must be a whole number from {low} to {high}")
         extra = set(ratings) - set(self.settings.rating_keys)
         if extra:
             raise Refused(422, f"unknown rating {sorted(extra)[0]!r}")

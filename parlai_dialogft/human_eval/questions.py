@@ -76,6 +76,9 @@ PROBLEM_CATEGORIES: Dict[str, Dict[str, str]] = {
     "offensive": {"name": "Offensive", "description": "rude, unsafe or inappropriate"},
 }
 
+#: The live chat's final rating scale, ends included (live_chat refuses anything else).
+RATING_SCALE = (1, 5)
+
 # Final 1-5 ratings after a live chat: key -> {"question", "low", "high"} (the scale's ends).
 CHAT_RATINGS: Dict[str, Dict[str, str]] = {
     "engagingness": {
