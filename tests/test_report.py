@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import train_briefly
+from conftest import png_is_drawn, train_briefly
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -42,7 +42,7 @@ def test_the_markdown_links_valid_png_plots(report):
 
     text, out = report
     linked = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text)
-    assert linked == ["training_curves.png", "validation.png"]
+    assert linked == ["training_curves.png", "validation.png", "reply_lengths.png"]
     for name in linked:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE)
@@ -50,6 +50,18 @@ def test_the_markdown_links_valid_png_plots(report):
             image.verify()
             assert image.format == "PNG"
             assert image.size[0] >= 400 and image.size[1] >= 300
+        assert png_is_drawn(out / name), name
+
+
+def test_reply_lengths_are_plotted_per_split_from_the_evaluated_replies(report):
+    """One dot per evaluated example, at (reference length, reply length)."""
+    from parlai_dialogft.evaluation.report import _lengths
+    from parlai_dialogft.evaluation.report_eval import Sample, SplitResult
+
+    result = SplitResult("test", {}, [Sample(["hi"], "我想订酒店", "red green blue"), Sample(["hi"], "one two", "")])
+    assert _lengths([result]) == {"test": [(5, 3), (2, 0)]}
+    text, _ = report
+    assert "## Reply length" in text and text.index("## Metrics") < text.index("## Reply length")
 
 
 def test_the_metric_table_has_a_number_per_split(report):
@@ -111,3 +123,24 @@ def test_missing_model_and_bad_task_fail_with_one_line(trained, tmp_path):
     assert last.startswith("dialogft_report: -t no_such_task: no such task")
     assert "Traceback" not in bad_task.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_command_ends_with_a_summary_a_newcomer_reads(trained, tmp_path):
+    """Metrics each with what it means, a few exchanges, and where things are; with the
+    decoding given on the command line instead of the model's own."""
+    mf, _ = trained
+    out = tmp_path / "r"
+    done = _run_report("-mf", mf, "-t", "dialogft_customer", "--out", str(out), "--report-max-exs", "6",
+                       "--report-batchsize", "3", "--inference", "beam", "--beam-size", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = (out / "summary.txt").read_text(encoding="utf-8")
+    assert done.stdout.endswith(summary)
+    assert summary.startswith("Metrics on the first 6 test examples:")
+    assert re.search(r"\n  f1 +\d\.\d{3}   word overlap with the reference reply", summary)
+    assert re.search(r"\n  ppl +\d+\.\d   perplexity of the reference reply", summary)
+    assert summary.count("\n  user:      ") == 3 and summary.count("\n  model:     ") == 3
+    assert f"Model:  {mf}" in summary and f"Report: {out / 'report.md'}" in summary
+    assert f"Chat:   parlai interactive -mf {mf} --inference beam --beam-size 2" in summary
+    assert "| decoding | beam, beam size 2," in (out / "report.md").read_text(encoding="utf-8")
+    # Not a terminal: the evaluation's progress as log lines.
+    assert "dialogft_report: valid: 6/6 examples" in done.stdout

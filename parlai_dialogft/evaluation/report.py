@@ -1,7 +1,8 @@
 """A trained model as a Markdown report with PNG plots, for a reader who did not train it.
 
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer --out /tmp/m/report
-    # -> /tmp/m/report/report.md, training_curves.png, validation.png, metrics.json
+    # -> /tmp/m/report/report.md, training_curves.png, validation.png, reply_lengths.png,
+    #    metrics.json, summary.txt (what the command prints at the end)
 
 The report has four parts: what was trained (base model, task, steps, decoding settings);
 the curves ParlAI kept in ``MODEL.trainstats`` (:mod:`parlai_dialogft.evaluation.report_plots`); a
@@ -16,9 +17,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from dataclasses import dataclass
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
 
+from parlai_dialogft.evaluation import report_summary
 from parlai_dialogft.evaluation.report_eval import Sample, SplitResult, evaluate_split, spread
 from parlai_dialogft.evaluation.report_plots import (
     Curves,
@@ -26,12 +28,16 @@ from parlai_dialogft.evaluation.report_plots import (
     load_curves,
     metric_mode,
     plot_loss,
+    plot_reply_lengths,
     plot_validation,
 )
+from parlai_dialogft.evaluation.text import cjk_aware_tokenize
 
 SPLITS = ("valid", "test")
 LOSS_PNG = "training_curves.png"
 VALID_PNG = "validation.png"
+LENGTHS_PNG = "reply_lengths.png"
+SUMMARY_TXT = "summary.txt"  # the terminal summary (report_summary), also printed by the script
 
 #: Rows of the metric table, in order, with what each measures. Metrics a run did not
 #: record (another teacher, ``--metrics`` narrowed) are left out of the table.
@@ -71,13 +77,16 @@ class ReportOptions:
     max_exs: int = 300  # per split; a CPU generates a few hundred replies in minutes
     samples: int = 5  # sample dialogues per split
     batchsize: int = 16
+    #: Decoding flags that replace the model's own for this evaluation, e.g.
+    #: {"inference": "beam", "beam_size": 4}; empty: decode as the model was saved.
+    decoding: Dict[str, Any] = field(default_factory=dict)
 
 
 def check(options: ReportOptions) -> None:
     """Fail before loading anything, with one line naming the flag."""
     if not options.model_file:
         raise ReportError("-mf/--model-file is required: the model to report on")
-    if not os.path.isfile(options.model_file):
+    if not os.path.exists(options.model_file):  # a folder: a zoo:dialogft/... entry
         raise ReportError(f"-mf {options.model_file}: no such model file")
     if not os.path.isfile(options.model_file + ".opt"):
         raise ReportError(f"-mf {options.model_file}: {options.model_file}.opt is missing, so this is not a ParlAI model")
@@ -107,6 +116,8 @@ def build(options: ReportOptions) -> str:
     curves = load_curves(options.model_file)
     validation_metric = trained.get("validation_metric") or "accuracy"
     plots = _plots(curves, validation_metric, trained.get("validation_metric_mode"), options.out)
+    if plot_reply_lengths(_lengths(results), os.path.join(options.out, LENGTHS_PNG)):
+        plots[LENGTHS_PNG] = ["len"]
 
     text = render(options, trained, agent.opt, curves, plots, results, validation_metric)
     path = os.path.join(options.out, "report.md")
@@ -114,7 +125,17 @@ def build(options: ReportOptions) -> str:
         f.write(text)
     with open(os.path.join(options.out, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump({r.split: r.metrics for r in results}, f, indent=1, ensure_ascii=False)
+    with open(os.path.join(options.out, SUMMARY_TXT), "w", encoding="utf-8") as f:
+        f.write(report_summary.text(options.model_file, path, results, decoding=options.decoding))
     return path
+
+
+def _lengths(results: List[SplitResult]) -> Dict[str, List[tuple]]:
+    """(reference, reply) lengths in tokens as the metrics count them (Chinese: characters)."""
+    return {
+        r.split: [(len(cjk_aware_tokenize(s.reference)), len(cjk_aware_tokenize(s.reply))) for s in r.samples]
+        for r in results
+    }
 
 
 def _trained_opt(model_file: str) -> dict:
@@ -132,6 +153,7 @@ def _load_agent(options: ReportOptions):
         datatype="valid",
         batchsize=options.batchsize,
         skip_generation=False,
+        **options.decoding,
     )
     return create_agent(opt, requireModelExists=True), opt
 
@@ -185,6 +207,7 @@ def render(options, trained, opt, curves, plots, results: List[SplitResult], val
     lines += _summary(options, trained, opt, curves, validation_metric)
     lines += _curves_section(options, curves, plots, validation_metric)
     lines += _metrics_section(options, results)
+    lines += _lengths_section(plots)
     lines += _samples_section(options, results)
     return "\n".join(lines) + "\n"
 
@@ -264,6 +287,16 @@ def _metrics_section(options, results: List[SplitResult]) -> List[str]:
         values = " | ".join(format_number(name, r.metrics.get(name)) for r in results)
         out.append(f"| `{name}` | {meaning} | {values} |")
     return out + [""]
+
+
+def _lengths_section(plots) -> List[str]:
+    if LENGTHS_PNG not in plots:
+        return []
+    return ["## Reply length", "", f"![model reply length against reference length]({LENGTHS_PNG})", "",
+            "Each dot is one evaluated example: the reference reply's length across, the model's "
+            "down (tokens as `len` counts them). Dots on the dashed line match the reference "
+            "length; a flat band means replies of one length whatever was asked (stock lines), "
+            "dots low on the right mean replies that stop early.", ""]
 
 
 def _samples_section(options, results: List[SplitResult]) -> List[str]:

@@ -1,4 +1,5 @@
-"""Training curves from ``MODEL.trainstats`` as PNG files (matplotlib, Agg).
+"""The plots of ``dialogft_report`` as PNG files (matplotlib, Agg): training curves from
+``MODEL.trainstats``, and reply length against reference length.
 
 ParlAI's ``train_model`` rewrites ``MODEL.trainstats`` at every log and validation: a JSON
 object whose ``train_reports`` (one per ``--log-every-n-steps``/``-secs``) and
@@ -157,3 +158,30 @@ def plot_validation(
         ax.legend()
         fig.savefig(path)
     return drawn
+
+
+def plot_reply_lengths(lengths: Dict[str, List[Sequence[int]]], path: str) -> bool:
+    """Reply length against reference length, one panel per split.
+
+    ``lengths``: split -> [(reference tokens, reply tokens), ...]. A model that answers
+    with stock lines shows as a flat band; one that stops early, as points under the
+    diagonal. False when nothing to draw.
+    """
+    splits = [name for name, pairs in lengths.items() if pairs]
+    if not splits:
+        return False
+    fig, axes = _new_figure(len(splits))
+    top = max(max(max(pair) for pair in lengths[name]) for name in splits) + 1
+    for ax, name in zip(axes, splits):
+        reference, reply = zip(*lengths[name])
+        ax.scatter(reference, reply, s=12, alpha=0.5, label=f"{len(reference)} replies")
+        ax.plot([0, top], [0, top], color="grey", linestyle="--", label="same length")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("reference length (tokens)")
+        ax.set_ylabel("model reply length (tokens)")
+        ax.set_title(f"{name}: reply vs reference length")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    fig.savefig(path)
+    return True

@@ -2,17 +2,21 @@
 
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer --out /tmp/m/report
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer:lang=zh --out r --report-max-exs 50
+    parlai dialogft_report -mf zoo:dialogft/customer_t5 -t dialogft_customer --out r --inference greedy
 
 The logic is in :mod:`parlai_dialogft.evaluation.report`; this module only reads flags.
 """
 
+import os
+
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.evaluation.report import ReportError, ReportOptions, build
+from parlai_dialogft.evaluation.report import SUMMARY_TXT, ReportError, ReportOptions, build
 from parlai_dialogft.plugin.errors import one_line_errors
 
 DEFAULTS = ReportOptions(model_file="", task="", out="")
+DECODING = ("inference", "beam_size", "beam_block_ngram", "beam_min_length")
 
 
 @register_script("dialogft_report", hidden=False)
@@ -31,6 +35,11 @@ class DialogftReport(ParlaiScript):
         )
         parser.add_argument("--report-samples", type=int, default=DEFAULTS.samples, help="sample dialogues shown per split")
         parser.add_argument("--report-batchsize", type=int, default=DEFAULTS.batchsize, help="batch size of the evaluation")
+        decoding = parser.add_argument_group("decoding of the evaluation (default: as the model was saved)")
+        decoding.add_argument("--inference", type=str, default=None, choices=["greedy", "beam", "topk", "nucleus"])
+        decoding.add_argument("--beam-size", type=int, default=None)
+        decoding.add_argument("--beam-block-ngram", type=int, default=None)
+        decoding.add_argument("--beam-min-length", type=int, default=None)
         return parser
 
     @one_line_errors("dialogft_report", ReportError)
@@ -42,9 +51,11 @@ class DialogftReport(ParlaiScript):
             max_exs=self.opt["report_max_exs"],
             samples=self.opt["report_samples"],
             batchsize=self.opt["report_batchsize"],
+            decoding={k: self.opt[k] for k in DECODING if self.opt.get(k) is not None},
         )
         path = build(options)
-        print(f"wrote {path}")
+        with open(os.path.join(options.out, SUMMARY_TXT), encoding="utf-8") as f:
+            print("\n" + f.read(), end="")
         return path
 
 
