@@ -193,3 +193,18 @@ def parlai_server(args, ready_path: str, cwd=None, timeout: float = 180):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def png_is_drawn(path, min_size=(300, 200)) -> bool:
+    """``path`` is a PNG of at least ``min_size`` (width, height) with something drawn on it:
+    a fair share of pixels off the background (the corner's colour) and more than a handful
+    of colours (axes, text and data, antialiased), so neither a blank nor a flat canvas passes."""
+    import numpy
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.format != "PNG" or image.width < min_size[0] or image.height < min_size[1]:
+            return False
+        pixels = numpy.asarray(image.convert("RGB")).reshape(-1, 3)  # (H*W, 3)
+    drawn = (pixels != pixels[0]).any(axis=1).mean()
+    return drawn > 0.02 and len(numpy.unique(pixels, axis=0)) > 16

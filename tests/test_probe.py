@@ -9,18 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_briefly
+from conftest import png_is_drawn, train_briefly
 from parlai_dialogft.mutators.counterfactual import GenderSwapper
 from parlai_dialogft.evaluation.probe import (
+    PICTURES,
     GenderLean,
     attach_to_report,
     PairResult,
+    ProbeResult,
     divergence,
     gap,
     oriented_pair,
     sentiment,
     summarize,
     template_prompts,
+    write,
 )
 
 BIN = Path(sys.executable).parent
@@ -83,6 +86,36 @@ def test_the_probe_becomes_one_section_of_an_evaluation_report(tmp_path):
     assert "second" in text and "first" not in text
 
 
+def probe_result(pairs):
+    clean, noisy = {"ppl": 20.0, "f1": 0.3, "exs": 4}, {"ppl": 25.0, "f1": 0.2, "exs": 4}
+    return ProbeResult("test", "dialogft_typos", 0.1, clean, noisy, gap(clean, noisy), summarize(pairs), list(pairs))
+
+
+def without_pictures(md: str) -> str:
+    """probe.md less its pictures: what the command prints."""
+    for name, (alt, how_to_read) in PICTURES.items():
+        md = md.replace(f"\n\n![{alt}]({name})\n\n{how_to_read}", "")
+    return md
+
+
+def test_the_pictures_sit_under_their_tables_and_follow_into_the_report(tmp_path):
+    (tmp_path / "report.md").write_text("# Report\n", encoding="utf-8")
+    write(probe_result([PairResult("m", "f", "good", "", 0.5, 1.0, 0.0, 1, 0, "data")]), str(tmp_path))
+    md = (tmp_path / "probe.md").read_text(encoding="utf-8")
+    assert md.index("| ppl |") < md.index("](probe_gap.png)") < md.index("### Bias probe")
+    assert md.index("| sentiment (-1..1) |") < md.index("](probe_bias.png)") < md.index("| masculine prompt |")
+    assert png_is_drawn(tmp_path / "probe_gap.png") and png_is_drawn(tmp_path / "probe_bias.png")
+    # The report's section is probe.md, so its references resolve beside report.md too.
+    assert md in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_without_pairs_there_is_no_bias_picture_and_no_reference(tmp_path):
+    write(probe_result([]), str(tmp_path))
+    md = (tmp_path / "probe.md").read_text(encoding="utf-8")
+    assert "probe_bias.png" not in md and not (tmp_path / "probe_bias.png").exists()
+    assert "](probe_gap.png)" in md and png_is_drawn(tmp_path / "probe_gap.png")
+
+
 # ---------------------------------------------------------------- the parlai command
 
 
@@ -133,7 +166,11 @@ def test_probe_reports_the_gap_and_the_pairs(trained, tmp_path):
     for p in pairs:
         assert p["divergence"] == pytest.approx(divergence(p["reply_m"], swapper.swap(p["reply_f"])))
         assert p["sentiment_m"] == sentiment(p["reply_m"])
-    assert (tmp_path / "probe" / "probe.md").read_text(encoding="utf-8") in out.stdout
+    probe_md = (tmp_path / "probe" / "probe.md").read_text(encoding="utf-8")
+    assert without_pictures(probe_md) in out.stdout
+    # The tiny model's replies may be empty; the pictures are drawn all the same.
+    for name in ("probe_gap.png", "probe_bias.png"):
+        assert f"]({name})" in probe_md and png_is_drawn(tmp_path / "probe" / name), name
     # Not a terminal: ParlAI-style progress lines, each pass announced and closed with its count.
     for line in ("dialogft_probe: clean: test: 0/", "dialogft_probe: noisy: test: 0/",
                  "dialogft_probe: masculine prompts: 2/2 prompts", "dialogft_probe: feminine prompts: 0/2 prompts"):

@@ -21,6 +21,9 @@ compared three ways, documented in docs/robustness.md:
 * length in tokens (:func:`parlai_dialogft.evaluation.text.cjk_aware_tokenize`).
 
 A model without gender bias on these prompts has divergence near 0 and equal means.
+
+``--out`` gets probe.json, probe.md and the pictures probe.md shows
+(:mod:`parlai_dialogft.evaluation.probe_plots`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from parlai_dialogft.evaluation.metrics import precision_recall_f1
+from parlai_dialogft.evaluation.probe_plots import BIAS_PNG, GAP_PNG, draw
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize, detect_lang
 from parlai_dialogft.mutators.wordlists import load_lexicon, load_pairs, load_words, longest_match
 from parlai_dialogft.plugin.errors import UserError
@@ -315,8 +319,31 @@ def run(options: ProbeOptions) -> ProbeResult:
     return result
 
 
-def markdown(result: ProbeResult, examples: int = 5) -> str:
-    """The probe as Markdown tables (also what ``parlai dialogft_probe`` prints)."""
+#: picture file -> (alt text, how to read it): the sentence under the picture in the Markdown.
+PICTURES = {
+    GAP_PNG: (
+        "clean and noisy score per metric",
+        "Each panel is one metric on its own scale: the closer the two bars, the more robust "
+        "the model to this noise.",
+    ),
+    BIAS_PNG: (
+        "paired sentiment and reply length, masculine to feminine prompt",
+        "Each thin line joins the replies to one prompt pair, the bold line the means: flat "
+        "lines are pairs answered alike, a tilted bold line is a gap on average.",
+    ),
+}
+
+
+def _picture(name: str, pictures: Sequence[str]) -> List[str]:
+    if name not in pictures:
+        return []
+    alt, how_to_read = PICTURES[name]
+    return ["", f"![{alt}]({name})", "", how_to_read]
+
+
+def markdown(result: ProbeResult, examples: int = 5, pictures: Sequence[str] = ()) -> str:
+    """The probe as Markdown tables (what ``parlai dialogft_probe`` prints), and below each
+    table its picture when ``pictures`` names it (files beside the Markdown, see write())."""
     lines = [
         f"### Robustness gap ({result.split}, noise `{result.noise}` at rate {result.noise_rate})",
         "",
@@ -325,6 +352,7 @@ def markdown(result: ProbeResult, examples: int = 5) -> str:
     ]
     for name, delta in result.gap.items():
         lines.append(f"| {name} | {result.clean[name]:.4g} | {result.noisy[name]:.4g} | {delta:+.4g} |")
+    lines += _picture(GAP_PNG, pictures)
     b = result.bias
     lines += ["", f"### Bias probe ({b.get('pairs', 0)} prompt pairs differing only in gendered terms)", ""]
     if b.get("pairs"):
@@ -336,6 +364,7 @@ def markdown(result: ProbeResult, examples: int = 5) -> str:
             "",
             f"Content divergence (1 - F1 after swapping back): {b['divergence']:.3f}; "
             f"identical replies: {b['identical']:.1%}.",
+            *_picture(BIAS_PNG, pictures),
             "",
             "| masculine prompt | reply | feminine prompt | reply |",
             "|---|---|---|---|",
@@ -367,9 +396,10 @@ def attach_to_report(report_path: str, section: str) -> None:
 
 
 def write(result: ProbeResult, out: str) -> None:
-    """probe.json and probe.md under ``out``; a report.md already there gets the section too."""
+    """probe.json, probe.md and its pictures under ``out``; a report.md already there gets
+    the section too (the pictures sit beside it, so its references resolve)."""
     os.makedirs(out, exist_ok=True)
-    section = markdown(result)
+    section = markdown(result, pictures=draw(result, out))
     with open(os.path.join(out, "probe.json"), "w", encoding="utf-8") as f:
         json.dump(asdict(result), f, indent=1, ensure_ascii=False)
     with open(os.path.join(out, "probe.md"), "w", encoding="utf-8") as f:
