@@ -1,0 +1,1 @@
+"""See agents.py."""
