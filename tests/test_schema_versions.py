@@ -7,7 +7,7 @@ evaluation study (``--he-db``, :mod:`parlai_dialogft.human_eval.db`) both stamp
 * a new file gets the current tables and the stamp;
 * a file from a newer release is refused, the message naming the flag, the file, its version
   and the version this code reads;
-* a file from before the stamp (user_version 0, the current tables) opens, keeps its rows
+* a file from before the stamp (user_version 0, version 1's tables) opens, keeps its rows
   and is stamped; later versions add their SQL to ``MIGRATIONS``, run on old files only, in
   one transaction.
 """
@@ -34,17 +34,36 @@ class Kind:
     table: str  # one of the file's tables, to add a column to in a migration
     add_row: str  # SQL that adds one row, as an old release would have
     count_rows: Callable[[object], int]
+    first_schema: str  # version 1's tables, which a file from before the stamp has
 
+
+#: The serving log's tables at version 1 (replies and thumbs), as releases before drafts wrote them.
+SERVING_LOG_V1_SCHEMA = """
+CREATE TABLE replies (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT NOT NULL, messages TEXT NOT NULL,
+    reply TEXT NOT NULL, finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL
+);
+CREATE INDEX replies_created ON replies (created);
+CREATE TABLE feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reply_id TEXT NOT NULL REFERENCES replies (id) ON DELETE CASCADE,
+    created REAL NOT NULL,
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX feedback_reply ON feedback (reply_id);
+"""
 
 SERVING_LOG = Kind(
     store, "--serve-log-db", lambda path: store.ConversationStore(path, retention_days=0), lambda s: s.close(),
     "replies", "INSERT INTO replies VALUES ('r1', 1.0, 'm', '[]', 'hello', 'stop', 3, 1, 0.2)",
-    lambda s: s.aggregates()["replies"],
+    lambda s: s.aggregates()["replies"], SERVING_LOG_V1_SCHEMA,
 )
 STUDY = Kind(
     study_db, "--he-db", study_db.Database, lambda _d: None,
     "workers", "INSERT INTO workers (worker_id, platform, token, created) VALUES ('w1', 'link', 't', 1.0)",
-    lambda d: d.rows("SELECT count(*) n FROM workers")[0]["n"],
+    lambda d: d.rows("SELECT count(*) n FROM workers")[0]["n"], study_db.SCHEMA,
 )
 KINDS = pytest.mark.parametrize("kind", [SERVING_LOG, STUDY], ids=["serving_log", "study"])
 
@@ -60,9 +79,9 @@ def columns(path, table: str):
 
 
 def old_file(path, kind: Kind) -> None:
-    """A file as releases before the stamp wrote it: today's tables, a row, user_version 0."""
+    """A file as releases before the stamp wrote it: version 1's tables, a row, user_version 0."""
     with sqlite3.connect(path) as db:
-        db.executescript(kind.module.SCHEMA)
+        db.executescript(kind.first_schema)
         db.execute(kind.add_row)
     assert user_version(path) == 0
 

@@ -259,7 +259,7 @@ def _chunked(total):
      {}, 400, "invalid_request", "the last message must have role 'user'"),
     ("server", "POST", CHAT, {"messages": [{"role": "user", "content": "  "}]}, {}, 400, "invalid_request",
      "the last user message is empty"),
-    ("server", "POST", CHAT, {**USER_HI, "n": 2}, {}, 400, "invalid_request", "n:"),
+    ("server", "POST", CHAT, {**USER_HI, "n": 5}, {}, 400, "invalid_request", "n: 5 drafts"),  # --serve-max-n 4
     ("server", "POST", CHAT, {"messages": [{"role": "user", "content": "x" * MAX_BODY * 4}]}, {}, 413,
      "request_too_large", "--serve-max-body-bytes"),
     ("server", "POST", CHAT, "chunked", {"Content-Type": "application/json"}, 413, "request_too_large",

@@ -8,7 +8,8 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out
 * :mod:`.batcher`   micro-batching in one worker thread that owns the model (no web imports)
 * :mod:`.metrics`   the Prometheus registry and the middleware that counts requests
-* :mod:`.store`     opt-in SQLite log of replies and user feedback, with retention
+* :mod:`.store`     opt-in SQLite log of replies, their drafts and user feedback, with retention
+* :mod:`.preferences` the log as preference data (TRL's paired and unpaired JSONL)
 * :mod:`.guard`     API keys, loopback detection and the request-size limit
 * :mod:`.options`   the ``--serve-*`` flags and their validation
 * :mod:`.app`       the FastAPI routes that tie these together

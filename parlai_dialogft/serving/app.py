@@ -4,8 +4,10 @@
     GET  /healthz               {"status": "ok", ...}; 503 while shutting down
     GET  /metrics               Prometheus text format
     GET  /v1/models             the one served model, OpenAI's list format
-    POST /v1/chat/completions   OpenAI's request; "stream": true answers server-sent events
-    POST /v1/feedback           {"id": "chatcmpl-...", "rating": "up"|"down", "comment": "..."}
+    POST /v1/chat/completions   OpenAI's request; "stream": true answers server-sent events;
+                                "n": 2 asks for two drafts (choices), up to --serve-max-n
+    POST /v1/feedback           {"id": "chatcmpl-...", "rating": "up"|"down", "choice": 1, "comment": "..."}
+                                (rating, choice or both: thumbs on a draft, the draft chosen)
 
 Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx
 status, so OpenAI client libraries raise their usual exceptions with our message.
@@ -36,7 +38,7 @@ from parlai_dialogft.serving.metrics import MetricsMiddleware, ServingMetrics
 from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.protocol import ApiError, ChatRequest, FeedbackRequest, Prompt
 from parlai_dialogft.serving.replier import Reply
-from parlai_dialogft.serving.store import ConversationStore
+from parlai_dialogft.serving.store import ConversationStore, NoSuchDraft
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +141,27 @@ def create_app(settings: ServeSettings, generate: Generate,
         start = time.perf_counter()
         chat = protocol.parse(ChatRequest, await _read_json(request))
         check_model(chat.model)
-        reply = await generate_one(protocol.to_prompt(chat.messages, chat.reply_limit))
+        if chat.n > settings.max_n:
+            raise ApiError(400, f"invalid request: n: {chat.n} drafts asked for; this server gives at most "
+                           f"{settings.max_n} (--serve-max-n)", "invalid_request", param="n")
+        reply = await generate_one(protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding))
         cid, created = protocol.new_completion_id(), int(time.time())
         metrics.prompt_tokens.inc(reply.prompt_tokens)
         metrics.generated_tokens.inc(reply.completion_tokens)
         if store is not None:
             messages = [m.model_dump() for m in chat.messages]
+            drafts = [(d.text, d.finish_reason, d.completion_tokens) for d in reply.drafts]
             await run_in_threadpool(store.log_reply, cid, settings.model_name, messages, reply.text,
                                     reply.finish_reason, reply.prompt_tokens, reply.completion_tokens,
-                                    time.perf_counter() - start)
+                                    time.perf_counter() - start, drafts)
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             events = _stream(cid, settings.model_name, created, reply, include_usage)
             # no-cache and no proxy buffering: each event should reach the client as sent.
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return JSONResponse(protocol.completion(cid, settings.model_name, reply.text, reply.finish_reason,
+        return JSONResponse(protocol.completion(cid, settings.model_name,
+                                                [(d.text, d.finish_reason) for d in reply.drafts],
                                                 reply.prompt_tokens, reply.completion_tokens, created))
 
     @app.post("/v1/feedback", dependencies=authorized)
@@ -163,10 +170,18 @@ def create_app(settings: ServeSettings, generate: Generate,
             raise ApiError(404, "feedback is off: start the server with --serve-log-db PATH",
                            "feedback_disabled")
         given = protocol.parse(FeedbackRequest, await _read_json(request))
-        if not await run_in_threadpool(store.add_feedback, given.id, given.rating, given.comment):
+        try:
+            known = await run_in_threadpool(store.add_feedback, given.id, given.rating, given.comment, given.choice)
+        except NoSuchDraft as exc:
+            raise ApiError(400, f"invalid request: choice: {exc}", "invalid_request", param="choice") from None
+        if not known:
             raise ApiError(404, f"no logged reply has the id {given.id!r}", "reply_not_found", param="id")
-        metrics.feedback.labels(given.rating).inc()
-        return {"id": given.id, "rating": given.rating, "status": "recorded"}
+        if given.rating is not None:
+            metrics.feedback.labels(given.rating).inc()
+        answer = {"id": given.id, "rating": given.rating, "status": "recorded"}
+        if given.choice is not None:
+            answer["choice"] = given.choice
+        return answer
 
     return app
 
@@ -182,19 +197,21 @@ async def _read_json(request: Request) -> object:
 
 
 async def _stream(cid: str, model: str, created: int, reply: Reply, include_usage: bool) -> AsyncIterator[str]:
-    """OpenAI's chunk sequence: role, content pieces, finish reason, [usage], ``[DONE]``.
+    """OpenAI's chunk sequence per choice: role, content pieces, finish reason; then [usage], ``[DONE]``.
 
     ParlAI's search returns finished replies, so the reply exists before the first event;
-    the stream is for clients that only speak streaming, not an earlier first token.
+    the stream is for clients that only speak streaming, not an earlier first token. With
+    several drafts, each choice's chunks (marked with its ``index``) follow the previous one's.
     """
 
     def event(payload: dict) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-    yield event(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}))
-    for piece in protocol.pieces(reply.text):
-        yield event(protocol.chunk(cid, model, created, {"content": piece}))
-    yield event(protocol.chunk(cid, model, created, {}, reply.finish_reason))
+    for index, draft in enumerate(reply.drafts):
+        yield event(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index))
+        for piece in protocol.pieces(draft.text):
+            yield event(protocol.chunk(cid, model, created, {"content": piece}, index=index))
+        yield event(protocol.chunk(cid, model, created, {}, draft.finish_reason, index=index))
     if include_usage:
         yield event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                      "choices": [], "usage": protocol.usage(reply.prompt_tokens, reply.completion_tokens)})

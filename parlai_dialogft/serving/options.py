@@ -26,6 +26,9 @@ def add_serve_args(parser) -> None:
                        help="most requests generated together in one call")
     group.add_argument("--serve-batch-wait-ms", type=float, default=10.0,
                        help="how long an idle server waits for more requests to batch with the first")
+    group.add_argument("--serve-max-n", type=int, default=4,
+                       help="most drafts one request may ask for ('n'); each draft widens the search, "
+                       "so a larger n costs every request batched with it")
     group.add_argument("--serve-max-queue", type=int, default=1024,
                        help="requests waiting beyond this get 503 (back-pressure, not a growing backlog)")
     group.add_argument("--serve-max-body-bytes", type=int, default=1_000_000,
@@ -52,6 +55,7 @@ class ServeSettings:
     max_batch: int = 16
     batch_wait_s: float = 0.01
     max_queue: int = 1024
+    max_n: int = 4
     max_body_bytes: int = 1_000_000
     api_keys: FrozenSet[str] = frozenset()
     log_db: Optional[str] = None
@@ -61,6 +65,7 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for flag, value, least in (("--serve-max-batch", self.max_batch, 1),
                                    ("--serve-max-queue", self.max_queue, 1),
+                                   ("--serve-max-n", self.max_n, 1),
                                    ("--serve-max-body-bytes", self.max_body_bytes, 1024)):
             if value < least:
                 raise guard.GuardError(f"{flag} {value}: must be at least {least}")
@@ -94,6 +99,7 @@ def settings_from_opt(opt) -> ServeSettings:
         max_batch=opt["serve_max_batch"],
         batch_wait_s=opt["serve_batch_wait_ms"] / 1000.0,
         max_queue=opt["serve_max_queue"],
+        max_n=opt["serve_max_n"],
         max_body_bytes=opt["serve_max_body_bytes"],
         api_keys=guard.load_api_keys(opt.get("serve_api_keys")),
         log_db=opt.get("serve_log_db"),

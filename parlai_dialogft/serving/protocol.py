@@ -9,8 +9,12 @@ shape, so the served model sees what it saw in training:
     [system "be nice", user "hi", assistant "hello!", user "a table", user "for two"]
     -> history (("be nice\\nhi", "hello!"),), text "a table\\nfor two"
 
-Sampling fields (``temperature``, ``top_p``, ...) are accepted and ignored: decoding is the
-served model's (its saved opt, or ``--inference``/``--beam-size`` given to the server).
+Decoding is the served model's (its saved opt, or ``--inference``/``--beam-size`` given to
+the server) unless the request asks to sample: ``temperature`` > 0 or ``top_p`` (see
+:class:`Decoding`). ``n`` asks for several drafts of the reply, each a choice with its
+``index``: samples when sampling, else the best distinct hypotheses of a beam search. Drafts
+that read the same are dropped, so a reply may have fewer than ``n`` choices. Other fields
+(``seed``, ``stop``, penalties, ...) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Optional, Tuple, Union
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Role = Literal["system", "user", "assistant"]
+#: "developer" is OpenAI's newer name for "system"; both are context the model reads.
+Role = Literal["system", "developer", "user", "assistant"]
 
 
 class ApiError(Exception):
@@ -74,14 +79,17 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # temperature, top_p, seed, ...: see module doc
+    model_config = ConfigDict(extra="ignore")  # seed, stop, ...: see module doc
     model: Optional[str] = None  # absent: the served model
     messages: List[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     max_tokens: Optional[int] = Field(default=None, ge=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)  # OpenAI's newer name
-    n: int = Field(default=1, ge=1, le=1)  # one reply: greedy search has only one
+    # The upper limit is the server's --serve-max-n, checked by the app (a flag, not a constant).
+    n: int = Field(default=1, ge=1, description="drafts of the reply, each a choice")
+    temperature: Optional[float] = Field(default=None, ge=0, le=2)  # 0: the model's own decoding
+    top_p: Optional[float] = Field(default=None, gt=0, le=1)
 
     @field_validator("messages")
     @classmethod
@@ -103,12 +111,32 @@ class ChatRequest(BaseModel):
     def reply_limit(self) -> Optional[int]:
         return self.max_completion_tokens or self.max_tokens
 
+    @property
+    def decoding(self) -> "Decoding":
+        if self.temperature == 0 or (self.temperature is None and self.top_p is None):
+            return Decoding(self.n)  # OpenAI's "temperature 0" is deterministic: the model's own
+        return Decoding(self.n, sample=True, temperature=self.temperature or 1.0, top_p=self.top_p or 1.0)
+
 
 class FeedbackRequest(BaseModel):
+    """Thumbs on a reply, the draft a user chose among a reply's choices, or both.
+
+    ``{"id": ID, "rating": "up"}`` rates draft 0 (the reply a one-choice client shows);
+    ``{"id": ID, "choice": 1}`` says draft 1 was the best of them; with both, the thumbs rate
+    the chosen draft. Whether ``choice`` is one of the reply's drafts is the log's to say.
+    """
+
     model_config = ConfigDict(extra="forbid")  # a typo ("raiting") should not pass silently
     id: str = Field(min_length=1, max_length=100, description="the chat completion's id")
-    rating: Literal["up", "down"]
+    rating: Optional[Literal["up", "down"]] = None
+    choice: Optional[int] = Field(default=None, ge=0, description="the index of the chosen draft")
     comment: str = Field(default="", max_length=4000)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> "FeedbackRequest":
+        if self.rating is None and self.choice is None:
+            raise ValueError("give 'rating' ('up' or 'down'), 'choice' (a draft's index), or both")
+        return self
 
 
 def parse(model: type, payload: object):
@@ -129,15 +157,31 @@ def parse(model: type, payload: object):
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """How many drafts a request wants, and whether it asked to sample them.
+
+    Not sampling means the served model's deterministic search; prompts with equal
+    ``Decoding`` share one generation call (the replier groups a batch by it).
+    """
+
+    n: int = 1
+    sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
 class Prompt:
     """One conversation as ParlAI sees it: earlier (context, reply) turns, then the context."""
 
     history: Tuple[Tuple[str, str], ...]
     text: str
     max_tokens: Optional[int] = None
+    decoding: Decoding = Decoding()
 
 
-def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None) -> Prompt:
+def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
+              decoding: Decoding = Decoding()) -> Prompt:
     history: List[Tuple[str, str]] = []
     context: List[str] = []
     partner_spoke = False
@@ -153,7 +197,12 @@ def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None) -> 
         else:  # two assistant turns in a row: one longer reply, as in training
             previous_context, reply = history[-1]
             history[-1] = (previous_context, reply + "\n" + message.text)
-    return Prompt(tuple(history), "\n".join(context), max_tokens)
+    return Prompt(tuple(history), "\n".join(context), max_tokens, decoding)
+
+
+def same_text(text: str) -> str:
+    """The key two drafts are compared by: whitespace runs count as one space, ends stripped."""
+    return " ".join(text.split())
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -163,15 +212,16 @@ def new_completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex
 
 
-def completion(cid: str, model: str, text: str, finish: str, prompt_tokens: int,
+def completion(cid: str, model: str, drafts: Sequence[Tuple[str, str]], prompt_tokens: int,
                completion_tokens: int, created: Optional[int] = None) -> dict:
+    """``drafts``: (text, finish reason) per choice, best first; ``completion_tokens`` their sum."""
     return {
         "id": cid,
         "object": "chat.completion",
         "created": created or int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish}],
+        "choices": [{"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                    for index, (text, finish) in enumerate(drafts)],
         "usage": usage(prompt_tokens, completion_tokens),
     }
 
@@ -181,9 +231,9 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def chunk(cid: str, model: str, created: int, delta: dict, finish: Optional[str] = None) -> dict:
+def chunk(cid: str, model: str, created: int, delta: dict, finish: Optional[str] = None, index: int = 0) -> dict:
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
 
 
 def pieces(text: str) -> List[str]:

@@ -5,25 +5,58 @@ slot's history, and the original agent runs ``batch_act`` on the slots' observat
 padded generation call for all of them). Each request carries its whole conversation, so a
 slot's history is rebuilt from scratch every time: nothing leaks between requests.
 
+Several drafts (``n`` > 1) come from ParlAI's own tree search, which keeps every finished
+hypothesis (the act's ``beam_texts``, best first):
+
+* sampling asked for (:class:`~.protocol.Decoding` ``sample``): nucleus sampling with the
+  request's ``top_p`` and ``temperature``, n beams, each an independent sample;
+* otherwise the model's deterministic decoding: a beam search of width max(n, the model's
+  ``--beam-size``) (greedy has no second hypothesis), whose n best distinct hypotheses are
+  the drafts. With n = 1 nothing changes: the model's own search, as before.
+
+Drafts that read the same (whitespace aside) are dropped, so a reply may have fewer than n.
+The search settings are one per generation call, so a batch runs one call per distinct
+:class:`~.protocol.Decoding`; one-draft requests without sampling, the common case, share one.
+
 Only the batcher's worker thread may call a :class:`Replier` (it owns the model).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 from parlai.core.message import Message
 
-from parlai_dialogft.serving.protocol import Prompt
+from parlai_dialogft.serving.protocol import Decoding, Prompt, same_text
+
+
+@dataclass(frozen=True)
+class Draft:
+    text: str
+    finish_reason: str  # "stop", or "length" when cut to the request's max_tokens
+    completion_tokens: int  # tokens the model generated, its closing EOS not counted
 
 
 @dataclass(frozen=True)
 class Reply:
-    text: str
-    finish_reason: str  # "stop", or "length" when cut to the request's max_tokens
+    drafts: Tuple[Draft, ...]  # best first; at least one, at most the request's n, all different
     prompt_tokens: int  # what the model read, after --text-truncate
-    completion_tokens: int  # tokens the model generated, its closing EOS not counted
+
+    # Draft 0 is the reply: what a one-choice client (and the log's `replies.reply`) sees.
+    @property
+    def text(self) -> str:
+        return self.drafts[0].text
+
+    @property
+    def finish_reason(self) -> str:
+        return self.drafts[0].finish_reason
+
+    @property
+    def completion_tokens(self) -> int:
+        """All drafts' tokens, as OpenAI's ``usage`` counts them for n > 1."""
+        return sum(draft.completion_tokens for draft in self.drafts)
 
 
 class Replier:
@@ -41,9 +74,17 @@ class Replier:
     def __call__(self, prompts: Sequence[Prompt]) -> List[Reply]:
         if len(prompts) > len(self._slots):
             raise ValueError(f"{len(prompts)} prompts for {len(self._slots)} batch slots")
-        observations = [self._observe(slot, prompt) for slot, prompt in zip(self._slots, prompts)]
-        acts = self.agent.batch_act(observations)
-        return [self._reply(obs, act, prompt) for obs, act, prompt in zip(observations, acts, prompts)]
+        groups: Dict[Decoding, List[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(prompt.decoding, []).append(i)
+        replies: List[Reply] = [None] * len(prompts)  # type: ignore[list-item]
+        for decoding, rows in groups.items():
+            observations = [self._observe(self._slots[i], prompts[i]) for i in rows]
+            with self._search(decoding):
+                acts = self.agent.batch_act(observations)
+            for i, observation, act in zip(rows, observations, acts):
+                replies[i] = self._reply(observation, act, prompts[i])
+        return replies
 
     def _observe(self, slot, prompt: Prompt) -> Message:
         slot.reset()
@@ -54,16 +95,60 @@ class Replier:
             slot.history.add_reply(reply)
         return slot.observe(Message({"text": prompt.text, "episode_done": True}))
 
+    @contextmanager
+    def _search(self, decoding: Decoding) -> Iterator[None]:
+        """The agent set up for ``decoding`` for one call, then put back as it was.
+
+        ParlAI reads the search from three places: ``opt['inference']`` and ``opt['beam_size']``
+        (its tree-search factory), ``beam_size`` (the tensors' width) and ``temperature``.
+        """
+        agent = self.agent
+        if not decoding.sample and decoding.n == 1:
+            yield  # the model's own decoding, untouched
+            return
+        saved_opt = {key: agent.opt.get(key) for key in ("inference", "beam_size", "topp")}
+        saved = (agent.beam_size, agent.temperature)
+        model_beam = max(int(saved_opt["beam_size"] or 1), 1)
+        if decoding.sample:
+            settings = {"inference": "nucleus", "beam_size": decoding.n, "topp": decoding.top_p}
+            temperature = decoding.temperature
+        else:
+            inference = saved_opt["inference"] or "greedy"
+            # Greedy keeps one hypothesis; the n best need a beam. Sampling methods given to
+            # the server sample n beams, each a draft.
+            settings = {"inference": "beam" if inference == "greedy" else inference,
+                        "beam_size": max(decoding.n, model_beam)}
+            temperature = agent.temperature
+        try:
+            for key, value in settings.items():
+                agent.opt[key] = value
+            agent.beam_size, agent.temperature = settings["beam_size"], temperature
+            yield
+        finally:
+            for key, value in saved_opt.items():
+                agent.opt[key] = value
+            agent.beam_size, agent.temperature = saved
+
     def _reply(self, observation: Message, act: Message, prompt: Prompt) -> Reply:
-        text = act.get("text") or ""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
+        best = act.get("text") or ""
+        drafts = [self._draft(best, self._generated_tokens(act, best), prompt)]
+        if prompt.decoding.n > 1:
+            # beam_texts[0] is `best`; a later hypothesis' tokens are counted from its text.
+            for text, _score in (act.get("beam_texts") or [])[1:]:
+                drafts.append(self._draft(text, len(self.agent.dict.txt2vec(text)), prompt))
+        distinct: Dict[str, Draft] = {}
+        for draft in drafts:  # cut first: two drafts may differ only past max_tokens
+            distinct.setdefault(same_text(draft.text), draft)
+        return Reply(tuple(distinct.values())[: prompt.decoding.n], prompt_tokens)
+
+    def _draft(self, text: str, generated: int, prompt: Prompt) -> Draft:
         if prompt.max_tokens is not None:
             tokens = self.agent.dict.txt2vec(text)
             if len(tokens) > prompt.max_tokens:
                 # Search length is one setting for the whole batch; a request's own limit cuts after.
-                text = self.agent.dict.vec2txt(tokens[: prompt.max_tokens])
-                return Reply(text, "length", prompt_tokens, prompt.max_tokens)
-        return Reply(text, "stop", prompt_tokens, self._generated_tokens(act, text))
+                return Draft(self.agent.dict.vec2txt(tokens[: prompt.max_tokens]), "length", prompt.max_tokens)
+        return Draft(text, "stop", generated)
 
     def _generated_tokens(self, act: Message, text: str) -> int:
         # ParlAI's own count of the reply's tokens: START + content + END (search forces an
