@@ -12,12 +12,18 @@ helper this reuses).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Sequence
+from typing import Dict, List, Protocol, Sequence, Tuple
 
 from parlai_dialogft.evaluation.report_plots import _new_figure
 
-if TYPE_CHECKING:
-    from parlai_dialogft.data.data_report import LengthKey, TurnLengths
+LengthKey = Tuple[str, str, str]  # teacher, source, lang (data_report's, which imports this module)
+
+
+class TurnLengths(Protocol):
+    """What :class:`parlai_dialogft.data.data_report.TurnLengths` holds."""
+
+    contexts: List[int]
+    replies: List[int]
 
 
 def label(key: LengthKey) -> str:
