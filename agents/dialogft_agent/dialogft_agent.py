@@ -30,7 +30,8 @@ from parlai_dialogft.model.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.model.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.plugin import hook  # noqa: E402
 from parlai_dialogft.serving.interactive_chat import InteractiveChatMixin  # noqa: E402
-from parlai_dialogft.training import checkpoint, preflight  # noqa: E402
+from parlai_dialogft.training import checkpoint, preference, preflight  # noqa: E402
+from parlai_dialogft.training.preference_agent import PreferenceMixin  # noqa: E402
 
 hook.apply_all()
 
@@ -41,8 +42,9 @@ DEFAULT_HF_MODEL = "zoo:dialogft/bilingual_t5"
 FREEZE_CHOICES = ("none", "embeddings", "encoder")
 
 
-# InteractiveChatMixin first: empty lines, [RESET] and notices in `parlai interactive`.
-class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
+# InteractiveChatMixin first: empty lines, [RESET] and notices in `parlai interactive`;
+# PreferenceMixin: DPO, KTO and SimPO under --pref-loss (inert otherwise).
+class DialogftAgent(InteractiveChatMixin, PreferenceMixin, TorchGeneratorAgent):
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
         super().add_cmdline_args(parser, partial_opt=partial_opt)
@@ -86,6 +88,7 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             "batch, less work on padding (CPU; on a GPU batches stay whole)",
         )
         lora.add_lora_args(parser.add_argument_group("dialogft_agent: LoRA adapters (peft)"))
+        preference.add_pref_args(parser)
         parser.set_defaults(
             dict_tokenizer="hf",
             optimizer="adamw",
@@ -128,11 +131,14 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
         return HFDictionaryAgent
 
     def __init__(self, opt, shared=None):
+        datatype = opt.get("datatype", "")
+        # `parlai interactive` runs with datatype train; it trains nothing.
+        training = datatype.startswith("train") and "evalmode" not in datatype and not opt.get("interactive_mode")
         if not shared:
             preflight.check_options(opt)
+            preflight.check_model_folders(opt, training)
             preflight.check_model_dir(opt.get("model_file"))
         super().__init__(opt, shared)
-        training = opt.get("datatype", "").startswith("train") and "evalmode" not in opt.get("datatype", "")
         if not shared and training and opt.get("model_file"):
             # Before the first step: leftovers of a killed save go, and a full disk fails now.
             checkpoint.remove_leftovers(opt["model_file"])
@@ -140,6 +146,7 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
         self._fit_truncation_to_model()
         if self.opt.get("hf_chat_template"):
             chat_format.check(self.dict.hf_tokenizer)
+        self._pref_setup(shared)
 
     # --- model -------------------------------------------------------------------------
 
@@ -170,6 +177,14 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
             model = CausalModel(hf, **ids)
         self._freeze(model)
         return model
+
+    def _get_init_model(self, opt, shared):
+        init_model, is_finetune = super()._get_init_model(opt, shared)
+        if init_model and os.path.isdir(init_model):
+            # -mf zoo:dialogft/NAME (or any Hugging Face folder with a NAME.opt beside it):
+            # build_model loaded the folder's weights; there is no ParlAI checkpoint to read.
+            return None, False
+        return init_model, is_finetune
 
     def load_state_dict(self, state_dict):
         # --init-model from a full fine-tune into a LoRA run: peft renamed the base weights.
@@ -269,6 +284,14 @@ class DialogftAgent(InteractiveChatMixin, TorchGeneratorAgent):
 
     def compute_loss(self, batch, return_output=False):
         with self._autocast():
+            if self._is_preference_batch(batch):
+                if not return_output:
+                    return self._preference_loss(batch)
+                # Validation: the preference metrics where the reference scored the examples,
+                # and ParlAI's own on the chosen reply.
+                if self.pref_reference is None or all(k in self.pref_reference for k in batch.pref_keys):
+                    with torch.no_grad():
+                        self._preference_loss(batch, sft_metrics=False)
             if return_output or batch.label_vec is None:
                 return super().compute_loss(batch, return_output=return_output)
             return self._packed_loss(batch)
