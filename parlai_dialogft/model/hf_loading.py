@@ -29,14 +29,25 @@ def resolve_source(opt) -> str:
     model_file = opt.get("model_file")
     if model_file and os.path.isdir(hf_dir_for(model_file)):
         return hf_dir_for(model_file)
+    if model_file and os.path.isdir(model_file):  # -mf zoo:dialogft/NAME: the folder is the model
+        return model_file
     source = opt.get("hf_model")
     if not source:
         raise HFLoadError("no model given: set --hf-model to a hub id or a local folder")
     if source.startswith("zoo:"):
-        from parlai.core.build_data import modelzoo_path
-
-        source = modelzoo_path(opt["datapath"], source)
+        return _zoo_folder(opt["datapath"], source)
     return source
+
+
+def _zoo_folder(datapath: str, source: str) -> str:
+    from parlai.core.build_data import modelzoo_path
+
+    from parlai_dialogft.zoo.dialogft import build as zoo
+
+    problem = zoo.unknown_name(source)
+    if problem:
+        raise HFLoadError(f"--hf-model {problem}")
+    return modelzoo_path(datapath, source)
 
 
 def _explain(source: str, what: str, exc: Exception) -> HFLoadError:

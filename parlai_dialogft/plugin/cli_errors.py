@@ -54,6 +54,7 @@ def _user_error_types() -> tuple:
 
 _NO_TEACHER = re.compile(r"module '(?P<module>[\w.]+)\.agents' has no attribute '(?P<cls>\w+)'")
 _NO_MODEL_FILE = "WARNING: Model file does not exist, check to make sure it is correct: "
+_NO_MODEL = "Need to set `model` argument"
 
 
 def user_message(exc: BaseException) -> Optional[str]:
@@ -79,8 +80,22 @@ def user_message(exc: BaseException) -> Optional[str]:
                 f"-t {task}:{teacher}: the task has no teacher {teacher!r}"
                 f"{did_you_mean(teacher, teachers)}; its teachers: {', '.join(teachers) or 'none'}"
             )
-    if isinstance(exc, RuntimeError) and str(exc).startswith(_NO_MODEL_FILE):
-        return f"-mf {str(exc)[len(_NO_MODEL_FILE):]}: no such model file"
+    if isinstance(exc, RuntimeError) and str(exc).startswith((_NO_MODEL_FILE, _NO_MODEL)):
+        zoo = _unknown_zoo_name(sys.argv[1:])
+        if zoo:
+            return f"-mf {zoo}"
+        if str(exc).startswith(_NO_MODEL_FILE):
+            return f"-mf {str(exc)[len(_NO_MODEL_FILE):]}: no such model file"
+    return None
+
+
+def _unknown_zoo_name(argv: List[str]) -> Optional[str]:
+    from parlai_dialogft.zoo.dialogft.build import unknown_name
+
+    for token in argv:
+        problem = unknown_name(token)
+        if problem:
+            return problem
     return None
 
 

@@ -34,6 +34,24 @@ def check_model_dir(model_file) -> None:
         raise UserError(f"-mf {model_file}: the folder {folder} is not writable")
 
 
+def check_model_folders(opt, training: bool) -> None:
+    """A folder given where ParlAI wants a checkpoint file: a Hugging Face folder, such as a
+    ``zoo:dialogft/...`` entry. It is a model file to chat with or evaluate (the agent reads
+    the weights from it), but no checkpoint to resume or to write over."""
+    init_model = opt.get("init_model")
+    if init_model and os.path.isdir(init_model):
+        raise UserError(
+            f"--init-model {init_model}: a folder, not a ParlAI checkpoint; to start from the "
+            f"model in it, use --hf-model {init_model}"
+        )
+    model_file = opt.get("model_file")
+    if training and model_file and os.path.isdir(model_file):
+        raise UserError(
+            f"-mf {model_file}: a folder (a zoo model or Hugging Face folder) cannot be trained "
+            f"in place; to fine-tune it: --hf-model {model_file} -mf SOMEWHERE/model"
+        )
+
+
 def checkpoint_bytes(model) -> int:
     """Bytes one more checkpoint of ``model`` needs on disk (estimate)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())

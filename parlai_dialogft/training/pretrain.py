@@ -146,7 +146,7 @@ def release(model_file: str, out: str, card: dict) -> str:
     config["dtype"] = "float32"
     json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=2)
     for name in os.listdir(staging):
-        if name.startswith(("tokenizer", "special_tokens", "generation_config")):
+        if name.startswith(("tokenizer", "special_tokens", "generation_config", "chat_template")):
             shutil.copy(os.path.join(staging, name), os.path.join(out, name))
     shutil.rmtree(staging)
     card["parameters"] = sum(p.numel() for p in model.parameters())
