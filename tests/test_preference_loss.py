@@ -171,8 +171,11 @@ def test_simpo_needs_no_reference_and_normalises_by_length(policy_and_reference,
         assert float(agent.compute_loss(batch)) == pytest.approx(float(-F.logsigmoid(expected).mean()), rel=1e-5)
 
 
-def test_kto_scores_good_and_bad_replies_against_the_batch_reference_point(policy_and_reference, tmp_path):
-    policy, reference = policy_and_reference["gpt2"]
+@pytest.mark.parametrize("swap", [False, True])
+def test_kto_scores_good_and_bad_replies_against_the_batch_reference_point(policy_and_reference, tmp_path, swap):
+    """Both ways round, so that the batch's mean log ratio is positive once and negative
+    once: the reference point is clamped at 0."""
+    policy, reference = policy_and_reference["gpt2"][::-1] if swap else policy_and_reference["gpt2"]
     rows = [(p, c, True) for p, c, _ in PAIRS] + [(PAIRS[0][0], PAIRS[0][2], False)]
     data = tmp_path / "kto.txt"
     data.write_text("".join(f"text:{p}\tlabels:{c}\tdesirable:{d}\tepisode_done:True\n" for p, c, d in rows), encoding="utf-8")
@@ -214,3 +217,30 @@ def test_the_reference_is_scored_once_and_a_resumed_run_never_rescores_it(policy
     with pytest.raises(UserError, match=r"1 example\(s\) have no reference log-probabilities"):
         make_agent(policy, task="fromfile:parlaiformat", fromfile_datapath=more, datatype="train",
                    pref_loss="dpo", pref_ref_cache=str(cache), model_file=str(model_file))
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "preferences"
+
+
+@pytest.mark.parametrize("arch, loss, data, lora_r", [
+    ("t5", "dpo", "paired_conversational.jsonl", 0),
+    ("gpt2", "dpo", "paired_conversational.jsonl", 4),  # LoRA: the reference is the base model
+    ("t5", "kto", "unpaired_standard.jsonl", 0),
+    ("qwen2", "simpo", "paired_conversational.jsonl", 0),
+])
+def test_parlai_train_model_learns_the_preferences_of_a_trl_file(tiny_models, tmp_path, arch, loss, data, lora_r):
+    from conftest import train_briefly
+
+    mf = tmp_path / "m" / "model"
+    valid, _test = train_briefly(
+        tiny_models[arch], str(mf), str(tmp_path / "data"), steps=15, task="dialogft_preferences",
+        pref_datapath=str(FIXTURES / data), pref_loss=loss, pref_beta=0.5, lora_r=lora_r, learningrate=3e-3,
+        batchsize=3, skip_generation=True, log_every_n_steps=1,
+    )
+    first = json.loads((tmp_path / "m" / "model.trainstats").read_text())["train_reports"][0]
+    # The file is every split: validation scores the pairs it trained on.
+    assert valid["pref_loss"] < first["pref_loss"] - 0.1
+    if loss == "dpo":
+        assert first["pref_loss"] == pytest.approx(math.log(2), abs=0.05)  # policy == reference at first
+        assert valid["reward_acc"] == 1.0
+    assert (tmp_path / "m" / "model.pref_ref.json").is_file() == (loss != "simpo")
