@@ -47,8 +47,8 @@ def evaluate_split(agent, opt, split: str, max_exs: int, desc: str = "evaluating
         while not world.epoch_done() and len(samples) < max_exs:
             world.parley()
             found = _collect(world.get_acts(), histories)
+            progress.update(min(len(found), max_exs - len(samples)))  # a last batch may run past
             samples.extend(found)
-            progress.update(len(found))
     return SplitResult(split, dict_report(world.report()), samples[:max_exs])
 
 
