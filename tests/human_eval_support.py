@@ -50,14 +50,41 @@ def task_pairings(topics=("cats", "rivers", "chess", "bread", "jazz", "maps")):
     return [pairing(models[i % 3], models[(i + 1) % 3], topic) for i, topic in enumerate(topics)]
 
 
+def turn_pair(item_id, context, a, b, a_model="base", b_model="tuned", correct=None):
+    """A per-turn item: ``context`` so far and candidates ``a``, ``b``; ``correct`` makes it onboarding."""
+    item = {"id": item_id, "context": list(context), "a": {"model": a_model, "text": a},
+            "b": {"model": b_model, "text": b}}
+    if correct:
+        item.update(is_onboarding=True, correct_answer=correct)
+    return item
+
+
+def turn_items(topics=("tea", "trains", "chess", "bread", "jazz", "maps")):
+    """Real items: one context per topic, a helpful reply and a curt one (the sides vary)."""
+    items = []
+    for n, topic in enumerate(topics):
+        helpful, curt = f"I love {topic} too; what got you into it?", f"ok. {topic}."
+        a, b = (helpful, curt) if n % 2 == 0 else (curt, helpful)
+        items.append(turn_pair(f"{topic}-1", ["hello there", "hi! what do you like?", f"I like {topic}"], a, b))
+    return items
+
+
+def turn_onboarding():
+    return [turn_pair("practice-1", ["can you help me book a flight?"], "Sure, where are you flying to?",
+                      "purple window the the", correct="a"),
+            turn_pair("practice-2", ["hi", "hello! how are you?", "good, and you?"], "banana banana banana",
+                      "I'm well, thanks for asking!", correct="b")]
+
+
 @contextmanager
-def study(tmp_path, pairings=(), models=None, **overrides):
+def study(tmp_path, pairings=(), models=None, turn_pairs=(), **overrides):
     """A real app on 127.0.0.1 (a free port) over a real SQLite file."""
     from parlai_dialogft.human_eval import qc
     from parlai_dialogft.human_eval.app import AppSettings, create_app
     from parlai_dialogft.human_eval.db import Database
     from parlai_dialogft.human_eval.questions import load_chat_ratings, load_problem_categories, load_questions
     from parlai_dialogft.human_eval.tasks import TaskSettings, load_pairings
+    from parlai_dialogft.human_eval.turn_items import load_turn_pairs, validate_turn_pair
     from parlai_dialogft.serving.server import bound_port, running
 
     task_kw = {k: overrides.pop(k) for k in list(overrides) if k in TaskSettings.__dataclass_fields__}
@@ -67,6 +94,7 @@ def study(tmp_path, pairings=(), models=None, **overrides):
     path = tmp_path / "study.sqlite"
     database = Database(path)
     load_pairings(database, list(pairings), tasks.checks_per_task)
+    load_turn_pairs(database, [validate_turn_pair(t, "turn pair") for t in turn_pairs], tasks.checks_per_task)
     settings = AppSettings(admin_token=ADMIN, questions=load_questions(), problem_categories=load_problem_categories(),
                            chat_ratings=load_chat_ratings(), tasks=tasks, qc=qc.QcSettings(**qc_kw), seed=0,
                            **overrides)
@@ -116,7 +144,7 @@ def session_of(base, **params):
     status, head, text = http(start_url(base, **params))
     assert status == 303, (status, text)
     location = head["location"]
-    assert location.startswith("/work#s="), location
+    assert location.startswith(("/work#s=", "/turns#s=")), location
     return location.split("#s=", 1)[1]
 
 
@@ -214,6 +242,19 @@ class Browser:
         """Focus the field and type as a keyboard would (input events fire)."""
         self.js(f"document.querySelector({json.dumps(selector)}).focus()")
         self.call("Input.insertText", text=text)
+
+    # Named keys: the text they type and their key code (characters type themselves).
+    KEYS = {"Enter": ("\r", 13), " ": (" ", 32)}
+
+    def press(self, key):
+        """One key pressed and released where the focus is, as a keyboard would (keydown, keypress, keyup)."""
+        text, code = self.KEYS.get(key, (key, ord(key.upper()) if len(key) == 1 else 0))
+        self.call("Input.dispatchKeyEvent", type="keyDown", key=key, code=key if len(key) > 1 else "",
+                  text=text, windowsVirtualKeyCode=code)
+        self.call("Input.dispatchKeyEvent", type="keyUp", key=key, windowsVirtualKeyCode=code)
+
+    def focused(self):
+        return self.js("document.activeElement && document.activeElement.id")
 
     def text(self, selector):
         return self.js(f"document.querySelector({json.dumps(selector)}).textContent")

@@ -1,8 +1,9 @@
 """End to end in headless Chromium: workers click and type through the real pages.
 
 One worker opens their link, passes the practice round and judges a pairwise task; another
-chats with a tiny trained model served through the plugin, marks each reply and rates it.
-Both see a completion code, and what they did is read back from the SQLite file.
+chats with a tiny trained model served through the plugin, marks each reply and rates it; a
+third judges which next reply is better, by keyboard, and their choices become DPO pairs.
+Each sees a completion code, and what they did is read back from the SQLite file.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from human_eval_support import Browser, link_worker, onboarding_pairings, start_url, study, task_pairings
+from human_eval_support import (Browser, link_worker, onboarding_pairings, start_url, study, task_pairings, turn_items,
+                                turn_onboarding)
 
-from parlai_dialogft.human_eval.db import chat_records, pairwise_records
+from parlai_dialogft.human_eval.db import chat_records, pairwise_records, turn_records
+from parlai_dialogft.human_eval.preferences import export_preferences
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
 
 pytestmark = pytest.mark.browser
@@ -67,6 +70,69 @@ def test_a_worker_passes_onboarding_and_completes_a_pairwise_task_in_chromium(tm
         assert [r["is_onboarding"] for r in records] == [True, True, False, False, False, False]
         assert all(r["passed_check"] for r in records if r["is_onboarding"] or r["is_attention_check"])
         assert sum(r["is_attention_check"] for r in records) == 1 and {r["worker_id"] for r in records} == {worker}
+
+
+def better_reply_key(browser):
+    """"1" or "2": the reply that is not nonsense (the practice items) and not the curt "ok. ..." one."""
+    left, right = browser.text("#left"), browser.text("#right")
+    worse = left if any(w in left for w in ("purple", "banana")) or left.startswith("ok. ") else right
+    return "2" if worse == left else "1"
+
+
+def test_a_worker_judges_which_next_reply_is_better_by_keyboard_and_the_choices_become_dpo_pairs(tmp_path,
+                                                                                                 browser):
+    with study(tmp_path, turn_pairs=turn_onboarding() + turn_items(("tea", "jazz")), comparisons_per_task=2,
+               checks_per_task=0) as s:
+        worker, token = link_worker(s)
+        browser.open(start_url(s.url, worker=worker, token=token, task="turns"))
+        assert browser.state_is("onboarding") == "onboarding"
+        assert browser.js("location.hash") == "" and browser.js("location.pathname") == "/turns"
+        assert browser.focused() == "context-heading"  # keyboard users start at the conversation
+        assert browser.text("#question") == "Which reply is the better next message in this conversation?"
+
+        seen, chosen = [], []
+        while browser.state_is("onboarding", "turns", "done") != "done":
+            progress = browser.text("#progress")
+            seen.append(progress)
+            context = browser.js("Array.from(document.querySelectorAll('#context li')).map(n => n.className)")
+            assert context and context[-1] == "user"  # the replies answer the newest turn, the user's
+            key = better_reply_key(browser)
+            browser.press(key)  # 1 or 2 chooses a reply
+            assert browser.js(f"document.getElementById('choice-{'left' if key == '1' else 'right'}').checked")
+            assert browser.js("document.getElementById('submit').disabled")  # a reason is still needed
+            browser.type("#justification", "short")
+            assert browser.js("document.getElementById('submit').disabled")  # under 10 characters
+            browser.js("document.getElementById('justification').value = ''")
+            why = f"it answers the person ({len(seen)})"
+            browser.type("#justification", why)
+            browser.press("2")  # typing in the reason never changes the choice
+            assert browser.js("document.getElementById('justification').value") == why + "2"
+            assert browser.js(f"document.getElementById('choice-{'left' if key == '1' else 'right'}').checked")
+            browser.wait_for("!document.getElementById('submit').disabled")
+            chosen.append(browser.text("#left" if key == "1" else "#right"))
+            browser.js("document.getElementById('submit').focus()")
+            browser.press("Enter")  # submits the form, as Enter on a focused button does
+            browser.wait_for(f"document.body.dataset.state === 'done' || "
+                             f"document.getElementById('progress').textContent !== {json.dumps(progress)}")
+
+        assert seen == ["Practice 1 of 2", "Practice 2 of 2", "Item 1 of 2", "Item 2 of 2"]
+        assert s.db.rows("SELECT completion_code, turn_onboarding FROM workers WHERE worker_id = ?", (worker,)) == [
+            {"completion_code": browser.text("#done-code"), "turn_onboarding": "passed"}]
+        records = turn_records(s.path)
+        assert [r["is_onboarding"] for r in records] == [True, True, False, False]
+        assert all(r["passed_check"] for r in records[:2])
+        assert [r[r["winner"]]["text"] for r in records] == chosen
+
+        out = tmp_path / "prefs.jsonl"
+        summary = export_preferences(s.path, out)
+        assert (summary.written, summary.ties, summary.no_judgments) == (2, 0, 0)
+        assert [json.loads(line) for line in out.read_text().splitlines()] == [
+            {"prompt": [{"role": "user", "content": "hello there"},
+                        {"role": "assistant", "content": "hi! what do you like?"},
+                        {"role": "user", "content": f"I like {topic}"}],
+             "chosen": [{"role": "assistant", "content": f"I love {topic} too; what got you into it?"}],
+             "rejected": [{"role": "assistant", "content": f"ok. {topic}."}]}
+            for topic in ("jazz", "tea")]  # ordered by item id
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,32 @@ CREATE TABLE feedback (
 CREATE INDEX feedback_reply ON feedback (reply_id);
 """
 
+#: The study's tables at version 1 (ACUTE and live chat), as releases before the per-turn task wrote them.
+STUDY_V1_SCHEMA = """
+CREATE TABLE workers (worker_id TEXT PRIMARY KEY, platform TEXT NOT NULL, token TEXT, created REAL NOT NULL,
+    onboarding TEXT NOT NULL DEFAULT 'pending', completion_code TEXT, finished REAL);
+CREATE TABLE sessions (session TEXT PRIMARY KEY, worker_id TEXT NOT NULL REFERENCES workers(worker_id),
+    protocol TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE blocklist (worker_id TEXT PRIMARY KEY, reason TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE flags (worker_id TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE pairings (pair_id TEXT PRIMARY KEY, kind TEXT NOT NULL, model_a TEXT NOT NULL, model_b TEXT NOT NULL,
+    correct_answer TEXT, data TEXT NOT NULL);
+CREATE TABLE assignments (assignment_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL,
+    pair_id TEXT NOT NULL REFERENCES pairings(pair_id), question TEXT NOT NULL, left_model TEXT NOT NULL,
+    position INTEGER NOT NULL, task_no INTEGER NOT NULL, created REAL NOT NULL, shown REAL,
+    done INTEGER NOT NULL DEFAULT 0, UNIQUE (worker_id, pair_id));
+CREATE TABLE judgments (judgment_id TEXT PRIMARY KEY,
+    assignment_id TEXT NOT NULL UNIQUE REFERENCES assignments(assignment_id), worker_id TEXT NOT NULL,
+    pair_id TEXT NOT NULL, question TEXT NOT NULL, model_a TEXT NOT NULL, model_b TEXT NOT NULL, winner TEXT NOT NULL,
+    left_model TEXT NOT NULL, justification TEXT NOT NULL, duration_s REAL NOT NULL, is_onboarding INTEGER NOT NULL,
+    is_attention_check INTEGER NOT NULL, passed_check INTEGER, created REAL NOT NULL);
+CREATE TABLE chats (chat_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL, model TEXT NOT NULL,
+    target_turns INTEGER NOT NULL, created REAL NOT NULL, finished REAL, duration_s REAL, ratings TEXT,
+    low_effort INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE chat_turns (chat_id TEXT NOT NULL REFERENCES chats(chat_id), idx INTEGER NOT NULL,
+    speaker TEXT NOT NULL, text TEXT NOT NULL, problems TEXT, created REAL NOT NULL, PRIMARY KEY (chat_id, idx));
+"""
+
 SERVING_LOG = Kind(
     store, "--serve-log-db", lambda path: store.ConversationStore(path, retention_days=0), lambda s: s.close(),
     "replies", "INSERT INTO replies VALUES ('r1', 1.0, 'm', '[]', 'hello', 'stop', 3, 1, 0.2)",
@@ -63,7 +89,7 @@ SERVING_LOG = Kind(
 STUDY = Kind(
     study_db, "--he-db", study_db.Database, lambda _d: None,
     "workers", "INSERT INTO workers (worker_id, platform, token, created) VALUES ('w1', 'link', 't', 1.0)",
-    lambda d: d.rows("SELECT count(*) n FROM workers")[0]["n"], study_db.SCHEMA,
+    lambda d: d.rows("SELECT count(*) n FROM workers")[0]["n"], STUDY_V1_SCHEMA,
 )
 KINDS = pytest.mark.parametrize("kind", [SERVING_LOG, STUDY], ids=["serving_log", "study"])
 
@@ -156,3 +182,33 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path, kind, monkeypatc
     with pytest.raises((sqlite3.OperationalError, UserError), match="no_such_table"):
         kind.open(path)
     assert "note" not in columns(path, kind.table) and user_version(path) == 0
+
+
+def test_a_version_1_study_gains_the_per_turn_task_and_keeps_its_workers_judgments_and_onboarding(tmp_path):
+    """Version 2 adds the per-turn tables and each worker's own practice-round result for it."""
+    path = str(tmp_path / "v1.sqlite")
+    with sqlite3.connect(path) as db:
+        db.executescript(STUDY_V1_SCHEMA)
+        db.execute("INSERT INTO workers (worker_id, platform, token, created, onboarding) "
+                   "VALUES ('w1', 'link', 't', 1.0, 'passed')")
+        db.execute("INSERT INTO pairings VALUES ('task_1', 'task', 'a', 'b', NULL, '{}')")
+        db.execute("INSERT INTO assignments (assignment_id, worker_id, pair_id, question, left_model, position, "
+                   "task_no, created, done) VALUES ('as1', 'w1', 'task_1', 'engagingness', 'a', 0, 1, 1.0, 1)")
+        db.execute("INSERT INTO judgments VALUES ('j1', 'as1', 'w1', 'task_1', 'engagingness', 'a', 'b', 'a', 'a', "
+                   "'a reason here', 6.0, 0, 0, NULL, 2.0)")
+        db.execute("PRAGMA user_version = 1")
+    assert "turn_onboarding" not in columns(path, "workers")
+
+    study = study_db.Database(path)
+    assert user_version(path) == study_db.SCHEMA_VERSION == 2
+    assert study.rows("SELECT worker_id, onboarding, turn_onboarding FROM workers") == [
+        {"worker_id": "w1", "onboarding": "passed", "turn_onboarding": "pending"}]
+    assert [r["judgment_id"] for r in study_db.pairwise_records(path)] == ["j1"]
+    for table in ("turn_items", "turn_assignments", "turn_judgments"):
+        assert columns(path, table), table
+    assert study_db.turn_records(path) == []
+    # the migrated file has the columns a new one has, so the app's queries read both alike
+    new = str(tmp_path / "v2.sqlite")
+    study_db.Database(new)
+    for table in ("workers", "turn_items", "turn_assignments", "turn_judgments"):
+        assert columns(path, table) == columns(new, table), table

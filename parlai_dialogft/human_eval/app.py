@@ -1,11 +1,14 @@
 """The human-evaluation web app: worker pages, their JSON API, and the admin pages.
 
-    GET  /start?worker=ID&token=T | ?PROLIFIC_PID=.. | ?workerId=..   [&task=pairwise|chat]
-                                   -> a session, then the worker page (/work#s=SESSION)
+    GET  /start?worker=ID&token=T | ?PROLIFIC_PID=.. | ?workerId=..   [&task=pairwise|chat|turns]
+                                   -> a session, then the worker page (/work#s=SESSION, /turns#s=SESSION)
     GET  /work                     the worker page (static/work.html + work.js)
+    GET  /turns                    the per-turn page (static/turns.html + turns.js)
     GET  /api/me                   the worker's protocol, the questions and categories to show
     GET  /api/pairwise/next[?more=1]   the next comparison (or the stage: done, blocked, ...)
     POST /api/pairwise/{assignment_id} {"choice": "left"|"right", "justification": "..."}
+    GET  /api/turns/next[?more=1]  the next per-turn item: a context and two candidate replies
+    POST /api/turns/{assignment_id}    {"choice": "left"|"right", "justification": "..."}
     GET  /api/chat                 the worker's live chat (started on first call)
     POST /api/chat/{chat_id}/message   {"text": "...", "problems": [...] for the last bot turn}
     POST /api/chat/{chat_id}/finish    {"problems": [...], "ratings": {"key": 1..5}}
@@ -49,10 +52,11 @@ from parlai_dialogft.human_eval import qc, recruit
 from parlai_dialogft.human_eval.live_chat import ChatModel, ChatSettings, LiveChats
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM
 from parlai_dialogft.human_eval.tasks import Assigner, Refused, TaskSettings
+from parlai_dialogft.human_eval.turn_tasks import TurnAssigner
 from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge
 
-STATIC = ("work.html", "work.js", "admin.html", "admin.js", "style.css")
+STATIC = ("work.html", "work.js", "turns.html", "turns.js", "admin.html", "admin.js", "style.css")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 # Only our own files may run or style the page: an injected <script> or onerror= is inert.
 SECURITY_HEADERS = {
@@ -72,6 +76,13 @@ class _Body(BaseModel):
 
 class PairwiseAnswer(_Body):
     """POST /api/pairwise/{assignment_id}: which side the worker chose, and why."""
+
+    choice: Literal["left", "right"]
+    justification: str
+
+
+class TurnAnswer(_Body):
+    """POST /api/turns/{assignment_id}: which candidate reply the worker chose, and why."""
 
     choice: Literal["left", "right"]
     justification: str
@@ -133,10 +144,12 @@ def create_app(database: dbmod.Database, settings: AppSettings,
                models: Optional[Mapping[str, ChatModel]] = None) -> FastAPI:
     rng = random.Random(settings.seed)
     assigner = Assigner(database, settings.tasks, settings.qc, rng)
+    turns = TurnAssigner(database, settings.tasks, settings.qc, rng)
     chat_settings = ChatSettings(settings.chat_turns, tuple(settings.problem_categories), tuple(settings.chat_ratings))
     chats = LiveChats(database, models or {}, chat_settings, settings.qc)
     has_pairwise = bool(database.rows("SELECT 1 FROM pairings WHERE kind = 'task' LIMIT 1"))
-    protocols = [p for p, on in (("pairwise", has_pairwise), ("chat", bool(models))) if on]
+    has_turns = bool(database.rows("SELECT 1 FROM turn_items WHERE kind = 'task' LIMIT 1"))
+    protocols = [p for p, on in (("pairwise", has_pairwise), ("chat", bool(models)), ("turns", has_turns)) if on]
 
     app = FastAPI(title="dialogft_human_eval", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
@@ -203,11 +216,16 @@ def create_app(database: dbmod.Database, settings: AppSettings,
         except Refused as exc:
             return HTMLResponse(_message_page(exc.message), status_code=exc.status)
         # The session goes in the fragment: browsers never send it to a server or a Referer.
-        return RedirectResponse(f"/work#s={session}", status_code=303)
+        page = "/turns" if protocol == "turns" else "/work"
+        return RedirectResponse(f"{page}#s={session}", status_code=303)
 
     @app.get("/work", include_in_schema=False)
     def work_page() -> Response:
         return _static("work.html")
+
+    @app.get("/turns", include_in_schema=False)
+    def turns_page() -> Response:
+        return _static("turns.html")
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
@@ -235,6 +253,16 @@ def create_app(database: dbmod.Database, settings: AppSettings,
         who = worker(request, "pairwise")
         answer = await body(request, PairwiseAnswer)
         return await run_in_threadpool(assigner.submit, who, assignment_id, answer.choice, answer.justification)
+
+    @app.get("/api/turns/next")
+    def turns_next(request: Request, more: int = 0) -> Dict[str, Any]:
+        return turns.next(worker(request, "turns"), more=bool(more))
+
+    @app.post("/api/turns/{assignment_id}")
+    async def turns_submit(assignment_id: str, request: Request) -> Dict[str, Any]:
+        who = worker(request, "turns")
+        answer = await body(request, TurnAnswer)
+        return await run_in_threadpool(turns.submit, who, assignment_id, answer.choice, answer.justification)
 
     @app.get("/api/chat")
     def chat_current(request: Request) -> Dict[str, Any]:
@@ -277,6 +305,10 @@ def create_app(database: dbmod.Database, settings: AppSettings,
             "judgments_per_pair": database.rows(
                 "SELECT p.pair_id, p.model_a, p.model_b, count(j.judgment_id) n FROM pairings p LEFT JOIN judgments j "
                 "USING (pair_id) WHERE p.kind = 'task' GROUP BY p.pair_id ORDER BY p.pair_id"),
+            "turn_items": {r["kind"]: r["n"] for r in database.rows(
+                "SELECT kind, count(*) n FROM turn_items GROUP BY kind")},
+            "turn_judgments": count("SELECT count(*) n FROM turn_judgments WHERE is_onboarding = 0 "
+                                    "AND is_attention_check = 0"),
             "chats_finished": count("SELECT count(*) n FROM chats WHERE finished IS NOT NULL"),
             "chats_open": count("SELECT count(*) n FROM chats WHERE finished IS NULL"),
             "workers": count("SELECT count(*) n FROM workers"),
@@ -287,8 +319,9 @@ def create_app(database: dbmod.Database, settings: AppSettings,
     def workers(request: Request) -> Dict[str, Any]:
         admin(request)
         rows = database.rows(
-            "SELECT w.worker_id, w.platform, w.onboarding, w.finished, w.completion_code, b.reason AS blocked, "
-            "(SELECT count(*) FROM judgments j WHERE j.worker_id = w.worker_id) AS judgments, "
+            "SELECT w.worker_id, w.platform, w.onboarding, w.turn_onboarding, w.finished, w.completion_code, "
+            "b.reason AS blocked, (SELECT count(*) FROM judgments j WHERE j.worker_id = w.worker_id) AS judgments, "
+            "(SELECT count(*) FROM turn_judgments t WHERE t.worker_id = w.worker_id) AS turn_judgments, "
             "(SELECT count(*) FROM chats c WHERE c.worker_id = w.worker_id AND c.finished IS NOT NULL) AS chats "
             "FROM workers w LEFT JOIN blocklist b USING (worker_id) ORDER BY w.created")
         flags = database.rows("SELECT worker_id, kind, detail FROM flags ORDER BY created")

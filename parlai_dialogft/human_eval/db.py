@@ -8,7 +8,9 @@ The analysis reads only two functions, whose dict shapes are the contract with
 :mod:`parlai_dialogft.human_eval.analysis`:
 
 * :func:`pairwise_records` -- one dict per ACUTE judgment;
-* :func:`chat_records` -- one dict per finished live chat.
+* :func:`chat_records` -- one dict per finished live chat;
+* :func:`turn_records` -- one dict per per-turn judgment ("which next reply is better"),
+  read by :mod:`parlai_dialogft.human_eval.preferences`.
 
 The file carries its schema version in ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`): a
 study written by a newer release is refused with a message instead of misread, one written
@@ -29,11 +31,17 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from parlai_dialogft.plugin.errors import UserError
 
 #: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: SQL that takes a file from version v to v + 1. Version 0 is a study written before files
-#: were stamped: its tables are version 1's already, so the stamp is all it needs.
-MIGRATIONS: Dict[int, str] = {0: ""}
+#: were stamped: its tables are version 1's already, so the stamp is all it needs. Version 2
+#: adds the per-turn task: its tables are new (``SCHEMA`` creates them, IF NOT EXISTS), and
+#: each worker gets the task's own onboarding result, since passing the ACUTE practice round
+#: says nothing about judging single replies.
+MIGRATIONS: Dict[int, str] = {
+    0: "",
+    1: "ALTER TABLE workers ADD COLUMN turn_onboarding TEXT NOT NULL DEFAULT 'pending'",
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workers (
@@ -43,7 +51,8 @@ CREATE TABLE IF NOT EXISTS workers (
     created REAL NOT NULL,
     onboarding TEXT NOT NULL DEFAULT 'pending',   -- pending, passed, failed
     completion_code TEXT,
-    finished REAL
+    finished REAL,
+    turn_onboarding TEXT NOT NULL DEFAULT 'pending'   -- the per-turn task's practice round
 );
 CREATE TABLE IF NOT EXISTS sessions (
     session TEXT PRIMARY KEY,
@@ -119,6 +128,41 @@ CREATE TABLE IF NOT EXISTS chat_turns (
     problems TEXT,                       -- JSON list, bot turns only, once annotated
     created REAL NOT NULL,
     PRIMARY KEY (chat_id, idx)
+);
+CREATE TABLE IF NOT EXISTS turn_items (
+    item_id TEXT PRIMARY KEY,            -- kind and a hash of the content, as pair_id
+    kind TEXT NOT NULL,                  -- task, onboarding, attention
+    source_id TEXT NOT NULL,             -- the item's id in the --he-turn-pairs file
+    model_a TEXT NOT NULL,               -- may equal model_b: two drafts of one model
+    model_b TEXT NOT NULL,
+    correct_answer TEXT,                 -- a or b, when the answer is known
+    data TEXT NOT NULL                   -- the item as JSON: id, context, a, b
+);
+CREATE TABLE IF NOT EXISTS turn_assignments (
+    assignment_id TEXT PRIMARY KEY,
+    worker_id TEXT NOT NULL,
+    item_id TEXT NOT NULL REFERENCES turn_items(item_id),
+    left_side TEXT NOT NULL,             -- a or b: the candidate shown first
+    position INTEGER NOT NULL,
+    task_no INTEGER NOT NULL,            -- 0 = onboarding
+    created REAL NOT NULL,
+    shown REAL,
+    done INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (worker_id, item_id)          -- one judgment per worker per item
+);
+CREATE TABLE IF NOT EXISTS turn_judgments (
+    judgment_id TEXT PRIMARY KEY,
+    assignment_id TEXT NOT NULL UNIQUE REFERENCES turn_assignments(assignment_id),
+    worker_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    winner TEXT NOT NULL,                -- a or b
+    left_side TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    is_onboarding INTEGER NOT NULL,
+    is_attention_check INTEGER NOT NULL,
+    passed_check INTEGER,
+    created REAL NOT NULL
 );
 """
 
@@ -231,6 +275,25 @@ class Database:
         row["data"] = json.loads(row["data"])
         return row
 
+    # --- per-turn items -------------------------------------------------------------------
+
+    def add_turn_items(self, items: List[Dict[str, Any]], kind: str) -> List[str]:
+        """Store per-turn items (idempotent, as :meth:`add_pairings`): ``{"id", "context", "a", "b", ...}``."""
+        ids = []
+        with self.write() as db:
+            for item in items:
+                iid = pair_id(item, kind)
+                db.execute("INSERT OR IGNORE INTO turn_items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (iid, kind, item["id"], item["a"]["model"], item["b"]["model"],
+                            item.get("correct_answer"), json.dumps(item, ensure_ascii=False)))
+                ids.append(iid)
+        return ids
+
+    def turn_item(self, item_id: str) -> Dict[str, Any]:
+        (row,) = self.rows("SELECT * FROM turn_items WHERE item_id = ?", (item_id,))
+        row["data"] = json.loads(row["data"])
+        return row
+
     # --- workers --------------------------------------------------------------------------
 
     def create_link_workers(self, count: int, prefix: str = "w") -> List[Dict[str, str]]:
@@ -308,5 +371,30 @@ def chat_records(db_path: str | Path, *, include_blocked: bool = False,
             "chat_id": chat["chat_id"], "worker_id": chat["worker_id"], "model": chat["model"],
             "turns": len(bot), "bot_turn_problems": bot, "ratings": json.loads(chat["ratings"] or "{}"),
             "duration_s": float(chat["duration_s"] or 0.0),
+        })
+    return records
+
+
+def turn_records(db_path: str | Path, *, include_blocked: bool = False) -> List[Dict[str, Any]]:
+    """Every per-turn judgment, oldest first, with its item's context and both candidates.
+
+    As :func:`pairwise_records`: blocked workers are left out unless ``include_blocked``;
+    onboarding and attention-check rows are included, marked. ``winner`` is ``"a"`` or
+    ``"b"`` (the item's own names: both candidates may come from one model).
+    """
+    db = _open_existing(db_path)
+    where = "" if include_blocked else "WHERE j.worker_id NOT IN (SELECT worker_id FROM blocklist)"
+    rows = db.rows(f"SELECT j.*, i.source_id, i.data FROM turn_judgments j JOIN turn_items i USING (item_id) "
+                   f"{where} ORDER BY j.created, j.judgment_id")
+    records = []
+    for r in rows:
+        item = json.loads(r["data"])
+        records.append({
+            "judgment_id": r["judgment_id"], "worker_id": r["worker_id"], "item_id": r["item_id"],
+            "source_id": r["source_id"], "context": item["context"], "a": item["a"], "b": item["b"],
+            "winner": r["winner"], "left_side": r["left_side"], "justification": r["justification"],
+            "duration_s": float(r["duration_s"]), "is_onboarding": bool(r["is_onboarding"]),
+            "is_attention_check": bool(r["is_attention_check"]),
+            "passed_check": None if r["passed_check"] is None else bool(r["passed_check"]),
         })
     return records

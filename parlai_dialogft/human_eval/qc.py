@@ -77,9 +77,10 @@ def justification_problem(text: str, settings: QcSettings) -> Optional[str]:
     return None
 
 
-def too_fast(seconds: float, settings: QcSettings) -> Optional[str]:
+def too_fast(seconds: float, settings: QcSettings, what: str = "both conversations") -> Optional[str]:
+    """A message when an answer came sooner than anyone could read ``what``."""
     if seconds < settings.min_seconds:
-        return f"please read both conversations before answering (at least {settings.min_seconds:g} s)"
+        return f"please read {what} before answering (at least {settings.min_seconds:g} s)"
     return None
 
 

@@ -1,4 +1,4 @@
-"""``parlai dialogft_human_eval``: serve a crowdsourced human evaluation (ACUTE-Eval, live chat).
+"""``parlai dialogft_human_eval``: serve a crowdsourced human evaluation (ACUTE-Eval, live chat, per-turn pairs).
 
     # ACUTE-Eval on pairings (from `parlai dialogft_fast_acute` or ParlAI's own JSONL):
     parlai dialogft_human_eval --he-db study.sqlite --he-pairings pairings.jsonl \\
@@ -6,14 +6,18 @@
     # Live chat with two fine-tuned models (blind; each chat gets the least-used one):
     parlai dialogft_human_eval --he-db chat.sqlite --he-model-file a=/runs/a/model,b=/runs/b/model \\
         --he-chat-turns 6
+    # Which next reply is better, and why (items: context + two candidates, JSONL):
+    parlai dialogft_human_eval --he-db turns.sqlite --he-turn-pairs items.jsonl
     # Links for a lab's own volunteers (printed, then the command exits):
     parlai dialogft_human_eval --he-db study.sqlite --he-make-links 20 --he-base-url https://eval.example.org
 
 Workers open ``/start?worker=ID&token=T`` (lab links), or the platform's own parameters:
 Prolific ``/start?PROLIFIC_PID={{%PROLIFIC_PID%}}``, MTurk ``/start?workerId=...``; add
-``&task=chat`` for the live chat when a study has both. The admin pages are at
+``&task=chat`` for the live chat (``&task=turns`` for the per-turn task) when a study has
+several. The admin pages are at
 ``/admin?token=ADMIN`` (the token is printed at start unless ``--he-admin-token`` gives one).
-Analysis: ``parlai dialogft_human_eval_analysis --he-db study.sqlite --he-out DIR``.
+Analysis: ``parlai dialogft_human_eval_analysis --he-db study.sqlite --he-out DIR``; per-turn
+judgments as DPO pairs: ``parlai dialogft_human_eval_preferences --he-db study.sqlite --he-preferences-out F``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ def add_human_eval_args(parser) -> None:
     group.add_argument("--he-db", type=str, default=None, help="SQLite file of the study (created if absent; required)")
     group.add_argument("--he-pairings", type=str, default=None,
                        help="ACUTE pairings JSONL (ParlAI's format); onboarding pairings need correct_answer")
+    group.add_argument("--he-turn-pairs", type=str, default=None,
+                       help="per-turn items JSONL: {id, context: [turn, ...], a: {model, text}, b: {model, text}}; "
+                       "workers choose the better next reply (see docs/human-eval.md)")
     group.add_argument("--he-model-file", type=str, default=None,
                        help="live chat: comma-separated model files, each optionally NAME=PATH")
     group.add_argument("--he-host", type=str, default="127.0.0.1", help="address to bind")
@@ -134,7 +141,8 @@ def model_files(value):
 class DialogftHumanEval(ParlaiScript):
     @classmethod
     def setup_args(cls):
-        parser = ParlaiParser(False, False, description="Serve a crowdsourced human evaluation (ACUTE-Eval, live chat)")
+        parser = ParlaiParser(False, False, description="Serve a crowdsourced human evaluation "
+                              "(ACUTE-Eval, live chat, per-turn pairs)")
         add_human_eval_args(parser)
         return parser
 
@@ -163,8 +171,17 @@ class DialogftHumanEval(ParlaiScript):
             counts = load_pairings(database, read_pairings(opt["he_pairings"]), settings.tasks.checks_per_task)
             print(f"dialogft_human_eval: {counts['task']} pairings, {counts['onboarding']} onboarding, "
                   f"{counts['attention']} attention checks from {opt['he_pairings']}", flush=True)
-        if not database.rows("SELECT 1 FROM pairings WHERE kind = 'task' LIMIT 1") and not models:
-            raise UserError("nothing to evaluate: give --he-pairings FILE and/or --he-model-file MODEL")
+        if opt.get("he_turn_pairs"):
+            from parlai_dialogft.human_eval.turn_items import load_turn_pairs, read_turn_pairs
+
+            counts = load_turn_pairs(database, read_turn_pairs(opt["he_turn_pairs"]), settings.tasks.checks_per_task)
+            print(f"dialogft_human_eval: {counts['task']} per-turn items, {counts['onboarding']} onboarding, "
+                  f"{counts['attention']} attention checks from {opt['he_turn_pairs']}", flush=True)
+        has_work = database.rows("SELECT 1 FROM pairings WHERE kind = 'task' UNION ALL "
+                                 "SELECT 1 FROM turn_items WHERE kind = 'task' LIMIT 1")
+        if not has_work and not models:
+            raise UserError("nothing to evaluate: give --he-pairings FILE and/or --he-model-file MODEL "
+                            "(or --he-turn-pairs FILE)")
         for worker_id in qc.load_blocklist(opt["he_blocklist"]) if opt.get("he_blocklist") else []:
             database.block(worker_id, f"in {opt['he_blocklist']}")
         self._serve(database, settings, models, base)
@@ -179,7 +196,8 @@ class DialogftHumanEval(ParlaiScript):
         served = {name: ServedModel(create_agent_from_model_file(path, {"interactive_mode": True, "datatype": "valid"}))
                   for name, path in models.items()}
         server = build_server(create_app(database, settings, served), self.opt["he_host"], self.opt["he_port"])
-        print(f"dialogft_human_eval: workers start at {base}/start?worker=ID&token=T (or ?PROLIFIC_PID= / ?workerId=)",
+        print(f"dialogft_human_eval: workers start at {base}/start?worker=ID&token=T (or ?PROLIFIC_PID= / ?workerId=; "
+              f"&task=pairwise|chat|turns)",
               flush=True)
         print(f"dialogft_human_eval: admin at {base}/admin?token={settings.admin_token}", flush=True)
         try:

@@ -36,13 +36,15 @@ function table(id, rows, columns) {
 
 async function refresh() {
   const progress = await api("GET", "/admin/api/progress");
-  const summary = Object.entries(progress).filter(([k]) => k !== "judgments_per_pair" && k !== "pairings")
+  const summary = Object.entries(progress).filter(([, v]) => typeof v !== "object")
     .map(([k, v]) => ({ what: k, count: v }));
   for (const [kind, n] of Object.entries(progress.pairings)) summary.push({ what: "pairings: " + kind, count: n });
+  for (const [kind, n] of Object.entries(progress.turn_items)) summary.push({ what: "turn items: " + kind, count: n });
   table("progress", summary, ["what", "count"]);
   table("pairs", progress.judgments_per_pair, ["pair_id", "model_a", "model_b", "n"]);
   const workers = await api("GET", "/admin/api/workers");
-  table("workers", workers.workers, ["worker_id", "platform", "onboarding", "judgments", "chats", "finished", "completion_code", "blocked"]);
+  table("workers", workers.workers, ["worker_id", "platform", "onboarding", "judgments", "turn_onboarding", "turn_judgments",
+                                     "chats", "finished", "completion_code", "blocked"]);
   table("flags", workers.flags, ["worker_id", "kind", "detail"]);
   table("blocklist", (await api("GET", "/admin/api/blocklist")).blocklist, ["worker_id", "reason"]);
   table("judgments", (await api("GET", "/admin/api/judgments")).judgments,
