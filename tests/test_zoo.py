@@ -44,6 +44,7 @@ def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path):
     with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "hi</s>"
     for text in ("I need a hotel in the north.", "我想订一张去北京的火车票。"):
         assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
@@ -125,3 +126,100 @@ def test_the_transformers_floor_reads_the_tokenizers_we_ship():
     floor = re.search(r'"transformers>=(\d+)', open(os.path.join(repo, "setup.py")).read())
     assert config["tokenizer_class"] == "TokenizersBackend"
     assert floor and int(floor.group(1)) >= 5
+
+
+# ---------------------------------------------------------------- zoo entries as ParlAI model files
+
+ENTRIES = ("zoo:dialogft/bilingual_t5", "zoo:dialogft/customer_t5")
+
+
+def test_each_entry_is_a_model_file_naming_the_agent_and_a_hugging_face_folder(zoo_dir):
+    from transformers import AutoConfig
+
+    from parlai_dialogft.model.card import read_header
+
+    root = os.path.dirname(zoo_dir)
+    for entry in ENTRIES:
+        name = entry.split("/")[-1]
+        opt = json.load(open(os.path.join(root, name + ".opt")))
+        assert opt["model"] == "dialogft_agent" and opt["hf_model"] == entry
+        assert AutoConfig.from_pretrained(os.path.join(root, name)).is_encoder_decoder
+        meta = read_header(os.path.join(root, name, "README.md"))
+        assert meta["license"] == "mit" and meta["language"] == ["en", "zh"]
+        assert meta["pipeline_tag"] == "text2text-generation"
+
+
+def test_an_older_install_of_the_zoo_is_replaced(tmp_path):
+    """Up to v3 the zoo was a folder only: its marker made ParlAI skip the build, and no
+    NAME.opt was ever written."""
+    from parlai.core.build_data import mark_done, modelzoo_path
+
+    stale = tmp_path / "models" / "dialogft" / "bilingual_t5"
+    stale.mkdir(parents=True)
+    mark_done(str(stale), "v3")
+    modelzoo_path(str(tmp_path), ZOO)
+    assert (stale / "model.safetensors").is_file()
+    assert (tmp_path / "models" / "dialogft" / "bilingual_t5.opt").is_file()
+
+
+def test_the_customer_model_is_the_default_fine_tuned_on_customer_service(zoo_dir):
+    """On customer-service test replies, customer_t5's loss is below the pretrained
+    default's: the shipped weights are the fine-tuned ones."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    pairs = [
+        ("I'd like to find a restaurant for tonight.", "What kind of food would you like?"),
+        ("Can you book it for two people at 7 pm?", "Your reservation is confirmed."),
+        ("你好，我想找一家评分高的酒店。", "好的，请问您对价格有要求吗？"),
+        ("Thanks, that's all I need.", "You're welcome. Have a great day!"),
+    ]
+    root = os.path.dirname(zoo_dir)
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(root, "customer_t5"))
+    losses = {name: _reply_loss(AutoModelForSeq2SeqLM.from_pretrained(os.path.join(root, name)).eval(), tokenizer, pairs)
+              for name in ("bilingual_t5", "customer_t5")}
+    assert losses["customer_t5"] < 0.9 * losses["bilingual_t5"], losses
+
+
+def _parlai(args, cwd, input=None):
+    from test_registration import fresh_shell
+
+    return fresh_shell(["parlai", *args], cwd, input=input, timeout=600)
+
+
+def test_parlai_interactive_chats_with_a_zoo_model_right_after_install(tmp_path):
+    out = _parlai(["interactive", "-mf", "zoo:dialogft/customer_t5", "-dp", str(tmp_path / "data")], tmp_path,
+                  input="I need a hotel in the north of town.\n我想订一家便宜的酒店。\n[EXIT]\n")
+    assert out.returncode == 0, out.stderr[-3000:]
+    replies = [line for line in out.stdout.splitlines() if "[Dialogft]:" in line]
+    assert len(replies) == 2 and all(len(r.split("[Dialogft]:", 1)[1].strip()) > 1 for r in replies), out.stdout[-2000:]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["interactive", "-mf", "zoo:dialogft/nope"],
+     "parlai interactive: -mf zoo:dialogft/nope: no such model; the zoo has zoo:dialogft/bilingual_t5, "
+     "zoo:dialogft/customer_t5"),
+    (["train_model", "-t", "dialogft_customer", "-mf", "zoo:dialogft/customer_t5"],
+     "parlai train_model: -mf DATA/models/dialogft/customer_t5: a folder (a zoo model or Hugging Face folder) "
+     "cannot be trained in place; to fine-tune it: --hf-model DATA/models/dialogft/customer_t5 -mf SOMEWHERE/model"),
+    (["train_model", "-t", "dialogft_customer", "-m", "dialogft_agent", "--init-model", "zoo:dialogft/customer_t5",
+      "-mf", "MODEL"],
+     "parlai train_model: --init-model DATA/models/dialogft/customer_t5: a folder, not a ParlAI checkpoint; "
+     "to start from the model in it, use --hf-model DATA/models/dialogft/customer_t5"),
+])
+def test_a_zoo_path_used_the_wrong_way_is_one_line(tmp_path, args, message):
+    data = tmp_path / "data"
+    args = [str(tmp_path / "m" / "model") if a == "MODEL" else a for a in args]
+    out = _parlai([*args, "-dp", str(data)], tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == message.replace("DATA", str(data))
+    assert "Traceback" not in out.stderr
+
+
+def test_an_unknown_zoo_name_as_hf_model_is_one_line(tmp_path):
+    out = _parlai(["train_model", "-t", "dialogft_customer", "-m", "dialogft_agent", "--hf-model",
+                   "zoo:dialogft/bilingual", "-mf", str(tmp_path / "m" / "model"), "-dp", str(tmp_path / "data")],
+                  tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "parlai train_model: --hf-model zoo:dialogft/bilingual: no such model; the zoo has "
+        "zoo:dialogft/bilingual_t5, zoo:dialogft/customer_t5")

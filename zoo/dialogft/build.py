@@ -29,6 +29,7 @@ CHAT_DECODING: Dict[str, Any] = {"inference": "beam", "beam_size": 4, "beam_bloc
 #: name -> the options its ParlAI model file carries (besides the agent and the weights).
 MODELS: Dict[str, Dict[str, Any]] = {
     "bilingual_t5": dict(CHAT_DECODING),
+    "customer_t5": dict(CHAT_DECODING),
 }
 VERSION = "v4"  # bump when the shipped weights or opt files change
 SHIPPED = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ def _opt(name: str) -> Dict[str, Any]:
 
 
 def download(datapath: str) -> None:
-    # ParlAI calls this for every zoo:dialogft/... path; installing all (~15 MB each) is cheap.
+    # ParlAI calls this for every zoo:dialogft/... path; installing all (two, ~30 MB) is cheap.
     for name in MODELS:
         out = os.path.join(datapath, "models", "dialogft", name)
         if build_data.built(out, VERSION):
