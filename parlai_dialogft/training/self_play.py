@@ -76,7 +76,8 @@ def pairs(samples: Iterable[Sample], max_f1: float, summary: Summary) -> Iterabl
 
 
 def check(options: SelfPlayOptions) -> None:
-    if not options.model_file or not os.path.exists(options.model_file):
+    zoo = options.model_file.startswith("zoo:")  # ParlAI installs it when the agent loads
+    if not options.model_file or not (zoo or os.path.exists(options.model_file)):
         raise UserError(f"-mf {options.model_file}: no such model file")
     if not options.task:
         raise UserError("-t/--task is required: the task whose examples the model replies to")
