@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from parlai_dialogft.plugin import sqlite_schema
 from parlai_dialogft.plugin.errors import UserError
 
 #: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
@@ -206,20 +207,9 @@ class Database:
         ``--he-make-links`` run opening one file at once migrate it once.
         """
         with self.write() as db:
-            found = db.execute("PRAGMA user_version").fetchone()[0]
-            if found > SCHEMA_VERSION:
-                raise UserError(f"--he-db {self.path}: the study has schema version {found}, newer than "
-                                f"version {SCHEMA_VERSION} that this parlai_dialogft reads; open it with a "
-                                f"newer parlai_dialogft")
-            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # an existing study
-                for version in range(found, SCHEMA_VERSION):
-                    for statement in filter(str.strip, MIGRATIONS[version].split(";")):
-                        db.execute(statement)
-            # One statement per execute (executescript would commit the transaction); the SQL
-            # here has no ';' inside comments or strings, so splitting on it is exact.
-            for statement in filter(str.strip, SCHEMA.split(";")):  # IF NOT EXISTS: keeps the data
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            sqlite_schema.bring_to_version(db, SCHEMA, SCHEMA_VERSION, MIGRATIONS, lambda found: (
+                f"--he-db {self.path}: the study has schema version {found}, newer than version "
+                f"{SCHEMA_VERSION} that this parlai_dialogft reads; open it with a newer parlai_dialogft"))
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)

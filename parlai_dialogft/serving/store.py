@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.plugin import sqlite_schema
 
 #: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
 #: 1: replies and thumbs. 2: every draft of a reply, the draft a user chose, thumbs per draft.
@@ -118,20 +118,9 @@ def open_schema(db: sqlite3.Connection, path: str, flag: str = "--serve-log-db")
     """
     db.execute("BEGIN IMMEDIATE")
     try:
-        found = db.execute("PRAGMA user_version").fetchone()[0]
-        if found > SCHEMA_VERSION:
-            raise UserError(f"{flag} {path}: the file has schema version {found}, newer than "
-                            f"version {SCHEMA_VERSION} that this parlai_dialogft reads; serve with a newer "
-                            f"parlai_dialogft or log to another file")
-        if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # an existing log
-            for version in range(found, SCHEMA_VERSION):
-                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
-                    db.execute(statement)
-        # One statement per execute (executescript would commit the transaction); the SQL here
-        # has no ';' inside comments or strings, so splitting on it is exact.
-        for statement in filter(str.strip, SCHEMA.split(";")):  # IF NOT EXISTS: keeps existing rows
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        sqlite_schema.bring_to_version(db, SCHEMA, SCHEMA_VERSION, MIGRATIONS, lambda found: (
+            f"{flag} {path}: the file has schema version {found}, newer than version {SCHEMA_VERSION} "
+            "that this parlai_dialogft reads; serve with a newer parlai_dialogft or log to another file"))
     except BaseException:
         db.execute("ROLLBACK")
         raise

@@ -22,7 +22,7 @@ Rewards are ``beta * (policy - reference)`` (SimPO: ``beta *`` the mean log-prob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

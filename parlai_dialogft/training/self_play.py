@@ -18,7 +18,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable
 
 from parlai_dialogft.evaluation.metrics import precision_recall_f1
 from parlai_dialogft.evaluation.report_eval import Sample
