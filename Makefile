@@ -35,13 +35,22 @@ $(VENV)/.installed: setup.py pyproject.toml parlai_dialogft.pth
 	$(BIN)/pip install -q --no-deps parlai==1.7.2
 	touch $@
 
+# The demo keeps ParlAI's full logs in files and shows what a newcomer reads: training
+# progress, then the report's summary (metrics with what they mean, sample exchanges).
+demo: SHELL := /bin/bash
+demo: .SHELLFLAGS := -o pipefail -c
 demo: install
-	rm -rf $(DEMO_DIR)
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@echo "Fine-tuning zoo:dialogft/bilingual_t5 on dialogft_customer for $(DEMO_MINUTES) minutes (full log: $(DEMO_DIR)/train.log)"
 	$(BIN)/parlai train_model -t dialogft_customer -m dialogft_agent -mf $(DEMO_DIR)/model \
-		--max-train-time $$(( $(DEMO_MINUTES) * 60 )) -bs 16 -vtim 120 -vme 200 \
-		--validation-metric ppl --validation-metric-mode min --save-after-valid true
-	$(BIN)/parlai eval_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test --num-examples 200 $(DEMO_DECODING)
-	$(BIN)/parlai display_model -mf $(DEMO_DIR)/model -t dialogft_customer -dt test -n 5 $(DEMO_DECODING)
+		--max-train-time $$(( $(DEMO_MINUTES) * 60 )) -bs 16 -vtim 120 -vme 200 -ltim 30 \
+		--validation-metric ppl --validation-metric-mode min --save-after-valid true \
+		2>&1 | tee $(DEMO_DIR)/train.log | { grep --line-buffered -E " time:[0-9]+s |new best" || true; }
+	@echo "Evaluating on 200 test examples (full log: $(DEMO_DIR)/report.log)"
+	$(BIN)/parlai dialogft_report -mf $(DEMO_DIR)/model -t dialogft_customer --out $(DEMO_DIR)/report \
+		--report-max-exs 200 $(DEMO_DECODING) 2>&1 | tee $(DEMO_DIR)/report.log | { grep --line-buffered "dialogft_report: " || true; }
+	@echo && cat $(DEMO_DIR)/report/summary.txt
+	@echo "Logs:   $(DEMO_DIR)/train.log, $(DEMO_DIR)/report.log"
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
