@@ -186,11 +186,11 @@ def test_a_script_with_a_missing_dependency_costs_only_that_script(monkeypatch):
     real_import = importlib.import_module
     imported = []
 
-    def import_module(name, *args):
+    def import_module(name, *args, **kwargs):
         if name.endswith("dialogft_report"):
             raise ImportError("No module named 'matplotlib'")
         imported.append(name)
-        return real_import(name, *args)
+        return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", import_module)
     with pytest.warns(UserWarning, match="parlai dialogft_report is unavailable: No module named 'matplotlib'"):
