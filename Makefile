@@ -65,6 +65,9 @@ bench: install
 	$(BIN)/python bench/training.py --arch gpt2 --examples 320
 	$(BIN)/python bench/generation.py --arch t5
 	$(BIN)/python bench/serving.py --start
+	$(BIN)/python bench/zoo.py --write
+	$(BIN)/python docs/figures.py
+	$(BIN)/python bench/preference.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -120,7 +120,9 @@ setup(
         "prometheus-client",
     ],
     # websocket-client drives headless Chromium in the human_eval browser tests.
-    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client", "krippendorff", "choix"]},
+    # krippendorff, choix: parity of our statistics; trl: parity of the DPO loss with DPOTrainer.
+    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client", "krippendorff", "choix",
+                             "trl"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )
