@@ -122,7 +122,7 @@ setup(
     # websocket-client drives headless Chromium in the human_eval browser tests.
     # krippendorff, choix: parity of our statistics; trl: parity of the DPO loss with DPOTrainer.
     extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client", "krippendorff", "choix",
-                             "trl"]},
+                             "trl", "openai"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )

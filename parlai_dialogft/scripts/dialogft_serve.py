@@ -37,7 +37,7 @@ class DialogftServe(ParlaiScript):
         # Web dependencies load only when serving (the rest of the package does not need them).
         try:
             from parlai_dialogft.serving.app import create_app
-            from parlai_dialogft.serving.server import build_server
+            from parlai_dialogft.serving.server import build_server, serve_in_foreground
         except ImportError as exc:
             raise UserError(f"missing module {exc.name!r}; pip install fastapi uvicorn prometheus-client") from None
         from parlai_dialogft.serving.replier import Replier
@@ -52,7 +52,7 @@ class DialogftServe(ParlaiScript):
         logging_to = f"; logging conversations to {settings.log_db}" if store else ""
         print(f"dialogft_serve: model {settings.model_name!r} at {where} (API /v1, metrics /metrics){logging_to}",
               flush=True)
-        server.run()
+        serve_in_foreground(server)  # SIGTERM: in-flight requests answered and logged, then status 0
 
 
 if __name__ == "__main__":

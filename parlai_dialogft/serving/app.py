@@ -5,7 +5,8 @@
     GET  /metrics               Prometheus text format
     GET  /v1/models             the one served model, OpenAI's list format
     POST /v1/chat/completions   OpenAI's request; "stream": true answers server-sent events;
-                                "n": 2 asks for two drafts (choices), up to --serve-max-n
+                                "n": 2 asks for two drafts (choices), up to --serve-max-n;
+                                fields it cannot honour are a 400 naming them (protocol.py)
     POST /v1/feedback           {"id": "chatcmpl-...", "rating": "up"|"down", "choice": 1, "comment": "..."}
                                 (rating, choice or both: thumbs on a draft, the draft chosen)
 
@@ -13,7 +14,15 @@ Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with a 4
 status, so OpenAI client libraries raise their usual exceptions with our message.
 
 The app owns the :class:`~.batcher.MicroBatcher`: started at startup, and closed at shutdown,
-after uvicorn has let in-flight requests finish, so every accepted request is answered.
+after uvicorn has let in-flight requests finish, so every accepted request is answered (and
+logged: a reply is written to the log before its response is sent).
+
+Back-pressure: with ``--serve-max-queue`` requests already waiting, the next gets 429 with a
+``Retry-After`` (seconds: the batcher's estimate), which OpenAI's clients honour when they retry.
+
+A client that disconnects while its request waits for a batch cancels it: it is dropped
+before generation. If its batch is already generating, the batch finishes (one tensor call
+for all its rows), the reply is discarded and not logged.
 """
 
 from __future__ import annotations
@@ -65,7 +74,9 @@ def create_app(settings: ServeSettings, generate: Generate,
             yield
         finally:
             # Answers what is still queued; bounded, as uvicorn's own wait was.
-            await run_in_threadpool(batcher.close, settings.shutdown_timeout_s)
+            if not await run_in_threadpool(batcher.close, settings.shutdown_timeout_s):
+                log.warning("shutdown: generation still running after %.0f s (--serve-shutdown-timeout)",
+                            settings.shutdown_timeout_s)
             if store is not None:
                 store.close()
 
@@ -95,16 +106,27 @@ def create_app(settings: ServeSettings, generate: Generate,
             raise ApiError(404, f"the model {name!r} does not exist: this server serves "
                            f"{settings.model_name!r} (GET /v1/models)", "model_not_found", param="model")
 
-    async def generate_one(prompt: Prompt) -> Reply:
+    async def generate_one(prompt: Prompt, request: Request) -> Reply:
         try:
             future = batcher.submit(prompt)
         except QueueFull as exc:
-            raise ApiError(503, f"server busy ({exc}); retry shortly", "server_busy",
-                           type="server_error", headers={"Retry-After": "1"}) from None
+            raise ApiError(429, f"server busy: {exc}; retry in {exc.retry_after_s} s (--serve-max-queue "
+                           f"{settings.max_queue})", "queue_full", type="rate_limit_error",
+                           headers={"Retry-After": str(exc.retry_after_s)}) from None
         except Closed:
             raise ApiError(503, "the server is shutting down", "shutting_down", type="server_error") from None
+        reply = asyncio.wrap_future(future)
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            return await asyncio.wrap_future(future)
+            await asyncio.wait({reply, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not reply.done():
+            # Cancelling the wrapper cancels the batcher's future: dropped if still queued.
+            reply.cancel()
+            raise ApiError(499, "the client closed the connection", "client_closed_request")
+        try:
+            return reply.result()
         except Exception as exc:  # noqa: BLE001 - the model failed; the client gets a 500 saying so
             log.exception("generation failed")
             raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed",
@@ -144,7 +166,8 @@ def create_app(settings: ServeSettings, generate: Generate,
         if chat.n > settings.max_n:
             raise ApiError(400, f"invalid request: n: {chat.n} drafts asked for; this server gives at most "
                            f"{settings.max_n} (--serve-max-n)", "invalid_request", param="n")
-        reply = await generate_one(protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding))
+        reply = await generate_one(protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops),
+                                   request)
         cid, created = protocol.new_completion_id(), int(time.time())
         metrics.prompt_tokens.inc(reply.prompt_tokens)
         metrics.generated_tokens.inc(reply.completion_tokens)
@@ -184,6 +207,13 @@ def create_app(settings: ServeSettings, generate: Generate,
         return answer
 
     return app
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone. The body is read by now, so the next ASGI message
+    can only be ``http.disconnect`` (uvicorn sends it when the connection closes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _read_json(request: Request) -> object:

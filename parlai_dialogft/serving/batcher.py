@@ -12,12 +12,21 @@ model, and ParlAI agents keep per-call state). Callers get a ``concurrent.future
 asyncio code awaits it with ``asyncio.wrap_future``. :meth:`MicroBatcher.close` finishes
 every request already accepted before the thread ends (graceful shutdown).
 
+A caller that gives up cancels its future: while the request still waits in the queue it is
+dropped and never generated for. Once its batch has started it cannot be taken out (the
+batch is one tensor call), so it finishes with the batch and its result goes nowhere.
+
+More than ``max_queue`` waiting requests and :meth:`MicroBatcher.submit` refuses the next
+with :class:`QueueFull`, which carries how long the queue should take to clear (from the
+recent batch durations), for the caller's ``Retry-After``.
+
 No web framework here: this module is plain threads and queues.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -32,7 +41,12 @@ log = logging.getLogger(__name__)
 
 
 class QueueFull(Exception):
-    """More requests are waiting than ``max_queue``: the caller should answer 503."""
+    """``max_queue`` requests are already waiting: the caller should answer 429, asking the
+    client to come back in ``retry_after_s`` seconds (an estimate; at least 1)."""
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Closed(Exception):
@@ -47,6 +61,9 @@ class _Job(Generic[T, R]):
 
 
 _STOP = object()
+
+#: Weight of the newest batch in the running mean of batch durations (Retry-After's estimate).
+DURATION_WEIGHT = 0.2
 
 
 class MicroBatcher(Generic[T, R]):
@@ -70,6 +87,7 @@ class MicroBatcher(Generic[T, R]):
         self._queue: "queue.Queue[object]" = queue.Queue()
         self._lock = threading.Lock()  # orders submit() against close()
         self._closed = False
+        self._batch_s = 0.0  # running mean of recent batch durations (0 until the first)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # --- callers' side ---------------------------------------------------------------------
@@ -92,19 +110,29 @@ class MicroBatcher(Generic[T, R]):
         with self._lock:
             if self._closed:
                 raise Closed("the server is shutting down")
-            if self._queue.qsize() >= self.max_queue:
-                raise QueueFull(f"{self.max_queue} requests are already waiting")
+            waiting = self._queue.qsize()
+            if waiting >= self.max_queue:
+                raise QueueFull(f"{waiting} requests are already waiting (the limit)", self.clear_in_s(waiting))
             self._queue.put(job)
         return job.future
 
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Stop accepting work, finish everything accepted, then stop the thread."""
+    def clear_in_s(self, waiting: int) -> int:
+        """Whole seconds until ``waiting`` queued requests and the batch running now are done."""
+        batches = 1 + math.ceil(waiting / self.max_batch)
+        return max(1, math.ceil(batches * self._batch_s))
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Stop accepting work, finish everything accepted, then stop the thread.
+
+        False when ``timeout`` passed first: requests were still being generated for.
+        """
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._queue.put(_STOP)  # behind every accepted job: FIFO drains them first
         if self._thread.is_alive():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # --- the worker thread -----------------------------------------------------------------
 
@@ -147,8 +175,11 @@ class MicroBatcher(Generic[T, R]):
                     self._run_alone(job)
             return
         finally:
+            seconds = time.monotonic() - start
+            self._batch_s = seconds if not self._batch_s else (
+                DURATION_WEIGHT * seconds + (1 - DURATION_WEIGHT) * self._batch_s)
             if self._on_batch is not None:
-                self._on_batch(len(live), time.monotonic() - start)
+                self._on_batch(len(live), seconds)
         for job, result in zip(live, results):
             job.future.set_result(result)
 

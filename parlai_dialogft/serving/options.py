@@ -30,7 +30,8 @@ def add_serve_args(parser) -> None:
                        help="most drafts one request may ask for ('n'); each draft widens the search, "
                        "so a larger n costs every request batched with it")
     group.add_argument("--serve-max-queue", type=int, default=1024,
-                       help="requests waiting beyond this get 503 (back-pressure, not a growing backlog)")
+                       help="with this many requests waiting for a batch, the next gets 429 with a "
+                       "Retry-After header (back-pressure, not a growing backlog)")
     group.add_argument("--serve-max-body-bytes", type=int, default=1_000_000,
                        help="larger request bodies get 413")
     group.add_argument("--serve-api-keys", type=str, default=None,
@@ -42,7 +43,8 @@ def add_serve_args(parser) -> None:
     group.add_argument("--serve-log-retention-days", type=float, default=30.0,
                        help="delete logged conversations older than this (0: keep all)")
     group.add_argument("--serve-shutdown-timeout", type=float, default=30.0,
-                       help="on SIGTERM/Ctrl-C, seconds to let in-flight requests finish")
+                       help="on SIGTERM/Ctrl-C, seconds to let in-flight requests finish (a SIGTERM "
+                       "that drained them all ends the process with status 0)")
     # A server is not a training run: no optimizer, generation always on (as `interactive`).
     parser.set_defaults(interactive_mode=True, datatype="valid")
 

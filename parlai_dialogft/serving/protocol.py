@@ -13,19 +13,28 @@ Decoding is the served model's (its saved opt, or ``--inference``/``--beam-size`
 the server) unless the request asks to sample: ``temperature`` > 0 or ``top_p`` (see
 :class:`Decoding`). ``n`` asks for several drafts of the reply, each a choice with its
 ``index``: samples when sampling, else the best distinct hypotheses of a beam search. Drafts
-that read the same are dropped, so a reply may have fewer than ``n`` choices. Other fields
-(``seed``, ``stop``, penalties, ...) are accepted and ignored.
+that read the same are dropped, so a reply may have fewer than ``n`` choices. ``seed`` makes
+sampling repeatable; ``stop`` and ``max_tokens`` cut each draft after the search.
+
+Every field of OpenAI's request has a fate here, so nothing a client asks for is silently
+dropped (the table: docs/serving.md): honoured (the fields above); accepted only "off"
+(:data:`UNSUPPORTED`: a penalty of 0, ``logprobs: false``; any other value is a 400 naming
+the field); or accepted and ignored because it cannot change the reply (:data:`IGNORED`:
+``user``, ``metadata``, ...). A field OpenAI's request does not have is a 400 too: a typo
+(``temprature``) or another server's extension (vLLM's ``top_k``) would otherwise do nothing.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 #: "developer" is OpenAI's newer name for "system"; both are context the model reads.
 Role = Literal["system", "developer", "user", "assistant"]
@@ -78,8 +87,39 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+#: OpenAI's fields this server cannot honour: field -> (the values that ask for nothing, why).
+#: Absent or null is always accepted; another value is a 400 naming the field.
+UNSUPPORTED: Dict[str, Tuple[Tuple[Any, ...], str]] = {
+    "presence_penalty": ((0,), "ParlAI's search has no presence penalty (repeats are blocked by the "
+                         "server's --beam-block-ngram instead)"),
+    "frequency_penalty": ((0,), "ParlAI's search has no frequency penalty (repeats are blocked by the "
+                          "server's --beam-block-ngram instead)"),
+    "logprobs": ((False,), "replies carry no token log-probabilities ('logprobs' is null in each choice)"),
+    "top_logprobs": ((0,), "replies carry no token log-probabilities"),
+    "logit_bias": (({},), "ParlAI's search takes no per-token bias"),
+    "tools": (([],), "the model cannot call tools"),
+    "tool_choice": (("none", "auto"), "the model cannot call tools"),
+    "functions": (([],), "the model cannot call functions"),
+    "function_call": (("none", "auto"), "the model cannot call functions"),
+    "response_format": (({"type": "text"},), "replies are plain text: no JSON mode or schema"),
+    "modalities": ((["text"],), "replies are text only"),
+    "audio": ((), "replies are text only"),
+    "reasoning_effort": ((), "the model does no separate reasoning"),
+    "verbosity": ((), "reply length is the model's (cap it with max_tokens)"),
+    "web_search_options": ((), "the model cannot search the web"),
+    "moderation": ((), "this server runs no moderation"),
+}
+
+#: OpenAI's fields accepted and ignored: none of them changes what the model replies.
+IGNORED = ("user", "metadata", "store", "service_tier", "prediction", "prompt_cache_key",
+           "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "parallel_tool_calls")
+
+#: OpenAI accepts at most four stop strings.
+MAX_STOP = 4
+
+
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # seed, stop, ...: see module doc
+    model_config = ConfigDict(extra="forbid")  # every OpenAI field is declared: see the module doc
     model: Optional[str] = None  # absent: the served model
     messages: List[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -90,6 +130,59 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1, description="drafts of the reply, each a choice")
     temperature: Optional[float] = Field(default=None, ge=0, le=2)  # 0: the model's own decoding
     top_p: Optional[float] = Field(default=None, gt=0, le=1)
+    # OpenAI's range (int64); honoured when the reply is sampled (see Decoding).
+    seed: Optional[int] = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    stop: Optional[Union[str, List[str]]] = None
+
+    # Accepted only "off" (UNSUPPORTED); typed as OpenAI types them, so a wrong type says so.
+    presence_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
+    frequency_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    logit_bias: Optional[Dict[str, float]] = None
+    tools: Optional[List[Any]] = None
+    tool_choice: Optional[Union[str, Dict[str, Any]]] = None
+    functions: Optional[List[Any]] = None
+    function_call: Optional[Union[str, Dict[str, Any]]] = None
+    response_format: Optional[Dict[str, Any]] = None
+    modalities: Optional[List[str]] = None
+    audio: Optional[Any] = None
+    reasoning_effort: Optional[str] = None
+    verbosity: Optional[str] = None
+    web_search_options: Optional[Any] = None
+    moderation: Optional[Any] = None
+
+    # Accepted and ignored (IGNORED): bookkeeping and caching hints, not the reply.
+    user: Optional[Any] = None
+    metadata: Optional[Any] = None
+    store: Optional[Any] = None
+    service_tier: Optional[Any] = None
+    prediction: Optional[Any] = None
+    prompt_cache_key: Optional[Any] = None
+    prompt_cache_options: Optional[Any] = None
+    prompt_cache_retention: Optional[Any] = None
+    safety_identifier: Optional[Any] = None
+    parallel_tool_calls: Optional[Any] = None
+
+    @field_validator(*UNSUPPORTED)
+    @classmethod
+    def _off_or_refused(cls, value: Any, info: ValidationInfo) -> Any:
+        off, why = UNSUPPORTED[info.field_name]
+        if value is None or value in off:
+            return value
+        accepted = " or ".join([json.dumps(ok) for ok in off] + ["null"])  # as the client wrote them: JSON
+        raise PydanticCustomError("unsupported", "{value} is not supported: {why} (accepted: {accepted})",
+                                  {"value": json.dumps(value), "why": why, "accepted": accepted})
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings(cls, stop: Optional[Union[str, List[str]]]) -> Optional[Union[str, List[str]]]:
+        strings = [stop] if isinstance(stop, str) else stop or []
+        if len(strings) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop strings, not {len(strings)}")
+        if any(not s for s in strings):
+            raise ValueError("a stop string must not be empty")
+        return stop
 
     @field_validator("messages")
     @classmethod
@@ -112,10 +205,15 @@ class ChatRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
     @property
+    def stops(self) -> Tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    @property
     def decoding(self) -> "Decoding":
         if self.temperature == 0 or (self.temperature is None and self.top_p is None):
-            return Decoding(self.n)  # OpenAI's "temperature 0" is deterministic: the model's own
-        return Decoding(self.n, sample=True, temperature=self.temperature or 1.0, top_p=self.top_p or 1.0)
+            return Decoding(self.n, seed=self.seed)  # OpenAI's "temperature 0" is deterministic: the model's own
+        return Decoding(self.n, sample=True, temperature=self.temperature or 1.0, top_p=self.top_p or 1.0,
+                        seed=self.seed)
 
 
 class FeedbackRequest(BaseModel):
@@ -139,6 +237,9 @@ class FeedbackRequest(BaseModel):
         return self
 
 
+UNKNOWN_FIELD = "unknown field: this endpoint does not take it (its fields: docs/serving.md)"
+
+
 def parse(model: type, payload: object):
     """``model.model_validate`` with pydantic's errors as one 400 line naming the field."""
     try:
@@ -147,7 +248,9 @@ def parse(model: type, payload: object):
         problems = []
         for error in exc.errors()[:3]:
             where = ".".join(str(part) for part in error["loc"]) or "body"
-            problems.append(f"{where}: {error['msg']}")
+            # pydantic's "Extra inputs are not permitted" does not say what to do about it.
+            says = UNKNOWN_FIELD if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{where}: {says}")
         first = exc.errors()[0]["loc"] if exc.errors() else ()
         param = ".".join(str(part) for part in first) or None
         raise ApiError(400, "invalid request: " + "; ".join(problems), "invalid_request", param) from None
@@ -161,13 +264,16 @@ class Decoding:
     """How many drafts a request wants, and whether it asked to sample them.
 
     Not sampling means the served model's deterministic search; prompts with equal
-    ``Decoding`` share one generation call (the replier groups a batch by it).
+    ``Decoding`` share one generation call (the replier groups a batch by it). ``seed`` fixes
+    the random draws of a sampled reply; the replier gives a seeded sampled prompt a
+    generation call of its own, so its reply cannot depend on its batch neighbours.
     """
 
     n: int = 1
     sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    seed: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -178,10 +284,11 @@ class Prompt:
     text: str
     max_tokens: Optional[int] = None
     decoding: Decoding = Decoding()
+    stop: Tuple[str, ...] = ()  # each draft ends before the first of these it contains
 
 
 def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
-              decoding: Decoding = Decoding()) -> Prompt:
+              decoding: Decoding = Decoding(), stop: Sequence[str] = ()) -> Prompt:
     history: List[Tuple[str, str]] = []
     context: List[str] = []
     partner_spoke = False
@@ -197,7 +304,14 @@ def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
         else:  # two assistant turns in a row: one longer reply, as in training
             previous_context, reply = history[-1]
             history[-1] = (previous_context, reply + "\n" + message.text)
-    return Prompt(tuple(history), "\n".join(context), max_tokens, decoding)
+    return Prompt(tuple(history), "\n".join(context), max_tokens, decoding, tuple(stop))
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> Optional[str]:
+    """``text`` up to the earliest stop string it contains (that string left out, as OpenAI
+    does), or None when it contains none."""
+    found = [at for at in (text.find(stop) for stop in stops) if at >= 0]
+    return text[: min(found)] if found else None
 
 
 def same_text(text: str) -> str:
@@ -220,7 +334,9 @@ def completion(cid: str, model: str, drafts: Sequence[Tuple[str, str]], prompt_t
         "object": "chat.completion",
         "created": created or int(time.time()),
         "model": model,
-        "choices": [{"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        # "logprobs": null, as OpenAI answers when they were not asked for (they cannot be here).
+        "choices": [{"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                     "finish_reason": finish}
                     for index, (text, finish) in enumerate(drafts)],
         "usage": usage(prompt_tokens, completion_tokens),
     }
@@ -233,7 +349,7 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 def chunk(cid: str, model: str, created: int, delta: dict, finish: Optional[str] = None, index: int = 0) -> dict:
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
 
 def pieces(text: str) -> List[str]:

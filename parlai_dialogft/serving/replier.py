@@ -18,24 +18,38 @@ Drafts that read the same (whitespace aside) are dropped, so a reply may have fe
 The search settings are one per generation call, so a batch runs one call per distinct
 :class:`~.protocol.Decoding`; one-draft requests without sampling, the common case, share one.
 
+A ``seed`` on a reply that is sampled (the request's sampling, or a sampling ``--inference``
+of the server's) seeds torch's RNG for that request's call alone, then puts the RNG back.
+ParlAI draws every row's next token with one ``torch.multinomial`` over the whole batch, so
+a row's draws depend on the rows beside it: a seeded sampled prompt therefore gets a
+generation call of its own, never shared (its batch neighbours wait for it). A seed on a
+deterministic search changes nothing, and such prompts batch as usual.
+
+``stop`` and ``max_tokens`` cut each draft after the search, which runs to the model's
+length limit (``--label-truncate``) whatever they are: they shorten replies, not the work.
+
 Only the batcher's worker thread may call a :class:`Replier` (it owns the model).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
+import torch
 from parlai.core.message import Message
 
-from parlai_dialogft.serving.protocol import Decoding, Prompt, same_text
+from parlai_dialogft.serving.protocol import Decoding, Prompt, cut_at_stop, same_text
+
+#: ParlAI's ``--inference`` choices that draw at random (delayedbeam samples its first tokens).
+SAMPLING_INFERENCE = frozenset({"topk", "nucleus", "delayedbeam", "delayednucleus"})
 
 
 @dataclass(frozen=True)
 class Draft:
     text: str
-    finish_reason: str  # "stop", or "length" when cut to the request's max_tokens
+    finish_reason: str  # "stop" (also when cut at a stop string), or "length" when cut to max_tokens
     completion_tokens: int  # tokens the model generated, its closing EOS not counted
 
 
@@ -74,17 +88,35 @@ class Replier:
     def __call__(self, prompts: Sequence[Prompt]) -> List[Reply]:
         if len(prompts) > len(self._slots):
             raise ValueError(f"{len(prompts)} prompts for {len(self._slots)} batch slots")
-        groups: Dict[Decoding, List[int]] = {}
+        groups: Dict[Hashable, Tuple[Decoding, List[int]]] = {}
         for i, prompt in enumerate(prompts):
-            groups.setdefault(prompt.decoding, []).append(i)
+            decoding = prompt.decoding
+            if decoding.seed is not None and not self._samples(decoding):
+                decoding = replace(decoding, seed=None)  # a deterministic search: the seed changes nothing
+            key = (i, decoding) if decoding.seed is not None else decoding  # seeded sampling: alone
+            groups.setdefault(key, (decoding, []))[1].append(i)
         replies: List[Reply] = [None] * len(prompts)  # type: ignore[list-item]
-        for decoding, rows in groups.items():
+        for decoding, rows in groups.values():
             observations = [self._observe(self._slots[i], prompts[i]) for i in rows]
-            with self._search(decoding):
+            with self._search(decoding), self._seeded(decoding.seed):
                 acts = self.agent.batch_act(observations)
             for i, observation, act in zip(rows, observations, acts):
                 replies[i] = self._reply(observation, act, prompts[i])
         return replies
+
+    def _samples(self, decoding: Decoding) -> bool:
+        return decoding.sample or self.agent.opt.get("inference") in SAMPLING_INFERENCE
+
+    @contextmanager
+    def _seeded(self, seed: Optional[int]) -> Iterator[None]:
+        """torch's RNG seeded for one call, then restored: unseeded requests stay random."""
+        if seed is None:
+            yield
+            return
+        device = next(self.agent.model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
 
     def _observe(self, slot, prompt: Prompt) -> Message:
         slot.reset()
@@ -143,12 +175,17 @@ class Replier:
         return Reply(tuple(distinct.values())[: prompt.decoding.n], prompt_tokens)
 
     def _draft(self, text: str, generated: int, prompt: Prompt) -> Draft:
+        draft = Draft(text, "stop", generated)
         if prompt.max_tokens is not None:
             tokens = self.agent.dict.txt2vec(text)
             if len(tokens) > prompt.max_tokens:
                 # Search length is one setting for the whole batch; a request's own limit cuts after.
-                return Draft(self.agent.dict.vec2txt(tokens[: prompt.max_tokens]), "length", prompt.max_tokens)
-        return Draft(text, "stop", generated)
+                draft = Draft(self.agent.dict.vec2txt(tokens[: prompt.max_tokens]), "length", prompt.max_tokens)
+        # After the length cut: a stop string past max_tokens would never have been generated.
+        cut = cut_at_stop(draft.text, prompt.stop)
+        if cut is not None:  # tokens counted from the text kept
+            draft = Draft(cut, "stop", len(self.agent.dict.txt2vec(cut)) if cut else 0)
+        return draft
 
     def _generated_tokens(self, act: Message, text: str) -> int:
         # ParlAI's own count of the reply's tokens: START + content + END (search forces an

@@ -3,11 +3,13 @@
 Graceful shutdown is uvicorn's: on SIGTERM or Ctrl-C it stops accepting connections, lets
 in-flight requests finish for up to ``shutdown_timeout_s``, then runs the app's shutdown
 (which drains the batcher). A server in a thread stops the same way via ``should_exit``.
+:func:`serve_in_foreground` makes a drained SIGTERM end the process with status 0.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -25,6 +27,27 @@ def build_server(app, host: str, port: int, shutdown_timeout_s: float = 30.0,
         access_log=log_level == "debug",
     )
     return uvicorn.Server(config)
+
+
+def serve_in_foreground(server: uvicorn.Server) -> None:
+    """``server.run()`` in the main thread, where a SIGTERM is a clean stop: status 0.
+
+    After its graceful shutdown uvicorn puts back the signal handlers it found and raises the
+    signal that stopped it again, so with Python's default handler the process would end
+    "killed by SIGTERM" (status 143) although every request was answered. The handler
+    installed here is the one uvicorn finds: it receives that repeated signal and only asks
+    the (already stopped) server to exit, so ``run()`` returns and the script ends normally.
+    A SIGTERM before uvicorn has installed its own handlers stops the server the same way.
+    """
+
+    def stop(_signum, _frame) -> None:
+        server.should_exit = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def bound_port(server: uvicorn.Server) -> int:
