@@ -30,12 +30,17 @@ def test_pretraining_reads_no_dialogue_of_the_customer_evaluation_splits():
     assert not seen & held_out
 
 
-def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path):
+def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path, monkeypatch):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+    from parlai_dialogft.plugin import progress
+
+    stages = []
+    monkeypatch.setattr(progress, "stage", lambda number, of, what: stages.append((number, of)))
     recipe = Recipe(out=str(tmp_path / "model"), vocab_size=300, d_model=32, layers=1, max_train_steps=4,
                     batchsize=8, max_texts=3000, datapath=str(tmp_path / "data"))
     out = pretrain(recipe)
+    assert stages == [(1, 4), (2, 4), (3, 4), (4, 4)]  # each step announced: the recipe runs for an hour
 
     model = AutoModelForSeq2SeqLM.from_pretrained(out)
     assert model.dtype == torch.float32  # stored fp16, loaded for CPU training
