@@ -17,7 +17,8 @@ The start is ``zoo:dialogft/customer_t5`` (fine-tuned on customer service). Per 
    start is larger for the chosen reply than for the rejected one; a tie counts half, so
    the start itself scores 0.5).
 
-Prints the README's table, mean ± sd over seeds. Run it alone (two cores).
+Prints the README's table, mean ± sd over seeds. Run it alone (two cores). A rerun with
+the same ``--out`` reuses the pair files and finished models it finds there.
 
     python bench/preference.py                          # en and zh, 2 seeds
     python bench/preference.py --langs zh --seeds 1 --updates 50
@@ -47,6 +48,9 @@ GENERIC_TOP = 10
 def self_play(lang: str, split: str, n: int, seed: int, out: str) -> str:
     from parlai_dialogft.training.self_play import SelfPlayOptions, run
 
+    if os.path.isfile(out):  # a rerun into the same --out picks up where it stopped
+        return out
+
     summary = run(SelfPlayOptions(model_file=START, task=f"dialogft_customer:lang={lang}", out=out, split=split,
                                   max_exs=n, seed=seed))
     print(f"# self-play {lang} {split} seed {seed}: {summary}", flush=True)
@@ -56,6 +60,8 @@ def self_play(lang: str, split: str, n: int, seed: int, out: str) -> str:
 def train(args, lang: str, seed: int, out: str, preferences: str = "") -> str:
     from parlai.scripts.train_model import TrainModel
 
+    if os.path.isfile(out) and os.path.isfile(out + ".trainstats"):  # finished in an earlier run
+        return out
     task = ["-t", "dialogft_preferences", "--pref-datapath", preferences, "--pref-loss", "dpo",
             "--pref-beta", str(args.beta)] if preferences else ["-t", f"dialogft_customer:lang={lang}"]
     TrainModel.main(
