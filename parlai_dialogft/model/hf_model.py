@@ -63,14 +63,21 @@ class HFGeneratorModel(TorchGeneratorModel):
     def output(self, latent: torch.Tensor) -> torch.Tensor:
         return latent
 
-    def forward(self, *xs, ys=None, keep: Optional[torch.BoolTensor] = None, **kwargs):
+    def forward(self, *xs, ys=None, keep: Optional[torch.BoolTensor] = None, replies_per_context: int = 1, **kwargs):
         """ParlAI's forward, plus ``keep``: teacher-forced logits of the kept label positions.
 
-        Going through ``forward`` (not a side method) keeps DDP's gradient hooks in play.
+        ``replies_per_context``: ``ys`` holds that many reply sets for the contexts ``xs``
+        (set after set: preference training scores chosen and rejected replies), and the
+        contexts are encoded once. Going through ``forward`` (not a side method) keeps DDP's
+        gradient hooks in play.
         """
         if keep is None:
             return super().forward(*xs, ys=ys, **kwargs)
-        return self.forced_logits(self.encoder(*xs), ys, keep)
+        states = self.encoder(*xs)
+        if replies_per_context > 1:
+            rows = len(states[0])
+            states = self.reorder_encoder_states(states, torch.arange(rows).repeat(replies_per_context))
+        return self.forced_logits(states, ys, keep)
 
     def forced_logits(self, encoder_states, ys: torch.LongTensor, keep: torch.BoolTensor) -> torch.Tensor:
         """(N, V) logits for the N positions of ``ys`` (B, T) where ``keep`` is true.

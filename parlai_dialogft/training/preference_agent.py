@@ -24,7 +24,6 @@ from typing import List, Optional
 
 import torch
 from parlai.core.metrics import AverageMetric
-from parlai.core.torch_agent import Batch
 from parlai.core.torch_generator_agent import PPLMetric
 from parlai.utils import logging
 
@@ -87,9 +86,9 @@ class PreferenceMixin:
         """(summed logps, token counts, token logps) of each reply set, one forward pass."""
         width = max(r.size(1) for r in replies)
         ys = torch.cat([torch.nn.functional.pad(r, (0, width - r.size(1)), value=self.NULL_IDX) for r in replies])
-        text = batch.text_vec.repeat(len(replies), 1)
         keep = ys.ne(self.NULL_IDX)
-        logits = self.model(*self._model_input(Batch(text_vec=text)), ys=ys, keep=keep)
+        # The contexts are encoded once for all reply sets (a seq2seq encoder's work halves).
+        logits = self.model(*self._model_input(batch), ys=ys, keep=keep, replies_per_context=len(replies))
         summed, counts, tokens = preference.sequence_logps(logits, ys, keep)
         return summed.split(len(batch.text_vec)), counts.split(len(batch.text_vec)), tokens, keep
 
