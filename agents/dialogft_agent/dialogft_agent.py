@@ -140,8 +140,10 @@ class DialogftAgent(InteractiveChatMixin, PreferenceMixin, TorchGeneratorAgent):
             preflight.check_model_dir(opt.get("model_file"))
         super().__init__(opt, shared)
         if not shared and training and opt.get("model_file"):
-            # Before the first step: leftovers of a killed save go, and a full disk fails now.
-            checkpoint.remove_leftovers(opt["model_file"])
+            # Before the first step: leftovers of a killed save go (rank 0's, as only it saves:
+            # two ranks deleting one file would race), and a full disk fails now.
+            if is_primary_worker():
+                checkpoint.remove_leftovers(opt["model_file"])
             preflight.check_free_space(opt["model_file"], preflight.checkpoint_bytes(self.model))
         self._fit_truncation_to_model()
         if self.opt.get("hf_chat_template"):
