@@ -37,8 +37,9 @@ def test_served_choices_train_a_model_that_answers_with_the_chosen_drafts(contex
     picked = {}
     with serving(context_models["gpt2"], str(tmp_path / "log.db"), str(tmp_path / "data")) as server:
         before = {p[0]["content"]: contents(chat(server.url, p))[0] for p in PROMPTS}
-        for prompt in PROMPTS:
-            drafts = chat(server.url, prompt, n=2, temperature=1.5)  # two sampled drafts, different
+        for i, prompt in enumerate(PROMPTS):
+            # Two sampled drafts, seeded: the same ones whichever tests ran before.
+            drafts = chat(server.url, prompt, n=2, temperature=1.5, seed=i)
             if len(drafts["choices"]) == 2:
                 feedback(server.url, id=drafts["id"], choice=1)  # users prefer the second draft
                 picked[prompt[0]["content"]] = contents(drafts)[1]

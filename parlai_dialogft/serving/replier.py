@@ -9,7 +9,8 @@ Several drafts (``n`` > 1) come from ParlAI's own tree search, which keeps every
 hypothesis (the act's ``beam_texts``, best first):
 
 * sampling asked for (:class:`~.protocol.Decoding` ``sample``): nucleus sampling with the
-  request's ``top_p`` and ``temperature``, n beams, each an independent sample;
+  request's ``top_p`` and ``temperature``, the prompt on n rows, one independent sample each
+  (ParlAI's sampled beams of one prompt start from one hypothesis and mostly agree);
 * otherwise the model's deterministic decoding: a beam search of width max(n, the model's
   ``--beam-size``) (greedy has no second hypothesis), whose n best distinct hypotheses are
   the drafts. With n = 1 nothing changes: the model's own search, as before.
@@ -80,6 +81,7 @@ class Replier:
         self.agent = agent
         # Clones share the model and dictionary; each owns a history (one per batch slot).
         self._slots = [agent.clone() for _ in range(max_batch)]
+        self._extra_slots: list = []
 
     @property
     def max_batch(self) -> int:
@@ -97,12 +99,23 @@ class Replier:
             groups.setdefault(key, (decoding, []))[1].append(i)
         replies: List[Reply] = [None] * len(prompts)  # type: ignore[list-item]
         for decoding, rows in groups.values():
-            observations = [self._observe(self._slots[i], prompts[i]) for i in rows]
+            # Sampled drafts are n rows of one sample each: ParlAI's sampled "beams" of one
+            # prompt start from a single hypothesis and mostly come out the same.
+            copies = decoding.n if decoding.sample else 1
+            slots = self._slots_for(len(rows) * copies)
+            observations = [self._observe(slot, prompts[i])
+                            for slot, i in zip(slots, (i for i in rows for _ in range(copies)))]
             with self._search(decoding), self._seeded(decoding.seed):
                 acts = self.agent.batch_act(observations)
-            for i, observation, act in zip(rows, observations, acts):
-                replies[i] = self._reply(observation, act, prompts[i])
+            for k, i in enumerate(rows):
+                replies[i] = self._reply(observations[k * copies], acts[k * copies:(k + 1) * copies], prompts[i])
         return replies
+
+    def _slots_for(self, count: int) -> list:
+        """``count`` slots: the batch's own, plus clones kept for sampled drafts beyond them."""
+        while len(self._slots) + len(self._extra_slots) < count:
+            self._extra_slots.append(self.agent.clone())
+        return (self._slots + self._extra_slots)[:count]
 
     def _samples(self, decoding: Decoding) -> bool:
         return decoding.sample or self.agent.opt.get("inference") in SAMPLING_INFERENCE
@@ -141,8 +154,8 @@ class Replier:
         saved_opt = {key: agent.opt.get(key) for key in ("inference", "beam_size", "topp")}
         saved = (agent.beam_size, agent.temperature)
         model_beam = max(int(saved_opt["beam_size"] or 1), 1)
-        if decoding.sample:
-            settings = {"inference": "nucleus", "beam_size": decoding.n, "topp": decoding.top_p}
+        if decoding.sample:  # one sample per row (the n drafts are n rows, see __call__)
+            settings = {"inference": "nucleus", "beam_size": 1, "topp": decoding.top_p}
             temperature = decoding.temperature
         else:
             inference = saved_opt["inference"] or "greedy"
@@ -161,11 +174,13 @@ class Replier:
                 agent.opt[key] = value
             agent.beam_size, agent.temperature = saved
 
-    def _reply(self, observation: Message, act: Message, prompt: Prompt) -> Reply:
+    def _reply(self, observation: Message, acts: Sequence[Message], prompt: Prompt) -> Reply:
+        """One reply from its prompt's acts: one act (its beams the drafts), or one per sample."""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
-        best = act.get("text") or ""
-        drafts = [self._draft(best, self._generated_tokens(act, best), prompt)]
-        if prompt.decoding.n > 1:
+        drafts = [self._draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or ""), prompt)
+                  for act in acts]
+        act = acts[0]
+        if prompt.decoding.n > 1 and len(acts) == 1:
             # beam_texts[0] is `best`; a later hypothesis' tokens are counted from its text.
             for text, _score in (act.get("beam_texts") or [])[1:]:
                 drafts.append(self._draft(text, len(self.agent.dict.txt2vec(text)), prompt))
