@@ -18,15 +18,15 @@ CONTEXTS = ["hello , how can I help you today ?", "我想订一张明天去北�
 
 def _exported_logits(folder, agent, batch):
     """Logits of the exported folder, loaded by plain transformers, on the agent's batch."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    return _logits_on(_load_exported(folder), batch)
 
-    config = AutoConfig.from_pretrained(folder)
-    seq2seq = config.is_encoder_decoder
-    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(folder).eval()
+
+def _logits_on(model, batch):
+    """Logits of a transformers (or peft) model on a ParlAI batch, teacher-forced on its labels."""
     labels = batch.label_vec
     with torch.no_grad():
-        if seq2seq:
-            start = torch.full_like(labels[:, :1], config.decoder_start_token_id)
+        if model.config.is_encoder_decoder:
+            start = torch.full_like(labels[:, :1], model.config.decoder_start_token_id)
             return model(input_ids=batch.text_vec, decoder_input_ids=torch.cat([start, labels[:, :-1]], 1)).logits
         full = torch.cat([batch.text_vec, labels], dim=1)
         return model(input_ids=full).logits[:, batch.text_vec.size(1) - 1 : -1]
@@ -100,6 +100,110 @@ def test_generate_on_the_exported_folder_replies_like_the_agent(context_models, 
             generated = model.generate(input_ids=ids)  # the exported generation config alone
         new = generated[0, 1:] if model.config.is_encoder_decoder else generated[0, ids.size(1) :]
         assert _until_end(new.tolist(), agent.END_IDX, max_ts) == reply
+
+
+LORA = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.0)
+
+
+def _peft_on_base(folder):
+    """The adapter folder on its base as a user loads it: the base from adapter_config.json,
+    grown to the tokenizer's size when training added a pad token, then PeftModel."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    base_name = PeftConfig.from_pretrained(folder).base_model_name_or_path
+    seq2seq = AutoConfig.from_pretrained(base_name).is_encoder_decoder
+    base = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(base_name).eval()
+    rows = len(AutoTokenizer.from_pretrained(folder))
+    if rows > base.get_input_embeddings().num_embeddings:
+        base.resize_token_embeddings(rows, mean_resizing=False)
+    return base, lambda: PeftModel.from_pretrained(base, folder).eval()
+
+
+# gpt2: the agent adds a pad token, so the adapter must carry the grown embeddings.
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_the_adapter_folder_on_its_base_gives_the_same_logits(tiny_models, tmp_path, arch):
+    from safetensors import safe_open
+
+    from parlai_dialogft.model.export import export
+
+    mf = str(tmp_path / "m" / "model")
+    train_briefly(tiny_models[arch], mf, str(tmp_path / "data"), **LORA)
+    out = export(mf, str(tmp_path / "adapter"), adapter=True)
+    assert not (tmp_path / "adapter" / "model.safetensors").exists()
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == tiny_models[arch]
+    with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        embeddings_saved = any("lora_" not in key for key in f.keys())
+    assert embeddings_saved == (arch == "gpt2")
+
+    agent = create_agent_from_model_file(mf)
+    agent.model.eval()
+    batch = batch_of(agent, CONTEXTS[:1], labels=["a table for two ."])
+    with torch.no_grad():
+        ours, _preds, _ = agent.model(*agent._model_input(batch), ys=batch.label_vec)
+    base, with_adapter = _peft_on_base(out)
+    assert not torch.allclose(_logits_on(base, batch), ours, atol=1e-3)  # the adapter is what differs
+    torch.testing.assert_close(_logits_on(with_adapter(), batch), ours, atol=1e-5, rtol=1e-5)
+
+
+# Steps enough for the adapters to change the context model's replies, few enough to keep them context-dependent.
+@pytest.mark.parametrize("arch, steps", [("t5", 3), ("gpt2", 10)])
+def test_generate_on_the_adapter_folder_replies_like_the_agent(context_models, tmp_path, arch, steps):
+    from transformers import GenerationConfig
+
+    from parlai_dialogft.model.export import export
+
+    mf = str(tmp_path / "m" / "model")
+    train_briefly(context_models[arch], mf, str(tmp_path / "data"), steps=steps, **LORA)
+    out = export(mf, str(tmp_path / "adapter"), adapter=True)
+    agent = create_agent_from_model_file(mf)
+    generation = GenerationConfig.from_pretrained(out)
+    base, with_adapter = _peft_on_base(out)
+    max_ts = 40
+
+    def replies_of(model):
+        found = []
+        for text in CONTEXTS:
+            ids = torch.tensor([batch_of(agent, [text]).text_vec[0].tolist()])
+            with torch.no_grad():
+                generated = model.generate(input_ids=ids, generation_config=generation)
+            new = generated[0, 1:] if model.config.is_encoder_decoder else generated[0, ids.size(1) :]
+            found.append(_until_end(new.tolist(), agent.END_IDX, max_ts))
+        return found
+
+    replies = all_different(search(agent, CONTEXTS, max_ts=max_ts))
+    assert replies_of(base) != replies  # the adapters are what the replies depend on
+    assert replies_of(with_adapter()) == replies
+
+
+def test_the_adapter_card_has_peft_in_its_header_and_its_example_runs(tiny_models, tmp_path):
+    import re
+
+    from parlai_dialogft.model.card import read_header
+    from parlai_dialogft.model.export import export
+
+    mf = str(tmp_path / "m" / "model")
+    train_briefly(tiny_models["gpt2"], mf, str(tmp_path / "data"), steps=1, **LORA)
+    out = export(mf, str(tmp_path / "adapter"), adapter=True)
+    meta = read_header(str(tmp_path / "adapter" / "README.md"))
+    assert meta["library_name"] == "peft" and "lora" in meta["tags"]
+    example = re.search(r"```python\n(.*?)```", open(tmp_path / "adapter" / "README.md", encoding="utf-8").read(), re.S)
+    assert "resize_token_embeddings(" in example.group(1)  # gpt2 got a pad token
+    run = subprocess.run([sys.executable, "-c", example.group(1).replace("FOLDER", out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_zoo_base_is_named_by_its_zoo_name_and_the_card_loads_it_from_the_package():
+    from parlai_dialogft.model.export import adapter_base, adapter_card
+    from parlai_dialogft.zoo.dialogft.build import SHIPPED
+
+    assert adapter_base("zoo:dialogft/bilingual_t5") == "zoo:dialogft/bilingual_t5"
+    assert adapter_base("t5-small") == "t5-small"  # a hub id
+    text = adapter_card("---\nlicense: other\n---\n\n# A model\n\n## Use\n", "zoo:dialogft/bilingual_t5", True)
+    assert 'from_pretrained(SHIPPED / "bilingual_t5")' in text
+    assert (SHIPPED / "bilingual_t5" / "config.json").is_file()
 
 
 CONVERSATION = ["hello , I need a table for tonight .", "sure , for how many people ?", "two , please . 谢谢！"]
@@ -207,3 +311,16 @@ def test_export_does_not_overwrite_a_folder_unless_asked(tmp_path):
     with pytest.raises(ExportError, match="exists and is not empty"):
         export(str(model), str(tmp_path / "out"))
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_an_adapter_export_of_a_model_without_adapters_is_one_line_naming_the_flag(tmp_path):
+    model = tmp_path / "model"
+    model.write_text("x")
+    (tmp_path / "model.opt").write_text(json.dumps({"model": "dialogft_agent", "lora_r": 0}))
+    run = _run_export("-mf", str(model), "--out", str(tmp_path / "out"), "--export-adapter", "true")
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"dialogft_export: --export-adapter true: -mf {model} was trained without LoRA adapters "
+        "(--lora-r 0); export it without --export-adapter"
+    )
+    assert not (tmp_path / "out").exists()

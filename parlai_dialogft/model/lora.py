@@ -3,11 +3,13 @@
 Adapters are injected in place (``peft.inject_adapter_in_model``): the model keeps its class
 and its ``forward`` signature, so :mod:`parlai_dialogft.model.hf_model` drives it unchanged, and
 ParlAI's ``-mf`` checkpoints simply hold the extra ``lora_*`` tensors. Only adapters train.
-:func:`merge` folds them into the base weights, for export as a plain model.
+:func:`merge` folds them into the base weights, for export as a plain model;
+:func:`save_adapter` writes them as the folder ``PeftModel.save_pretrained`` would.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional
 
 import torch
@@ -105,3 +107,26 @@ def merge(hf: torch.nn.Module) -> torch.nn.Module:
     for param in hf.parameters():
         param.requires_grad = True
     return hf
+
+
+def save_adapter(hf: torch.nn.Module, out_dir: str, base_model: str, seq2seq: bool,
+                 with_embeddings: bool = False) -> None:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` as ``PeftModel.save_pretrained``
+    does, so ``PeftModel.from_pretrained(base, out_dir)`` loads them. ``with_embeddings`` also
+    stores the input and output embedding matrices (peft's ``save_embedding_layers``): needed
+    when the tokenizer grew, as the base's rows no longer match the adapter's."""
+    import copy
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    config = copy.deepcopy(hf.peft_config["default"])
+    config.base_model_name_or_path = base_model
+    config.task_type = "SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM"
+    config.inference_mode = True
+    config.save_pretrained(out_dir)
+    state = get_peft_model_state_dict(hf, save_embedding_layers=with_embeddings)
+    # A PeftModel's keys start with base_model.model.; clones: tied embeddings share storage,
+    # which safetensors refuses.
+    tensors = {f"base_model.model.{key}": value.detach().clone().contiguous() for key, value in state.items()}
+    save_file(tensors, os.path.join(out_dir, "adapter_model.safetensors"), metadata={"format": "pt"})

@@ -2,6 +2,7 @@
 
     parlai dialogft_export -mf /tmp/m/model --out /tmp/m/hf
     python -c "from transformers import pipeline; ..."   # transformers alone loads /tmp/m/hf
+    parlai dialogft_export -mf /tmp/m/model --out /tmp/m/adapter --export-adapter true   # LoRA: a PEFT folder
 """
 
 from parlai.core.params import ParlaiParser
@@ -19,11 +20,16 @@ class DialogftExport(ParlaiScript):
         parser.add_argument("-mf", "--model-file", type=str, default=None, help="the ParlAI model file to export")
         parser.add_argument("--out", type=str, default=None, help="folder to write (model, tokenizer, generation config)")
         parser.add_argument("--overwrite", type="bool", default=False, help="replace a non-empty --out folder")
+        parser.add_argument(
+            "--export-adapter", type="bool", default=False,
+            help="for a model trained with --lora-r > 0: write a PEFT adapter folder (adapter_config.json, "
+            "adapter_model.safetensors) for its --hf-model instead of merged weights",
+        )
         return parser
 
     @one_line_errors("dialogft_export", ExportError)
     def run(self):
-        out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"])
+        out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"], self.opt["export_adapter"])
         print(f"exported {self.opt['model_file']} to {out}")
         return out
 
