@@ -63,3 +63,24 @@ def test_served_choices_train_a_model_that_answers_with_the_chosen_drafts(contex
         after = {p[0]["content"]: contents(chat(server.url, p))[0] for p in PROMPTS}
     assert all(after.values())
     assert after != before  # the trained weights answer, not the old ones
+
+
+def test_fast_acute_pairs_the_models_before_and_after_preference_training(tiny_models, tmp_path):
+    """The next crowd round: a zoo model and a model trained with --pref-loss (whose saved
+    opt still names it: a self-chat must not start scoring a reference) chat with
+    themselves, and their chats are paired for ACUTE-Eval."""
+    import pathlib
+
+    from parlai_dialogft.human_eval.fast_acute import FastAcuteOptions, run
+
+    fixtures = pathlib.Path(__file__).parent / "fixtures" / "preferences"
+    after = tmp_path / "dpo" / "model"
+    train_briefly(tiny_models["t5"], str(after), str(tmp_path / "data"), steps=2, task="dialogft_preferences",
+                  pref_datapath=str(fixtures / "paired_conversational.jsonl"), pref_loss="dpo", skip_generation=True)
+    result = run(FastAcuteOptions(
+        model_files=f"before=zoo:dialogft/customer_t5,after={after}", out=str(tmp_path / "round"),
+        task="dialogft_customer", num_chats=2, turns=2, datapath=str(tmp_path / "data"),
+    ))
+    pairings = read_jsonl(tmp_path / "round" / "pairings.jsonl")
+    models = {tuple(sorted(p["speakers_to_eval"])) for p in pairings if not p["is_onboarding"]}
+    assert models == {("after", "before")}, result

@@ -148,7 +148,7 @@ class DialogftAgent(InteractiveChatMixin, PreferenceMixin, TorchGeneratorAgent):
         self._fit_truncation_to_model()
         if self.opt.get("hf_chat_template"):
             chat_format.check(self.dict.hf_tokenizer)
-        self._pref_setup(shared)
+        self._pref_setup(shared, training)
 
     # --- model -------------------------------------------------------------------------
 

@@ -81,15 +81,16 @@ class FastAcuteOptions:
 
 
 def parse_models(spec: Optional[str]) -> List[Tuple[str, str]]:
-    """``a/model,b=/x/model`` -> [(name, path)], names unique, files present."""
+    """``a/model,b=/x/model,c=zoo:dialogft/NAME`` -> [(name, path)], names unique, files present."""
     items = [s.strip() for s in (spec or "").split(",") if s.strip()]
     if len(items) < 2:
         raise UserError("--fa-model-files: give at least two model files, comma-separated")
     models = []
     for item in items:
         name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
-        name = name.strip() or Path(path).parent.name or Path(path).name
-        if not Path(path).is_file():
+        zoo = path.startswith("zoo:")  # ParlAI installs the entry when self_chat loads it
+        name = name.strip() or (path.rsplit("/", 1)[-1] if zoo else Path(path).parent.name or Path(path).name)
+        if not zoo and not Path(path).is_file():
             raise UserError(f"--fa-model-files: {path}: no such model file")
         if any(ch in name for ch in ",:/ ") or name in (formats.OTHER_SPEAKER, "context"):
             raise UserError(f"--fa-model-files: model name {name!r} is not usable; write name=path")

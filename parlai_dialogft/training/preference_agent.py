@@ -155,8 +155,13 @@ class PreferenceMixin:
                             "or --pref-ref-cache FILE")
         return path
 
-    def _pref_setup(self, shared) -> None:
-        """The reference log-probabilities: shared between copies, loaded, or computed now."""
+    def _pref_setup(self, shared, training: bool) -> None:
+        """The reference log-probabilities: shared between copies, loaded, or computed now.
+
+        Computed only for a training run: a model trained with --pref-loss keeps the flag in
+        its opt, and a later self-chat or chat (datatype train, nothing trained) must not
+        score its task.
+        """
         self.pref_reference = None
         if self.pref_loss not in preference.NEEDS_REFERENCE:
             return
@@ -165,7 +170,7 @@ class PreferenceMixin:
             return
         path = self._pref_reference_path()
         self.pref_reference = ReferenceLogps.load(path) or ReferenceLogps(path)
-        if not self.opt.get("datatype", "").startswith("train"):
+        if not training:
             return  # evaluation only reads it (validation examples were scored before training)
         todo = [ex for ex in self._pref_examples() if ex["pref_key"] not in self.pref_reference]
         if not todo:
