@@ -5,6 +5,7 @@ These run real subprocesses in a clean environment (``env -i``), as a user's fre
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -115,11 +116,12 @@ def test_train_eval_and_chat_through_the_parlai_command(tiny_models, tmp_path):
     # -mf alone: the saved opt says "dialogft_agent", and the hook resolves it again.
     evaluate = fresh_shell(
         ["parlai", "eval_model", "-mf", str(mf), "-t", "dialogft_customer", "--num-examples", "8",
-         "--datapath", str(tmp_path / "data")],
+         "--datapath", str(tmp_path / "data"), "--report-filename", str(tmp_path / "eval.json")],
         tmp_path,
     )
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    assert '"exs": 8' in evaluate.stdout + evaluate.stderr
+    # The saved report: ParlAI prints JSON or, where pandas is installed, a table.
+    assert json.loads((tmp_path / "eval.json").read_text())["report"]["exs"] == 8
 
     chat = fresh_shell(
         ["parlai", "interactive", "-mf", str(mf), "--datapath", str(tmp_path / "data")],
