@@ -63,7 +63,8 @@ def train(args, lang: str, seed: int, out: str, preferences: str = "") -> str:
     if os.path.isfile(out) and os.path.isfile(out + ".trainstats"):  # finished in an earlier run
         return out
     task = ["-t", "dialogft_preferences", "--pref-datapath", preferences, "--pref-loss", "dpo",
-            "--pref-beta", str(args.beta)] if preferences else ["-t", f"dialogft_customer:lang={lang}"]
+            "--pref-beta", str(args.beta), "--pref-sft-weight", str(args.sft_weight),
+            ] if preferences else ["-t", f"dialogft_customer:lang={lang}"]
     TrainModel.main(
         *task, "-m", "dialogft_agent", "--hf-model", START, "-mf", out, "-bs", "16", "-lr", str(args.lr),
         "--max-train-steps", str(args.updates), "--seed", str(seed), "--skip-generation", "true",
@@ -129,6 +130,7 @@ def main():
     parser.add_argument("--updates", type=int, default=100, help="updates of DPO and of SFT, batch 16")
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of both (the start's own)")
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--sft-weight", type=float, default=0.0, help="DPO's --pref-sft-weight (0: plain DPO)")
     parser.add_argument("--eval-examples", type=int, default=200)
     parser.add_argument("--out", default="", help="folder for pairs, models and results.json")
     args = parser.parse_args()
@@ -157,7 +159,8 @@ def main():
     progress.close()
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(f"\nfrom {START}; {args.updates} updates of batch 16, lr {args.lr}, beta {args.beta}; pairs from the first "
+    print(f"\nfrom {START}; {args.updates} updates of batch 16, lr {args.lr}, beta {args.beta}, "
+          f"sft weight {args.sft_weight}; pairs from the first "
           f"{args.pairs} training examples; first {args.eval_examples} test examples, beam 4 + trigram blocking; "
           f"reward accuracy on pairs from the first {args.heldout} validation examples; {args.seeds} seeds\n")
     print("| lang | model | " + " | ".join(COLUMNS) + " |")

@@ -244,3 +244,13 @@ def test_parlai_train_model_learns_the_preferences_of_a_trl_file(tiny_models, tm
         assert first["pref_loss"] == pytest.approx(math.log(2), abs=0.05)  # policy == reference at first
         assert valid["reward_acc"] == 1.0
     assert (tmp_path / "m" / "model.pref_ref.json").is_file() == (loss != "simpo")
+
+
+def test_the_sft_weight_adds_the_chosen_replies_per_token_nll(policy_and_reference, tmp_path):
+    policy, reference = policy_and_reference["t5"]
+    data = _parlai_file(tmp_path / "pairs.txt", PAIRS)
+    plain, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo")
+    weighted, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo", pref_sft_weight=0.5)
+    chosen = [_direct_logp(policy, p, c) for p, c, _ in PAIRS]
+    nll_per_token = -sum(lp for lp, _ in chosen) / sum(n for _, n in chosen)
+    assert weighted == pytest.approx(plain + 0.5 * nll_per_token, rel=1e-5)
