@@ -73,20 +73,16 @@ def train(args, lang: str, seed: int, out: str, preferences: str = "") -> str:
     return out
 
 
-def agent_for(model_file: str, **opts):
-    from parlai.core.agents import create_agent
-    from parlai.core.params import ParlaiParser
+def agent_for(model_file: str, task: str, **opts):
+    from parlai_dialogft.evaluation.report_eval import load_generator
 
-    opts = {"datatype": "valid", **opts}  # evaluation: nothing trains here
-    opt = ParlaiParser(True, True).parse_kwargs(model_file=model_file, datapath=os.environ["BENCH_DATAPATH"],
-                                                skip_generation=False, batchsize=16, **opts)
-    return create_agent(opt, requireModelExists=True), opt
+    return load_generator(model_file, task, 16, datapath=os.environ["BENCH_DATAPATH"], **opts)
 
 
 def quality(model_file: str, lang: str, n: int) -> dict:
     from parlai_dialogft.evaluation.report_eval import evaluate_split
 
-    agent, opt = agent_for(model_file, task=f"dialogft_customer:lang={lang}", **DECODING)
+    agent, opt = agent_for(model_file, f"dialogft_customer:lang={lang}", **DECODING)
     result = evaluate_split(agent, opt, "test", n, f"quality {os.path.basename(os.path.dirname(model_file))}")
     replies = [s.reply for s in result.samples]
     top = {reply for reply, _ in Counter(replies).most_common(GENERIC_TOP)}
@@ -100,7 +96,7 @@ def pair_logps(model_file: str, heldout: str) -> list:
     from parlai.core.message import Message
     from parlai.core.teachers import create_task_agent_from_taskname
 
-    agent, opt = agent_for(model_file, task="dialogft_preferences", pref_datapath=heldout,
+    agent, opt = agent_for(model_file, "dialogft_preferences", pref_datapath=heldout,
                            pref_loss="dpo", pref_ref_cache=heldout + ".unused.json")
     teacher_opt = opt.copy()
     teacher_opt["datatype"] = "train:evalmode"

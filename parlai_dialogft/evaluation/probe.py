@@ -295,14 +295,9 @@ def bias_probe(agent, opt, options: ProbeOptions) -> List[PairResult]:
 
 
 def load_agent(options: ProbeOptions):
-    from parlai.core.agents import create_agent
-    from parlai.core.params import ParlaiParser
+    from parlai_dialogft.evaluation.report_eval import load_generator
 
-    opt = ParlaiParser(True, True).parse_kwargs(
-        model_file=options.model_file, task=options.task, datatype="valid",
-        batchsize=options.batchsize, skip_generation=False,
-    )
-    return create_agent(opt, requireModelExists=True), opt
+    return load_generator(options.model_file, options.task, options.batchsize)
 
 
 def run(options: ProbeOptions) -> ProbeResult:

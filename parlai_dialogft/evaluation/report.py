@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from parlai_dialogft.evaluation import report_summary
-from parlai_dialogft.evaluation.report_eval import Sample, SplitResult, evaluate_split, spread
+from parlai_dialogft.evaluation.report_eval import Sample, SplitResult, evaluate_split, load_generator, spread
 from parlai_dialogft.evaluation.report_plots import (
     Curves,
     kept_update,
@@ -110,7 +110,7 @@ def build(options: ReportOptions) -> str:
     check(options)
     os.makedirs(options.out, exist_ok=True)
     trained = _trained_opt(options.model_file)
-    agent, opt = _load_agent(options)
+    agent, opt = load_generator(options.model_file, options.task, options.batchsize, **options.decoding)
     results = [evaluate_split(agent, opt, split, options.max_exs, "dialogft_report") for split in SPLITS]
 
     curves = load_curves(options.model_file)
@@ -141,21 +141,6 @@ def _lengths(results: List[SplitResult]) -> Dict[str, List[tuple]]:
 def _trained_opt(model_file: str) -> dict:
     with open(model_file + ".opt", encoding="utf-8") as f:
         return json.load(f)
-
-
-def _load_agent(options: ReportOptions):
-    from parlai.core.agents import create_agent
-    from parlai.core.params import ParlaiParser
-
-    opt = ParlaiParser(True, True).parse_kwargs(
-        model_file=options.model_file,
-        task=options.task,
-        datatype="valid",
-        batchsize=options.batchsize,
-        skip_generation=False,
-        **options.decoding,
-    )
-    return create_agent(opt, requireModelExists=True), opt
 
 
 def _plots(curves: Optional[Curves], validation_metric: str, mode, out: str) -> Dict[str, List[str]]:

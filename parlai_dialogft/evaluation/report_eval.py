@@ -26,6 +26,20 @@ class SplitResult:
     samples: List[Sample] = field(default_factory=list)  # every example seen, in order
 
 
+def load_generator(model_file: str, task: str, batchsize: int, **overrides):
+    """(agent, opt): a saved model as eval_model loads it, with generation on (a model
+    trained with --skip-generation true still replies); ``overrides`` replace its own
+    options (decoding, datapath, ...)."""
+    from parlai.core.agents import create_agent
+    from parlai.core.params import ParlaiParser
+
+    opt = ParlaiParser(True, True).parse_kwargs(
+        model_file=model_file, task=task, batchsize=batchsize, **{"datatype": "valid", **overrides},
+        skip_generation=False,
+    )
+    return create_agent(opt, requireModelExists=True), opt
+
+
 def evaluate_split(agent, opt, split: str, max_exs: int, desc: str = "evaluating") -> SplitResult:
     """Run ``agent`` on the first ``max_exs`` examples of ``split`` of ``opt['task']``.
 
