@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from parlai_dialogft.data.preference_records import paired, write_jsonl
 from parlai_dialogft.human_eval.db import Database, turn_records
 from parlai_dialogft.human_eval.turn_items import other_side
 from parlai_dialogft.model.chat_format import to_messages
@@ -60,11 +61,9 @@ def majority(votes: Counter) -> Optional[str]:
     return "a" if votes["a"] > votes["b"] else "b"
 
 
-def preference_pair(item: Dict[str, Any], winner: str) -> Dict[str, List[Dict[str, str]]]:
+def preference_pair(item: Dict[str, Any], winner: str) -> dict:
     """One TRL conversational preference record: the context as the prompt, the candidates as replies."""
-    return {"prompt": to_messages(item["context"]),
-            "chosen": [{"role": "assistant", "content": item[winner]["text"]}],
-            "rejected": [{"role": "assistant", "content": item[other_side(winner)]["text"]}]}
+    return paired(to_messages(item["context"]), item[winner]["text"], item[other_side(winner)]["text"])
 
 
 def kept_judgments(records: Iterable[Dict[str, Any]],
@@ -92,7 +91,7 @@ def export_preferences(db_path: str | Path, out_path: str | Path, *, include_blo
     for record in kept:
         votes[record["item_id"]][record["winner"]] += 1
     summary = Summary(items=len(items), judgments=len(kept), excluded_workers=excluded)
-    with out.open("w", encoding="utf-8") as handle:
+    def records():
         for row in items:
             counted = votes.get(row["item_id"], Counter())
             winner = majority(counted)
@@ -101,6 +100,8 @@ def export_preferences(db_path: str | Path, out_path: str | Path, *, include_blo
             elif winner is None:
                 summary.ties += 1
             else:
-                handle.write(json.dumps(preference_pair(json.loads(row["data"]), winner), ensure_ascii=False) + "\n")
                 summary.written += 1
+                yield preference_pair(json.loads(row["data"]), winner)
+
+    write_jsonl(str(out), records())
     return summary

@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List
 
+from parlai_dialogft.data.preference_records import paired, unpaired, write_jsonl
 from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving.protocol import same_text
 from parlai_dialogft.serving.store import open_schema
@@ -101,10 +102,6 @@ def prompt_messages(logged: str) -> List[Dict[str, str]]:
     return messages
 
 
-def assistant(text: str) -> List[Dict[str, str]]:
-    return [{"role": "assistant", "content": text}]
-
-
 def open_log(path: str) -> sqlite3.Connection:
     """The serving log at ``path``, at the current schema; a :class:`UserError` naming the flag if it is not one."""
     if not os.path.isfile(path):
@@ -144,7 +141,7 @@ def paired_records(db: sqlite3.Connection, summary: Summary) -> Iterable[dict]:
                 summary.skipped[EQUAL_DRAFTS] += 1
                 continue
             wrote += 1
-            yield {"prompt": prompt, "chosen": assistant(drafts[chosen]), "rejected": assistant(rejected)}
+            yield paired(prompt, drafts[chosen], rejected)
         summary.paired += wrote
         summary.chosen += bool(wrote)
 
@@ -156,16 +153,7 @@ def unpaired_records(db: sqlite3.Connection, summary: Summary) -> Iterable[dict]
         label = rating == "up"
         summary.up += label
         summary.down += not label
-        yield {"prompt": prompt_messages(messages), "completion": assistant(content), "label": label}
-
-
-def write_jsonl(path: str, records: Iterable[dict]) -> None:
-    """All of it or nothing: a reader never sees half a file (written aside, then renamed)."""
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(partial, path)
+        yield unpaired(prompt_messages(messages), content, label)
 
 
 def export_preferences(log_path: str, out_dir: str) -> Summary:

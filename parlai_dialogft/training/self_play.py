@@ -14,12 +14,12 @@ replies, and both are counted. The file is TRL's conversational preference forma
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable
 
+from parlai_dialogft.data.preference_records import paired, write_jsonl
 from parlai_dialogft.evaluation.metrics import precision_recall_f1
 from parlai_dialogft.evaluation.report_eval import Sample
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize
@@ -68,11 +68,7 @@ def pairs(samples: Iterable[Sample], max_f1: float, summary: Summary) -> Iterabl
             summary.skipped[NEAR_EQUAL] += 1
             continue
         summary.written += 1
-        yield {
-            "prompt": to_messages(sample.context),
-            "chosen": [{"role": "assistant", "content": sample.reference}],
-            "rejected": [{"role": "assistant", "content": sample.reply}],
-        }
+        yield paired(to_messages(sample.context), sample.reference, sample.reply)
 
 
 def check(options: SelfPlayOptions) -> None:
@@ -91,24 +87,16 @@ def check(options: SelfPlayOptions) -> None:
 
 def run(options: SelfPlayOptions) -> Summary:
     import torch
-    from parlai.core.agents import create_agent
-    from parlai.core.params import ParlaiParser
 
-    from parlai_dialogft.evaluation.report_eval import evaluate_split
+    from parlai_dialogft.evaluation.report_eval import evaluate_split, load_generator
 
     check(options)
-    opt = ParlaiParser(True, True).parse_kwargs(
-        model_file=options.model_file, task=options.task, datatype="valid", batchsize=options.batchsize,
-        skip_generation=False, **options.decoding,
-    )
-    agent = create_agent(opt, requireModelExists=True)
+    agent, opt = load_generator(options.model_file, options.task, options.batchsize, **options.decoding)
     torch.manual_seed(options.seed)  # the sampled replies, reproducibly
     # train:evalmode: the training examples once, in file order (not shuffled, not looped).
     split = "train:evalmode" if options.split == "train" else options.split
     samples = evaluate_split(agent, opt, split, options.max_exs, "dialogft_self_play").samples
     summary = Summary()
     os.makedirs(os.path.dirname(os.path.abspath(options.out)), exist_ok=True)
-    with open(options.out, "w", encoding="utf-8") as f:
-        for record in pairs(samples, options.max_f1, summary):
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_jsonl(options.out, pairs(samples, options.max_f1, summary))
     return summary
