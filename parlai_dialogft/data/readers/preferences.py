@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from parlai_dialogft.data.cleaning import CleaningOptions, CleaningReport, clean_text, clean_turns
 from parlai_dialogft.data.conversation import DataFormatError, Turn
-from parlai_dialogft.data.readers.user_files import _decoded_lines, guess_lang
+from parlai_dialogft.data.readers.user_files import decoded_lines, file_version, guess_lang
 
 PAIRED, UNPAIRED = "paired", "unpaired"
 KINDS = ("auto", PAIRED, UNPAIRED)
@@ -82,12 +82,7 @@ class PreferenceRecord:
 
 def read_preference_file(path, kind: str = "auto") -> Tuple[PreferenceRecord, ...]:
     """All records of one file, texts as written; parsed once per process per file version."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError as err:
-        raise DataFormatError(path, None, f"cannot read the file ({err.strerror})") from None
-    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size, kind)
+    return _read_cached(*file_version(path), kind)
 
 
 @functools.lru_cache(maxsize=32)
@@ -98,7 +93,7 @@ def _read_cached(path_str: str, _mtime: int, _size: int, kind: str) -> Tuple[Pre
     # What fixed the kind, for the message when a record disagrees: the flag or a line.
     decided_by = "" if kind == "auto" else f"--pref-kind is {kind}"
     records: List[PreferenceRecord] = []
-    for number, text in enumerate(_decoded_lines(path), 1):
+    for number, text in enumerate(decoded_lines(path), 1):
         if not text.strip():
             continue
         try:

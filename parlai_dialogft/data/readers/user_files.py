@@ -33,7 +33,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from parlai_dialogft.data.conversation import Conversation, DataFormatError, Turn
 
@@ -68,14 +68,19 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def read_user_file(path, fmt: str = "auto") -> Tuple[Conversation, ...]:
-    """All conversations in one file; parsed once per process per file version."""
+def file_version(path) -> Tuple[str, int, int]:
+    """(path, mtime, size): a cache key that changes when the file does."""
     path = Path(path)
     try:
         stat = path.stat()
     except OSError as err:
         raise DataFormatError(path, None, f"cannot read the file ({err.strerror})") from None
-    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size, fmt)
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def read_user_file(path, fmt: str = "auto") -> Tuple[Conversation, ...]:
+    """All conversations in one file; parsed once per process per file version."""
+    return _read_cached(*file_version(path), fmt)
 
 
 @functools.lru_cache(maxsize=32)
@@ -84,7 +89,7 @@ def _read_cached(path_str: str, _mtime: int, _size: int, fmt: str) -> Tuple[Conv
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in FORMATS:
         raise ValueError(f"--files-format: choose one of {', '.join(FORMATS)}, not {fmt!r}")
-    lines = _decoded_lines(path)
+    lines = decoded_lines(path)
     if fmt in ("csv", "tsv"):
         found = _read_table(path, lines, "," if fmt == "csv" else "\t")
     elif fmt == "jsonl":
@@ -101,7 +106,7 @@ def _read_cached(path_str: str, _mtime: int, _size: int, fmt: str) -> Tuple[Conv
     return tuple(conversation for _, conversation in found)
 
 
-def _decoded_lines(path: Path) -> List[str]:
+def decoded_lines(path: Path) -> List[str]:
     """The file's lines as text; invalid UTF-8 is an error on its line, not a crash later."""
     data = path.read_bytes()
     if data.startswith(codecs.BOM_UTF8):
