@@ -196,12 +196,12 @@ def test_the_adapter_card_has_peft_in_its_header_and_its_example_runs(tiny_model
 
 
 def test_a_zoo_base_is_named_by_its_zoo_name_and_the_card_loads_it_from_the_package():
-    from parlai_dialogft.model.export import adapter_base, adapter_card
+    from parlai_dialogft.model.export import adapter_base, adapter_use
     from parlai_dialogft.zoo.dialogft.build import SHIPPED
 
     assert adapter_base("zoo:dialogft/bilingual_t5") == "zoo:dialogft/bilingual_t5"
     assert adapter_base("t5-small") == "t5-small"  # a hub id
-    text = adapter_card("---\nlicense: other\n---\n\n# A model\n\n## Use\n", "zoo:dialogft/bilingual_t5", True)
+    text = adapter_use("zoo:dialogft/bilingual_t5", True)
     assert 'from_pretrained(SHIPPED / "bilingual_t5")' in text
     assert (SHIPPED / "bilingual_t5" / "config.json").is_file()
 

@@ -21,12 +21,13 @@ HUB_DATASETS = {
 
 
 def header(*, license: str, languages: Iterable[str], seq2seq: bool, tags: Iterable[str] = (),
-           datasets: Iterable[str] = (), base_model: Optional[str] = None) -> str:
+           datasets: Iterable[str] = (), base_model: Optional[str] = None,
+           library_name: str = "transformers") -> str:
     """The ``---``-fenced YAML block a model card starts with."""
     meta = {
         "license": license,
         "language": sorted(set(languages)),
-        "library_name": "transformers",
+        "library_name": library_name,
         "pipeline_tag": "text2text-generation" if seq2seq else "text-generation",
         "tags": ["parlai", "parlai_dialogft", "dialogue", "conversational", *tags],
         "datasets": list(datasets),
@@ -60,8 +61,12 @@ def languages_of(tasks: str) -> List[str]:
     return sorted(found)
 
 
-def export_card(opt, seq2seq: bool, source_card: Optional[str] = None) -> str:
-    """README.md of a ``dialogft_export`` folder: what was trained on what, and how to use it."""
+def export_card(opt, seq2seq: bool, source_card: Optional[str] = None, adapter_use: Optional[str] = None) -> str:
+    """README.md of a ``dialogft_export`` folder: what was trained on what, and how to use it.
+
+    ``adapter_use``: the Use section of a PEFT adapter folder (the export writes it), which
+    also makes the card a ``peft`` one.
+    """
     base = opt.get("hf_model") or ""
     base_meta = read_header(source_card) if source_card else {}
     task = opt.get("task") or ""
@@ -71,22 +76,25 @@ def export_card(opt, seq2seq: bool, source_card: Optional[str] = None) -> str:
         languages=languages_of(task) or base_meta.get("language", []),
         seq2seq=seq2seq,
         base_model=base if base and not base.startswith(("zoo:", "/", ".")) else None,
+        **(dict(library_name="peft", tags=("peft", "lora")) if adapter_use else {}),
     )
-    return top + EXPORT_CARD.format(
-        base=base or "unknown", task=task or "unknown", decoding=decoding,
-        auto="AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM",
+    about = EXPORT_ABOUT.format(base=base or "unknown", task=task or "unknown")
+    return top + about + (adapter_use or EXPORT_USE.format(
+        decoding=decoding, auto="AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM",
         # A decoder-only model returns the prompt too; the reply is what follows it.
         skip="" if seq2seq else ', inputs["input_ids"].shape[1]:',
-    )
+    ))
 
 
-EXPORT_CARD = """# A dialogue model fine-tuned with parlai_dialogft
+EXPORT_ABOUT = """# A dialogue model fine-tuned with parlai_dialogft
 
 Base model: `{base}`. Fine-tuned with `parlai train_model -m dialogft_agent -t {task}` and
 exported with `parlai dialogft_export`. The licence above is the base model's where its
 card names one; check the licences of the base model and of the training data.
 
-## Use
+"""
+
+EXPORT_USE = """## Use
 
 The tokenizer's chat template writes a conversation as the model was trained to read it
 (the turns joined by ParlAI's delimiter), so `apply_chat_template`, vLLM and TGI build the

@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any, Dict
-
-import yaml
 
 from parlai.utils import logging
 
@@ -164,16 +161,10 @@ print(tokenizer.decode(output, skip_special_tokens=True))
 """
 
 
-def adapter_card(card_text: str, base: str, seq2seq: bool, resized_to: int = 0) -> str:
-    """The export card of ``card_text`` for an adapter folder: the Hub's header says
-    ``library_name: peft`` and the Use section loads the base, then the adapter."""
+def adapter_use(base: str, seq2seq: bool, resized_to: int = 0) -> str:
+    """The Use section of an adapter folder's card: load the base, then the adapter on it."""
     from parlai_dialogft.zoo.dialogft.build import PREFIX
 
-    match = re.match(r"---\n(.*?)\n---\n\n", card_text, re.S)
-    meta = yaml.safe_load(match.group(1))
-    meta.update(library_name="peft", tags=[*meta.get("tags", []), "peft", "lora"])
-    top = "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n\n"
-    about = card_text[match.end() : card_text.index("## Use")]
     base_note, imports, base_folder = "", "", json.dumps(base)
     if base.startswith(PREFIX):
         base_note = (f"`adapter_config.json` names the base `{base}`, which only parlai_dialogft "
@@ -185,7 +176,7 @@ def adapter_card(card_text: str, base: str, seq2seq: bool, resized_to: int = 0) 
         base_note += (f"Training added a pad token, so the base's embeddings grow to {resized_to} "
                       "rows first; the adapter holds the whole embedding matrices, new rows included. ")
         resize = f"base.resize_token_embeddings({resized_to}, mean_resizing=False)  # rows the adapter holds\n"
-    return top + about + ADAPTER_USE.format(
+    return ADAPTER_USE.format(
         base_note=base_note, imports=imports, base_folder=base_folder, resize=resize,
         auto="AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM",
         skip="" if seq2seq else ', inputs["input_ids"].shape[1]:',
@@ -220,7 +211,7 @@ def export(model_file: str, out_dir: str, overwrite: bool = False, adapter: bool
         tokenizer.chat_template = chat_format.training_template(
             agent.opt.get("delimiter", "\n"), ends_with_eos=bool(agent.dict.text_suffix)
         )
-    text = card.export_card(agent.opt, agent.dict.is_seq2seq, os.path.join(agent.dict.source, "README.md"))
+    source_card = os.path.join(agent.dict.source, "README.md")
     os.makedirs(out_dir, exist_ok=True)
     if adapter:
         base = adapter_base(agent.opt["hf_model"])
@@ -228,8 +219,10 @@ def export(model_file: str, out_dir: str, overwrite: bool = False, adapter: bool
         lora.save_adapter(hf, out_dir, base, agent.dict.is_seq2seq, with_embeddings=grew)
         generation.save_pretrained(out_dir)
         rows = hf.get_input_embeddings().num_embeddings if grew else 0
-        text = adapter_card(text, base, agent.dict.is_seq2seq, resized_to=rows)
+        use = adapter_use(base, agent.dict.is_seq2seq, resized_to=rows)
+        text = card.export_card(agent.opt, agent.dict.is_seq2seq, source_card, adapter_use=use)
     else:
+        text = card.export_card(agent.opt, agent.dict.is_seq2seq, source_card)
         if lora.has_adapters(hf):
             lora.merge(hf)
         hf.save_pretrained(out_dir)
