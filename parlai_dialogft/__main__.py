@@ -5,6 +5,7 @@ plugin patches; exits 1 with one line that says what to install when ParlAI is m
 broken.
 """
 
+import os
 import sys
 
 
@@ -37,5 +38,17 @@ def main() -> int:
     return 0
 
 
+def run() -> int:
+    try:
+        code = main()
+        sys.stdout.flush()  # a pipe buffers the lines: this is where the write fails
+        return code
+    except BrokenPipeError:
+        # The reader went away (`python -m parlai_dialogft | head -1`): what it wanted is out.
+        # Python would report the failed flush at exit, so point stdout at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -77,6 +77,14 @@ def test_the_doctor_lists_every_patch(tmp_path):
     assert listed == list(PATCHES)
 
 
+def test_the_doctor_stops_quietly_when_its_reader_goes_away(tmp_path):
+    # As under `| head -1`; `true` closes the pipe before the doctor writes anything, so the
+    # write fails every time: no traceback, and the pipeline succeeds.
+    out = fresh_shell(["bash", "-o", "pipefail", "-c", "python -m parlai_dialogft | true"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+
+
 def _doctor_without(module: str, cwd):
     """`python -m parlai_dialogft` in a fresh shell where ``module`` cannot be imported."""
     code = (
