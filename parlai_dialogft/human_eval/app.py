@@ -51,8 +51,9 @@ from parlai_dialogft.human_eval import db as dbmod
 from parlai_dialogft.human_eval import qc, recruit
 from parlai_dialogft.human_eval.live_chat import ChatModel, ChatSettings, LiveChats
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM
-from parlai_dialogft.human_eval.tasks import Assigner, Refused, TaskSettings
+from parlai_dialogft.human_eval.tasks import Assigner, TaskSettings
 from parlai_dialogft.human_eval.turn_tasks import TurnAssigner
+from parlai_dialogft.human_eval.work_queue import Refused
 from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge
 

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Mapping, Sequence
 from parlai_dialogft.human_eval import qc
 from parlai_dialogft.human_eval.db import Database, new_id
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM, RATING_SCALE
-from parlai_dialogft.human_eval.tasks import Refused
+from parlai_dialogft.human_eval.work_queue import Refused
 from parlai_dialogft.plugin.errors import UserError
 
 #: ``messages`` (OpenAI-style role/content dicts, the worker last) -> the model's reply.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
 from parlai_dialogft.human_eval.db import Database
-from parlai_dialogft.human_eval.tasks import Refused
+from parlai_dialogft.human_eval.work_queue import Refused
 from parlai_dialogft.plugin.errors import UserError
 
 PLATFORMS = ("link", "prolific", "mturk")
