@@ -118,6 +118,7 @@ setup(
         "fastapi",  # dialogft_serve
         "uvicorn",
         "prometheus-client",
+        "bm25s",  # knowledge retrieval (parlai_dialogft.knowledge)
     ],
     # websocket-client drives headless Chromium in the human_eval browser tests.
     # krippendorff, choix: parity of our statistics; trl: parity of the DPO loss with DPOTrainer.

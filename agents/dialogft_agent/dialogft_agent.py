@@ -25,6 +25,7 @@ from parlai.utils import logging  # noqa: E402
 from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
+from parlai_dialogft.knowledge.agent_mixin import KnowledgeAgentMixin  # noqa: E402
 from parlai_dialogft.model import chat_format, hf_loading, length_groups, lora  # noqa: E402
 from parlai_dialogft.model.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.model.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
@@ -43,8 +44,9 @@ FREEZE_CHOICES = ("none", "embeddings", "encoder")
 
 
 # InteractiveChatMixin first: empty lines, [RESET] and notices in `parlai interactive`;
+# KnowledgeAgentMixin: --knowledge-retriever puts retrieved knowledge before each turn (inert otherwise);
 # PreferenceMixin: DPO, KTO and SimPO under --pref-loss (inert otherwise).
-class DialogftAgent(InteractiveChatMixin, PreferenceMixin, TorchGeneratorAgent):
+class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, TorchGeneratorAgent):
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
         super().add_cmdline_args(parser, partial_opt=partial_opt)

@@ -1,0 +1,11 @@
+"""Knowledge for grounded replies: stores, a BM25 retriever, and how knowledge enters the context.
+
+Read first: :mod:`.context` (the one format, used by teachers, the agent and the server),
+then :mod:`.stores` (what can be retrieved from: the shipped KdConv triples, CrossWOZ and
+MultiWOZ databases, and the user's FAQ, document and triple files), :mod:`.retriever`
+(BM25 with a Chinese-aware tokenizer, its index cached on disk), :mod:`.metrics` (knowledge
+F1, recall@k, entity existence) and :mod:`.agent_mixin` (``--knowledge-retriever`` on
+``dialogft_agent``).
+
+Nothing here imports ParlAI except the agent mixin.
+"""
