@@ -19,6 +19,7 @@ from parlai.core.script import ParlaiScript, register_script
 
 from parlai_dialogft.plugin.errors import UserError, one_line_errors
 from parlai_dialogft.serving.guard import GuardError
+from parlai_dialogft.serving.live_eval import ProfileError, add_live_eval_args, find_profile, live_settings_from_opt
 from parlai_dialogft.serving.options import add_serve_args, settings_from_opt
 
 
@@ -28,11 +29,14 @@ class DialogftServe(ParlaiScript):
     def setup_args(cls):
         parser = ParlaiParser(True, True, description="Serve a dialogft_agent model over HTTP (OpenAI-compatible)")
         add_serve_args(parser)
+        add_live_eval_args(parser)
         return parser
 
-    @one_line_errors("dialogft_serve", GuardError)
+    @one_line_errors("dialogft_serve", GuardError, ProfileError)
     def run(self):
         settings = settings_from_opt(self.opt)  # before the model loads: flags fail fast
+        live_settings = live_settings_from_opt(self.opt)
+        profile = find_profile(self.opt.get("model_file"), live_settings.profile)
 
         # Web dependencies load only when serving (the rest of the package does not need them).
         try:
@@ -40,18 +44,23 @@ class DialogftServe(ParlaiScript):
             from parlai_dialogft.serving.server import build_server, serve_in_foreground
         except ImportError as exc:
             raise UserError(f"missing module {exc.name!r}; pip install fastapi uvicorn prometheus-client") from None
+        from parlai_dialogft.serving.live_eval import LiveEvaluation, tokenizer_of
         from parlai_dialogft.serving.replier import Replier
         from parlai_dialogft.serving.store import ConversationStore
 
         # Without -mf, `-m dialogft_agent --hf-model NAME` serves an untuned HF model as is.
         agent = create_agent(self.opt, requireModelExists=bool(self.opt.get("model_file")))
         store = ConversationStore(settings.log_db, settings.log_retention_days) if settings.log_db else None
-        app = create_app(settings, Replier(agent, settings.max_batch), store)
+        live = LiveEvaluation(live_settings, *tokenizer_of(agent), profile=profile)
+        app = create_app(settings, Replier(agent, settings.max_batch), store, live)
         server = build_server(app, settings.host, settings.port, settings.shutdown_timeout_s)
         where = f"http://{settings.host}:{settings.port}/" if settings.port else f"{settings.host} (a free port: see below)"
         logging_to = f"; logging conversations to {settings.log_db}" if store else ""
-        print(f"dialogft_serve: model {settings.model_name!r} at {where} (API /v1, metrics /metrics){logging_to}",
-              flush=True)
+        print(f"dialogft_serve: model {settings.model_name!r} at {where} (API /v1, metrics /metrics, "
+              f"dashboard /dashboard){logging_to}", flush=True)
+        if profile is None:
+            print("dialogft_serve: no training profile beside the model: input drift is measured without "
+                  "the training distribution (write one with parlai dialogft_train_profile -mf MODEL)", flush=True)
         serve_in_foreground(server)  # SIGTERM: in-flight requests answered and logged, then status 0
 
 

@@ -3,6 +3,7 @@
     GET  /                      the chat page (static/index.html; ?q=hello sends a first message)
     GET  /healthz               {"status": "ok", ...}; 503 while shutting down
     GET  /metrics               Prometheus text format
+    GET  /dashboard             live-evaluation plots (dashboard.py; with a LiveEvaluation)
     GET  /v1/models             the one served model, OpenAI's list format
     POST /v1/chat/completions   OpenAI's request; "stream": true answers server-sent events;
                                 "n": 2 asks for two drafts (choices), up to --serve-max-n;
@@ -42,7 +43,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parlai_dialogft.serving import protocol
 from parlai_dialogft.serving.batcher import Closed, MicroBatcher, QueueFull
+from parlai_dialogft.serving.dashboard import add_dashboard_routes
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge, bearer_token, key_matches
+from parlai_dialogft.serving.live_eval import LiveEvaluation
 from parlai_dialogft.serving.metrics import MetricsMiddleware, ServingMetrics
 from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.protocol import ApiError, ChatRequest, FeedbackRequest, Prompt
@@ -55,8 +58,9 @@ Generate = Callable[[Sequence[Prompt]], List[Reply]]
 
 
 def create_app(settings: ServeSettings, generate: Generate,
-               store: Optional[ConversationStore] = None) -> FastAPI:
-    """``generate`` is called in the batcher's thread only (a :class:`~.replier.Replier`)."""
+               store: Optional[ConversationStore] = None, live: Optional[LiveEvaluation] = None) -> FastAPI:
+    """``generate`` is called in the batcher's thread only (a :class:`~.replier.Replier`);
+    ``live`` measures each reply (live_eval.py) for /metrics and /dashboard."""
     metrics = ServingMetrics()
     batcher: MicroBatcher[Prompt, Reply] = MicroBatcher(
         generate, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_s,
@@ -65,6 +69,8 @@ def create_app(settings: ServeSettings, generate: Generate,
     metrics.watch_queue(lambda: batcher.depth)
     if store is not None:
         metrics.watch_store(store.aggregates)
+    if live is not None:
+        live.attach(metrics.registry)
     started = int(time.time())
 
     @asynccontextmanager
@@ -88,6 +94,8 @@ def create_app(settings: ServeSettings, generate: Generate,
     app.state.batcher = batcher
     app.state.metrics = metrics
     _add_error_handlers(app)
+    if live is not None:
+        add_dashboard_routes(app, live)
 
     def require_key(request: Request) -> None:
         if not settings.api_keys:
@@ -166,11 +174,13 @@ def create_app(settings: ServeSettings, generate: Generate,
         if chat.n > settings.max_n:
             raise ApiError(400, f"invalid request: n: {chat.n} drafts asked for; this server gives at most "
                            f"{settings.max_n} (--serve-max-n)", "invalid_request", param="n")
-        reply = await generate_one(protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops),
-                                   request)
+        prompt = protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops)
+        reply = await generate_one(prompt, request)
         cid, created = protocol.new_completion_id(), int(time.time())
         metrics.prompt_tokens.inc(reply.prompt_tokens)
         metrics.generated_tokens.inc(reply.completion_tokens)
+        if live is not None:
+            live.observe_reply(prompt, reply, chat.messages[-1].text)
         if store is not None:
             messages = [m.model_dump() for m in chat.messages]
             drafts = [(d.text, d.finish_reason, d.completion_tokens) for d in reply.drafts]
@@ -201,6 +211,8 @@ def create_app(settings: ServeSettings, generate: Generate,
             raise ApiError(404, f"no logged reply has the id {given.id!r}", "reply_not_found", param="id")
         if given.rating is not None:
             metrics.feedback.labels(given.rating).inc()
+            if live is not None:
+                live.observe_feedback(given.rating)
         answer = {"id": given.id, "rating": given.rating, "status": "recorded"}
         if given.choice is not None:
             answer["choice"] = given.choice
