@@ -57,7 +57,7 @@ from parlai_dialogft.human_eval.work_queue import Refused
 from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge
 
-STATIC = ("work.html", "work.js", "turns.html", "turns.js", "admin.html", "admin.js", "style.css")
+STATIC = ("page.js", "work.html", "work.js", "turns.html", "turns.js", "admin.html", "admin.js", "style.css")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 # Only our own files may run or style the page: an injected <script> or onerror= is inert.
 SECURITY_HEADERS = {

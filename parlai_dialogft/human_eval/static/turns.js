@@ -1,35 +1,11 @@
 // The per-turn page: a conversation so far, two candidate next replies, a choice and a reason.
-// As on work.js, every text from the server goes in with textContent (never innerHTML), and
-// the page never learns which model wrote which reply.
+// The page never learns which model wrote which reply. Shared parts: page.js.
 "use strict";
 
 const state = { session: null, me: null, current: null };
 
-const $ = (id) => document.getElementById(id);
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-function setState(name) { document.body.dataset.state = name; }
-function say(text) {
-  $("message").textContent = text || "";
-  $("message").hidden = !text;
-}
 function show(section) {
   for (const id of ["turns", "done"]) $(id).hidden = id !== section;
-}
-
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: { "Authorization": "Bearer " + state.session, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json().catch(() => ({ error: "the server answered " + response.status }));
-  if (!response.ok) throw new Error(data.error || ("error " + response.status));
-  return data;
 }
 
 // The newest context turn is the user's; the candidates answer it as the assistant.
@@ -100,32 +76,8 @@ function shortcut(event) {
   updateSubmit();
 }
 
-async function finished(moreAvailable) {
-  const done = await api("GET", "/api/done");
-  $("done-code").textContent = done.code;
-  if (done.url) {
-    $("done-link").href = done.url;
-    $("done-link-line").hidden = false;
-  }
-  $("more").hidden = !moreAvailable;
-  $("progress").textContent = "";
-  show("done");
-  setState("done");
-}
-
-function stop(name, text) {
-  show(null);
-  say(text);
-  setState(name);
-}
-
 async function main() {
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("s");
-  if (fromLink) {
-    sessionStorage.setItem("he-session", fromLink);
-    history.replaceState(null, "", location.pathname);  // the token leaves the address bar
-  }
-  state.session = sessionStorage.getItem("he-session");
+  state.session = takeSession();
   if (!state.session) return stop("error", "Open the link you were given to start.");
   $("judge").addEventListener("submit", submitJudgment);
   $("choice-left").addEventListener("change", updateSubmit);

@@ -1,35 +1,11 @@
-// The worker page. Every piece of text from the server goes in with textContent (never
-// innerHTML): conversations and justifications are data, not markup.
+// The worker page: ACUTE comparisons or a live chat, by the study's protocol. Shared parts:
+// page.js.
 "use strict";
 
 const state = { session: null, me: null, current: null, chat: null };
 
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-const $ = (id) => document.getElementById(id);
-
 function show(section) {
   for (const id of ["pairwise", "chat", "done"]) $(id).hidden = id !== section;
-}
-function setState(name) { document.body.dataset.state = name; }
-function say(text) {
-  $("message").textContent = text || "";
-  $("message").hidden = !text;
-}
-
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: { "Authorization": "Bearer " + state.session, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json().catch(() => ({ error: "the server answered " + response.status }));
-  if (!response.ok) throw new Error(data.error || ("error " + response.status));
-  return data;
 }
 
 // --- pairwise ------------------------------------------------------------------------------
@@ -203,34 +179,10 @@ async function finishChat(event) {
   }
 }
 
-// --- the end -------------------------------------------------------------------------------
-
-async function finished(moreAvailable) {
-  const done = await api("GET", "/api/done");
-  $("done-code").textContent = done.code;
-  if (done.url) {
-    $("done-link").href = done.url;
-    $("done-link-line").hidden = false;
-  }
-  $("more").hidden = !moreAvailable;
-  $("progress").textContent = "";
-  show("done");
-  setState("done");
-}
-
-function stop(name, text) {
-  show(null);
-  say(text);
-  setState(name);
-}
+// --- start ---------------------------------------------------------------------------------
 
 async function main() {
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("s");
-  if (fromLink) {
-    sessionStorage.setItem("he-session", fromLink);
-    history.replaceState(null, "", location.pathname);  // the token leaves the address bar
-  }
-  state.session = sessionStorage.getItem("he-session");
+  state.session = takeSession();
   if (!state.session) return stop("error", "Open the link you were given to start.");
   $("judge").addEventListener("submit", submitJudgment);
   $("choice-left").addEventListener("change", updateSubmit);
