@@ -31,7 +31,7 @@ from parlai_dialogft.model.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.model.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.plugin import hook  # noqa: E402
 from parlai_dialogft.serving.interactive_chat import InteractiveChatMixin  # noqa: E402
-from parlai_dialogft.training import checkpoint, preference, preflight  # noqa: E402
+from parlai_dialogft.training import checkpoint, preference, preflight, sharding  # noqa: E402
 from parlai_dialogft.training.preference_agent import PreferenceMixin  # noqa: E402
 
 hook.apply_all()
@@ -91,6 +91,7 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         )
         lora.add_lora_args(parser.add_argument_group("dialogft_agent: LoRA adapters (peft)"))
         preference.add_pref_args(parser)
+        sharding.add_args(parser.add_argument_group("dialogft_agent: sharded training (torch FSDP2)"))
         parser.set_defaults(
             dict_tokenizer="hf",
             optimizer="adamw",
@@ -138,6 +139,8 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         training = datatype.startswith("train") and "evalmode" not in datatype and not opt.get("interactive_mode")
         if not shared:
             preflight.check_options(opt)
+            sharding.check_options(opt)
+            sharding.claim_backend(opt)
             preflight.check_model_folders(opt, training)
             preflight.check_model_dir(opt.get("model_file"))
         super().__init__(opt, shared)
@@ -193,6 +196,33 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
     def load_state_dict(self, state_dict):
         # --init-model from a full fine-tune into a LoRA run: peft renamed the base weights.
         super().load_state_dict(lora.fit_state_dict(self.model, state_dict))
+
+    def init_optim(self, params, optim_states=None, saved_optim_type=None, is_finetune=False):
+        # --hf-fsdp: shard here, after ParlAI synced the ranks' weights and loaded the
+        # checkpoint into the whole model, before the optimizer exists (it must see the shards).
+        if not sharding.requested(self.opt) or sharding.is_sharded(self.model):
+            return super().init_optim(params, optim_states, saved_optim_type, is_finetune)
+        sharding.shard(self.model, self.model.hf)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        was_reset = super().init_optim(params, None, saved_optim_type, is_finetune)
+        if not optim_states or is_finetune or saved_optim_type != self.opt["optimizer"]:
+            return was_reset or bool(optim_states)
+        sharding.load_optimizer(self.model, self.optimizer, optim_states)
+        return False
+
+    def state_dict(self):
+        states = super().state_dict()
+        if hasattr(self, "model") and sharding.is_sharded(self.model):  # whole, on rank 0 (collective)
+            states["model"], optimizer = sharding.full_states(self.model, getattr(self, "optimizer", None))
+            if optimizer is not None:
+                states["optimizer"] = optimizer
+        return states
+
+    def save_nonprimary(self, path=None):
+        if hasattr(self, "model") and sharding.is_sharded(self.model):
+            self.state_dict()  # the other ranks' part of rank 0's save
+        else:
+            super().save_nonprimary(path)
 
     def _has_checkpoint(self) -> bool:
         for key in ("init_model", "model_file"):
@@ -286,6 +316,14 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
             return torch.autocast(device_type=device, dtype=torch.bfloat16)
         return torch.autocast(device_type="cpu", enabled=False)
 
+    def train_step(self, batch):
+        sharding.for_training(self.model)
+        return super().train_step(batch)
+
+    def eval_step(self, batch):
+        sharding.for_evaluation(self.model)  # whole weights: ranks generate unequal lengths
+        return super().eval_step(batch)
+
     def compute_loss(self, batch, return_output=False):
         with self._autocast():
             if self._is_preference_batch(batch):
@@ -334,10 +372,11 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         """(row indices, sub-batch trimmed to its own widths) for each group of the batch.
 
         One group, the whole batch, on a GPU (where one more pass costs more than padding:
-        not measured here) or with --hf-length-groups false.
+        not measured here), with --hf-length-groups false, or sharded (every rank must make
+        the same number of passes).
         """
         text, labels = batch.text_vec, batch.label_vec
-        if not self.opt.get("hf_length_groups", True) or self.use_cuda:
+        if not self.opt.get("hf_length_groups", True) or self.use_cuda or sharding.is_sharded(self.model):
             return [(torch.arange(len(labels), device=labels.device), batch)]
         left = not self.dict.is_seq2seq  # decoder-only contexts are padded on the left
         # Measured from the tensors: ParlAI 1.7.2's batchify computes each row's length but

@@ -1,0 +1,165 @@
+"""Sharded training (``--hf-fsdp true``, :mod:`parlai_dialogft.training.sharding`) on CPU:
+two gloo ranks of one thread each under ``torchrun``, against one unsharded process.
+
+The sharded job trains 2 updates, saves, and is started again to 4: the second run loads the
+saved (whole) weights and optimizer state into shards. Its final model file must hold what
+one process, unsharded and uninterrupted, holds after the same 4 updates: the same weights
+and the same optimizer buffers, under the same names. Then that file loads without FSDP.
+
+Data: ``RankShardsTeacher`` (64 examples, each with the same number of tokens), batch 32 per
+rank and 64 in one process: every update trains on the whole set, so the data order, which a
+resumed distributed run does not restore, does not matter. SGD with momentum, no clipping:
+the momentum buffers are optimizer state a resume must restore, and plain SGD is not blind
+to a gradient's scale (DDP/FSDP summing instead of averaging would show).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.training import sharding
+
+from test_torchrun import BIN, SHARDS, _env, _free_port
+
+STEPS, BS = 4, 32
+
+
+def _flags(hf_model: str, tmp_path: Path, steps: int, bs: int):
+    return ["-m", "dialogft_agent", "--hf-model", hf_model, "-t", SHARDS, "--datapath", str(tmp_path / "data"),
+            "-bs", str(bs), "-tstep", str(steps), "-opt", "sgd", "--momentum", "0.9", "-lr", "0.5",
+            "--gradient-clip", "-1", "-vme", "4", "--short-final-eval", "true"]
+
+
+def _torchrun(flags, log: Path) -> subprocess.CompletedProcess:
+    command = [str(BIN / "torchrun"), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(_free_port()), "-m", "parlai_dialogft.training.launch", "train_model", *flags]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    log.write_text(result.stdout + result.stderr)
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_models, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("fsdp")
+    hf_model = tiny_models["t5"]
+    sharded, single = tmp_path / "sharded" / "model", tmp_path / "single" / "model"
+    logs = []
+    for steps in (STEPS // 2, STEPS):  # trained, saved, then resumed from the saved file
+        logs.append(tmp_path / f"sharded-{steps}.log")
+        result = _torchrun([*_flags(hf_model, tmp_path, steps, BS), "-mf", str(sharded), "--hf-fsdp", "true"], logs[-1])
+        assert result.returncode == 0, logs[-1].read_text()[-4000:]
+    result = subprocess.run(
+        [str(BIN / "parlai"), "train_model", *_flags(hf_model, tmp_path, STEPS, 2 * BS), "-mf", str(single)],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"tmp_path": tmp_path, "sharded": sharded, "single": single, "logs": logs}
+
+
+def _bundle(model_file: Path):
+    import torch
+
+    return torch.load(model_file, map_location="cpu", weights_only=False)
+
+
+@pytest.mark.slow
+def test_each_rank_holds_half_of_the_weights(runs):
+    """Sharded for real: by T5's own layer class, rank 0 holding its half of the parameters
+    (ParlAI logs only rank 0's information lines), at the start and for the final evaluation."""
+    for log in runs["logs"]:
+        lines = re.findall(r"--hf-fsdp: (\d+) x T5Block and the rest sharded across 2 ranks; "
+                           r"rank 0 holds ([\d,]+) of ([\d,]+) parameters", log.read_text())
+        assert len(lines) == 2, log.read_text()[-3000:]
+        for units, held, total in lines:
+            held, total = int(held.replace(",", "")), int(total.replace(",", ""))
+            assert int(units) == 4  # 2 encoder + 2 decoder blocks
+            assert total / 2 <= held < total / 2 + 1000  # a row or so of rounding per tensor
+
+
+@pytest.mark.slow
+def test_saved_and_resumed_shards_hold_what_unsharded_training_holds(runs):
+    import torch
+
+    sharded, single = _bundle(runs["sharded"]), _bundle(runs["single"])
+    assert sharded["number_training_updates"] == single["number_training_updates"] == STEPS
+    assert json.loads(Path(f"{runs['sharded']}.trainstats").read_text())["train_steps"] == STEPS
+    # Whole tensors under the unsharded names: no DTensors, no shards, no wrapper prefixes.
+    assert list(sharded["model"]) == list(single["model"])
+    for name, tensor in sharded["model"].items():
+        assert type(tensor) is torch.Tensor and tensor.shape == single["model"][name].shape, name
+        torch.testing.assert_close(tensor, single["model"][name], rtol=1e-5, atol=1e-6, msg=name)
+    # The optimizer as torch.optim saves it, buffer by buffer in the same order.
+    assert sharded["optimizer"]["param_groups"] == single["optimizer"]["param_groups"]
+    assert sharded["optimizer"]["state"].keys() == single["optimizer"]["state"].keys()
+    for index, state in sharded["optimizer"]["state"].items():
+        buffer = state["momentum_buffer"]
+        assert type(buffer) is torch.Tensor
+        torch.testing.assert_close(buffer, single["optimizer"]["state"][index]["momentum_buffer"],
+                                   rtol=1e-5, atol=1e-6, msg=str(index))
+
+
+@pytest.mark.slow
+def test_the_saved_model_evaluates_without_fsdp(runs):
+    """``parlai eval_model`` in one process, no distributed flags: the same loss as the
+    unsharded model's (the two hold the same weights)."""
+    from rank_weights_agent import NUM_EXAMPLES
+
+    tmp_path = runs["tmp_path"]
+    losses = {}
+    for name in ("sharded", "single"):
+        report = tmp_path / f"eval-{name}.json"
+        result = subprocess.run(
+            [str(BIN / "parlai"), "eval_model", "-mf", str(runs[name]), "-t", SHARDS, "--datapath",
+             str(tmp_path / "data"), "--skip-generation", "true", "--report-filename", str(report)],
+            env=_env(), capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        saved = json.loads(report.read_text())["report"]
+        assert saved["exs"] == NUM_EXAMPLES
+        losses[name] = saved["loss"]
+    assert losses["sharded"] == pytest.approx(losses["single"], rel=1e-5)
+
+
+def test_parlais_own_sharded_backends_are_refused_with_the_flag_to_use():
+    for backend in sharding.PARLAI_SHARDED:
+        with pytest.raises(UserError, match=f"--ddp-backend {backend}: .*; use --hf-fsdp true"):
+            sharding.check_options({"ddp_backend": backend})
+    with pytest.raises(UserError, match="--hf-fsdp true with --fp16 true: .* use --hf-bf16 true"):
+        sharding.check_options({"ddp_backend": "ddp", "hf_fsdp": True, "fp16": True})
+    sharding.check_options({"ddp_backend": "ddp", "hf_fsdp": True, "fp16": False})
+
+
+def test_the_flag_keeps_parlai_from_wrapping_the_model():
+    """ParlAI wraps in DDP for ``ddp`` and in its FSDP1 for ``zero2``/``zero3``: neither."""
+    opt = {"ddp_backend": "ddp", "hf_fsdp": True}
+    sharding.claim_backend(opt)
+    assert opt["ddp_backend"] == sharding.BACKEND not in ("ddp", *sharding.PARLAI_SHARDED)
+    untouched = {"ddp_backend": "ddp", "hf_fsdp": False}
+    sharding.claim_backend(untouched)
+    assert untouched["ddp_backend"] == "ddp"
+    assert not sharding.requested(opt)  # one process: nothing to shard with
+
+
+def test_the_layers_are_the_models_own_unsplittable_blocks(tiny_models):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    t5 = AutoModelForSeq2SeqLM.from_pretrained(tiny_models["t5"])
+    qwen = AutoModelForCausalLM.from_pretrained(tiny_models["qwen2"])
+    assert sharding.layer_class_names(t5) == ["T5Block"]
+    assert sharding.layer_class_names(qwen) == ["Qwen2DecoderLayer"]
+    assert len(sharding._units(qwen, sharding.layer_class_names(qwen))) == qwen.config.num_hidden_layers
+
+
+def test_optimizer_state_by_name_becomes_torchs_by_index():
+    by_name = {"state": {"b": {"step": 1}, "a": {"step": 2}},
+               "param_groups": [{"lr": 0.1, "params": ["a", "b"]}, {"lr": 0.2, "params": ["c"]}]}
+    assert sharding._by_index(by_name) == {
+        "state": {1: {"step": 1}, 0: {"step": 2}},
+        "param_groups": [{"lr": 0.1, "params": [0, 1]}, {"lr": 0.2, "params": [2]}],
+    }
