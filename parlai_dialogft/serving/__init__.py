@@ -7,6 +7,7 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.protocol`  the chat-completions wire format and how messages become a ParlAI history
 * :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out
 * :mod:`.batcher`   micro-batching in one worker thread that owns the model (no web imports)
+* :mod:`.streaming` the search's tokens as each row's text, per step; ending a row's search early
 * :mod:`.metrics`   the Prometheus registry and the middleware that counts requests
 * :mod:`.store`     opt-in SQLite log of replies, their drafts and user feedback, with retention
 * :mod:`.preferences` the log as preference data (TRL's paired and unpaired JSONL)
@@ -14,5 +15,5 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.options`   the ``--serve-*`` flags and their validation
 * :mod:`.app`       the FastAPI routes that tie these together
 
-Only :mod:`.app` imports FastAPI; only :mod:`.replier` touches ParlAI or torch.
+Only :mod:`.app` imports FastAPI; only :mod:`.replier` and :mod:`.streaming` touch ParlAI or torch.
 """

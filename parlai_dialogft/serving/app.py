@@ -21,9 +21,14 @@ logged: a reply is written to the log before its response is sent).
 Back-pressure: with ``--serve-max-queue`` requests already waiting, the next gets 429 with a
 ``Retry-After`` (seconds: the batcher's estimate), which OpenAI's clients honour when they retry.
 
+Streaming (``"stream": true``): the response starts at once with the role chunk; the reply's
+text follows as the search decodes it (:mod:`.streaming`: one-draft replies of greedy or
+sampled decoding; a beam's reply, or several drafts, at the end), then the finish reason.
+The time from the request to its first content chunk is ``dialogft_time_to_first_token_seconds``.
+
 A client that disconnects while its request waits for a batch cancels it: it is dropped
-before generation. If its batch is already generating, the batch finishes (one tensor call
-for all its rows), the reply is discarded and not logged.
+before generation. If its batch is already generating, its rows are ended at the next search
+step (the rest of the batch goes on); the reply is discarded and not logged.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import AsyncIterator, Callable, List, Optional, Sequence
+from typing import AsyncIterator, Awaitable, Callable, List, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -51,6 +57,7 @@ from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.protocol import ApiError, ChatRequest, FeedbackRequest, Prompt
 from parlai_dialogft.serving.replier import Reply
 from parlai_dialogft.serving.store import ConversationStore, NoSuchDraft
+from parlai_dialogft.serving.streaming import ReplyChannel
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +121,8 @@ def create_app(settings: ServeSettings, generate: Generate,
             raise ApiError(404, f"the model {name!r} does not exist: this server serves "
                            f"{settings.model_name!r} (GET /v1/models)", "model_not_found", param="model")
 
-    async def generate_one(prompt: Prompt, request: Request) -> Reply:
+    def submit(prompt: Prompt) -> "Future[Reply]":
+        """Queue ``prompt`` (429 when the queue is full); its channel closes when it is done."""
         try:
             future = batcher.submit(prompt)
         except QueueFull as exc:
@@ -123,22 +131,31 @@ def create_app(settings: ServeSettings, generate: Generate,
                            headers={"Retry-After": str(exc.retry_after_s)}) from None
         except Closed:
             raise ApiError(503, "the server is shutting down", "shutting_down", type="server_error") from None
-        reply = asyncio.wrap_future(future)
+        channel = prompt.channel
+
+        def done(_future: "Future[Reply]") -> None:  # the worker thread, or the loop when dropped
+            if channel is not None:
+                metrics.observe_search(channel.steps, channel.ended_by)
+                channel.close()
+
+        future.add_done_callback(done)
+        return future
+
+    async def generate_one(prompt: Prompt, request: Request) -> Reply:
+        reply = asyncio.wrap_future(submit(prompt))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({reply, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
         if not reply.done():
-            # Cancelling the wrapper cancels the batcher's future: dropped if still queued.
+            # Cancelling the wrapper cancels the batcher's future: dropped if still queued;
+            # if generating, the channel ends its rows at the next search step.
+            if prompt.channel is not None:
+                prompt.channel.cancel()
             reply.cancel()
             raise ApiError(499, "the client closed the connection", "client_closed_request")
-        try:
-            return reply.result()
-        except Exception as exc:  # noqa: BLE001 - the model failed; the client gets a 500 saying so
-            log.exception("generation failed")
-            raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed",
-                           type="server_error") from None
+        return _result(reply)
 
     @app.get("/", include_in_schema=False)
     def chat_page() -> HTMLResponse:
@@ -174,25 +191,33 @@ def create_app(settings: ServeSettings, generate: Generate,
         if chat.n > settings.max_n:
             raise ApiError(400, f"invalid request: n: {chat.n} drafts asked for; this server gives at most "
                            f"{settings.max_n} (--serve-max-n)", "invalid_request", param="n")
-        prompt = protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops)
-        reply = await generate_one(prompt, request)
+        # The request's line to the search: its text as decoded (streamed only), and its cancel.
+        channel = ReplyChannel(asyncio.get_running_loop() if chat.stream else None)
+        prompt = protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops, channel)
         cid, created = protocol.new_completion_id(), int(time.time())
-        metrics.prompt_tokens.inc(reply.prompt_tokens)
-        metrics.generated_tokens.inc(reply.completion_tokens)
-        if live is not None:
-            live.observe_reply(prompt, reply, chat.messages[-1].text)
-        if store is not None:
-            messages = [m.model_dump() for m in chat.messages]
-            drafts = [(d.text, d.finish_reason, d.completion_tokens) for d in reply.drafts]
-            await run_in_threadpool(store.log_reply, cid, settings.model_name, messages, reply.text,
-                                    reply.finish_reason, reply.prompt_tokens, reply.completion_tokens,
-                                    time.perf_counter() - start, drafts)
+
+        async def record(reply: Reply) -> None:
+            metrics.prompt_tokens.inc(reply.prompt_tokens)
+            metrics.generated_tokens.inc(reply.completion_tokens)
+            if live is not None:
+                live.observe_reply(prompt, reply, chat.messages[-1].text)
+            if store is not None:
+                messages = [m.model_dump() for m in chat.messages]
+                drafts = [(d.text, d.finish_reason, d.completion_tokens) for d in reply.drafts]
+                await run_in_threadpool(store.log_reply, cid, settings.model_name, messages, reply.text,
+                                        reply.finish_reason, reply.prompt_tokens, reply.completion_tokens,
+                                        time.perf_counter() - start, drafts)
+
         if chat.stream:
+            future = submit(prompt)  # before the response starts: a full queue is still a 429
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            events = _stream(cid, settings.model_name, created, reply, include_usage)
+            events = _stream(cid, settings.model_name, created, channel, future, record, include_usage,
+                             lambda: metrics.time_to_first_token.observe(time.perf_counter() - start))
             # no-cache and no proxy buffering: each event should reach the client as sent.
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        reply = await generate_one(prompt, request)
+        await record(reply)
         return JSONResponse(protocol.completion(cid, settings.model_name,
                                                 [(d.text, d.finish_reason) for d in reply.drafts],
                                                 reply.prompt_tokens, reply.completion_tokens, created))
@@ -238,26 +263,73 @@ async def _read_json(request: Request) -> object:
         raise ApiError(400, f"malformed JSON: {exc}", "invalid_json") from None
 
 
-async def _stream(cid: str, model: str, created: int, reply: Reply, include_usage: bool) -> AsyncIterator[str]:
+def _result(reply: "asyncio.Future[Reply]") -> Reply:
+    try:
+        return reply.result()
+    except Exception as exc:  # noqa: BLE001 - the model failed; the client gets a 500 saying so
+        log.exception("generation failed")
+        raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", "generation_failed",
+                       type="server_error") from None
+
+
+async def _stream(cid: str, model: str, created: int, channel: ReplyChannel, future: "Future[Reply]",
+                  record: Callable[[Reply], Awaitable[None]], include_usage: bool,
+                  first_token: Callable[[], None]) -> AsyncIterator[str]:
     """OpenAI's chunk sequence per choice: role, content pieces, finish reason; then [usage], ``[DONE]``.
 
-    ParlAI's search returns finished replies, so the reply exists before the first event;
-    the stream is for clients that only speak streaming, not an earlier first token. With
-    several drafts, each choice's chunks (marked with its ``index``) follow the previous one's.
+    Choice 0's text arrives as the search decodes it (``channel``); what the finished reply
+    has beyond what was streamed (all of it for a beam search, or whitespace held back)
+    follows in pieces once it is done. Further drafts (``n`` > 1) follow whole, in pieces,
+    each marked with its ``index``. If the client goes, the response is cancelled and the
+    channel tells the search to end the request's rows.
     """
 
     def event(payload: dict) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-    for index, draft in enumerate(reply.drafts):
-        yield event(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index))
-        for piece in protocol.pieces(draft.text):
-            yield event(protocol.chunk(cid, model, created, {"content": piece}, index=index))
-        yield event(protocol.chunk(cid, model, created, {}, draft.finish_reason, index=index))
-    if include_usage:
-        yield event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [], "usage": protocol.usage(reply.prompt_tokens, reply.completion_tokens)})
-    yield "data: [DONE]\n\n"
+    def content(piece: str, index: int) -> str:
+        return event(protocol.chunk(cid, model, created, {"content": piece}, index=index))
+
+    reply_future = asyncio.wrap_future(future)
+    finished = False
+    try:
+        yield event(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}))
+        sent = ""
+        async for delta in channel.deltas():
+            if not sent:
+                first_token()
+            sent += delta
+            yield content(delta, 0)
+        try:
+            await asyncio.wait({reply_future})
+            reply = _result(reply_future)
+        except ApiError as error:  # 200 is sent already: OpenAI's clients raise on an error event
+            finished = True
+            yield event(error.body())
+            return
+        await record(reply)  # logged before its last chunk, as a whole reply before its response
+        for index, draft in enumerate(reply.drafts):
+            if index:
+                yield event(protocol.chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index))
+            rest = draft.text
+            if index == 0:
+                if not draft.text.startswith(sent):
+                    log.warning("%s: streamed text %r is not where the reply %r starts", cid, sent, draft.text)
+                rest = draft.text[len(sent):] if draft.text.startswith(sent) else ""
+                if rest and not sent:
+                    first_token()
+            for piece in protocol.pieces(rest):
+                yield content(piece, index)
+            yield event(protocol.chunk(cid, model, created, {}, draft.finish_reason, index=index))
+        if include_usage:
+            yield event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "choices": [], "usage": protocol.usage(reply.prompt_tokens, reply.completion_tokens)})
+        yield "data: [DONE]\n\n"
+        finished = True
+    finally:
+        if not finished:  # the client went (or the server stops): no more work for this reply
+            channel.cancel()
+            reply_future.cancel()
 
 
 def _add_error_handlers(app: FastAPI) -> None:

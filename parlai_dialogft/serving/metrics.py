@@ -7,7 +7,12 @@ What an operator asks, and the series that answers it:
 
 * is it up, how loaded?    ``dialogft_requests_total{route,code}``, ``dialogft_queue_depth``
 * is it failing?           ``dialogft_request_errors_total{route,code}`` (4xx and 5xx)
-* how slow?                ``dialogft_request_latency_seconds{route}`` (until the last byte)
+* how slow?                ``dialogft_request_latency_seconds{route}`` (until the last byte),
+                           ``dialogft_time_to_first_token_seconds`` (streamed requests: until
+                           their first content chunk)
+* is work cut short?       ``dialogft_search_steps_total`` (search steps run, summed over rows),
+                           ``dialogft_stopped_early_total{reason}`` (searches ended for a
+                           client that left, a stop string, or max_tokens)
 * how fast does it write?  ``rate(dialogft_generated_tokens_total[1m])`` = tokens/s
 * is batching working?     ``dialogft_batch_size``, ``dialogft_batch_seconds``
 * do users like it?        ``dialogft_feedback_total{rating}`` (since the server started) and, with
@@ -44,12 +49,26 @@ class ServingMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("dialogft_queue_depth", "requests waiting for a batch", registry=r)
         self.feedback = Counter("dialogft_feedback", "feedback received since start", ["rating"], registry=r)
+        self.time_to_first_token = Histogram("dialogft_time_to_first_token_seconds",
+                                             "streamed requests: request start to the first content chunk",
+                                             buckets=LATENCY_BUCKETS, registry=r)
+        self.search_steps = Counter("dialogft_search_steps", "search steps run, summed over batch rows", registry=r)
+        self.stopped_early = Counter("dialogft_stopped_early", "searches ended before the model ended them",
+                                     ["reason"], registry=r)
+        for reason in ("disconnect", "stop", "length"):
+            self.stopped_early.labels(reason)
         for rating in ("up", "down"):
             self.feedback.labels(rating)  # present at 0, so rate() and ratios work from the start
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
+
+    def observe_search(self, steps: int, ended_by: Optional[str]) -> None:
+        """One request's search: its steps, and why it was ended early (None: it was not)."""
+        self.search_steps.inc(steps)
+        if ended_by is not None:
+            self.stopped_early.labels(ended_by).inc()
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

@@ -14,7 +14,7 @@ the server) unless the request asks to sample: ``temperature`` > 0 or ``top_p`` 
 :class:`Decoding`). ``n`` asks for several drafts of the reply, each a choice with its
 ``index``: samples when sampling, else the best distinct hypotheses of a beam search. Drafts
 that read the same are dropped, so a reply may have fewer than ``n`` choices. ``seed`` makes
-sampling repeatable; ``stop`` and ``max_tokens`` cut each draft after the search.
+sampling repeatable; ``stop`` and ``max_tokens`` end each draft (see :mod:`.replier`).
 
 Every field of OpenAI's request has a fate here, so nothing a client asks for is silently
 dropped (the table: docs/serving.md): honoured (the fields above); accepted only "off"
@@ -30,11 +30,14 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:  # the channel is the HTTP side's; the protocol only carries it
+    from parlai_dialogft.serving.streaming import ReplyChannel
 
 #: "developer" is OpenAI's newer name for "system"; both are context the model reads.
 Role = Literal["system", "developer", "user", "assistant"]
@@ -285,10 +288,13 @@ class Prompt:
     max_tokens: Optional[int] = None
     decoding: Decoding = Decoding()
     stop: Tuple[str, ...] = ()  # each draft ends before the first of these it contains
+    # The request's line to the search (text as it is decoded, cancel): not part of the prompt.
+    channel: Optional["ReplyChannel"] = field(default=None, compare=False, repr=False)
 
 
 def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
-              decoding: Decoding = Decoding(), stop: Sequence[str] = ()) -> Prompt:
+              decoding: Decoding = Decoding(), stop: Sequence[str] = (),
+              channel: Optional["ReplyChannel"] = None) -> Prompt:
     history: List[Tuple[str, str]] = []
     context: List[str] = []
     partner_spoke = False
@@ -304,7 +310,7 @@ def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
         else:  # two assistant turns in a row: one longer reply, as in training
             previous_context, reply = history[-1]
             history[-1] = (previous_context, reply + "\n" + message.text)
-    return Prompt(tuple(history), "\n".join(context), max_tokens, decoding, tuple(stop))
+    return Prompt(tuple(history), "\n".join(context), max_tokens, decoding, tuple(stop), channel)
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> Optional[str]:

@@ -26,8 +26,11 @@ a row's draws depend on the rows beside it: a seeded sampled prompt therefore ge
 generation call of its own, never shared (its batch neighbours wait for it). A seed on a
 deterministic search changes nothing, and such prompts batch as usual.
 
-``stop`` and ``max_tokens`` cut each draft after the search, which runs to the model's
-length limit (``--label-truncate``) whatever they are: they shorten replies, not the work.
+``stop`` and ``max_tokens`` end a row's search as soon as its reply reaches them, when the row
+keeps one hypothesis (greedy or sampling: :mod:`.streaming`), so they save work. A beam's
+best hypothesis is known only at the end: its drafts are cut after the search. The same
+hook streams a one-draft reply's text to its request's channel as it is decoded, and ends
+the rows of a request whose client has gone.
 
 Only the batcher's worker thread may call a :class:`Replier` (it owns the model).
 """
@@ -42,6 +45,7 @@ import torch
 from parlai.core.message import Message
 
 from parlai_dialogft.serving.protocol import Decoding, Prompt, cut_at_stop, same_text
+from parlai_dialogft.serving.streaming import LENGTH, RowState, SearchHook
 
 #: ParlAI's ``--inference`` choices that draw at random (delayedbeam samples its first tokens).
 SAMPLING_INFERENCE = frozenset({"topk", "nucleus", "delayedbeam", "delayednucleus"})
@@ -82,6 +86,7 @@ class Replier:
         # Clones share the model and dictionary; each owns a history (one per batch slot).
         self._slots = [agent.clone() for _ in range(max_batch)]
         self._extra_slots: list = []
+        self._hook = SearchHook.on(agent)
 
     @property
     def max_batch(self) -> int:
@@ -105,10 +110,13 @@ class Replier:
             slots = self._slots_for(len(rows) * copies)
             observations = [self._observe(slot, prompts[i])
                             for slot, i in zip(slots, (i for i in rows for _ in range(copies)))]
-            with self._search(decoding), self._seeded(decoding.seed):
+            states = [RowState(prompts[i].channel, prompts[i].max_tokens, prompts[i].stop, stream=decoding.n == 1)
+                      for i in rows for _ in range(copies)]
+            with self._search(decoding), self._seeded(decoding.seed), self._hook.watching(states):
                 acts = self.agent.batch_act(observations)
             for k, i in enumerate(rows):
-                replies[i] = self._reply(observations[k * copies], acts[k * copies:(k + 1) * copies], prompts[i])
+                replies[i] = self._reply(observations[k * copies], acts[k * copies:(k + 1) * copies], prompts[i],
+                                         states[k * copies:(k + 1) * copies])
         return replies
 
     def _slots_for(self, count: int) -> list:
@@ -174,11 +182,13 @@ class Replier:
                 agent.opt[key] = value
             agent.beam_size, agent.temperature = saved
 
-    def _reply(self, observation: Message, acts: Sequence[Message], prompt: Prompt) -> Reply:
+    def _reply(self, observation: Message, acts: Sequence[Message], prompt: Prompt,
+               states: Sequence[RowState]) -> Reply:
         """One reply from its prompt's acts: one act (its beams the drafts), or one per sample."""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
-        drafts = [self._draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or ""), prompt)
-                  for act in acts]
+        drafts = [self._draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or ""), prompt,
+                              ended_at_length=state.ended_by == LENGTH)
+                  for act, state in zip(acts, states)]
         act = acts[0]
         if prompt.decoding.n > 1 and len(acts) == 1:
             # beam_texts[0] is `best`; a later hypothesis' tokens are counted from its text.
@@ -189,12 +199,15 @@ class Replier:
             distinct.setdefault(same_text(draft.text), draft)
         return Reply(tuple(distinct.values())[: prompt.decoding.n], prompt_tokens)
 
-    def _draft(self, text: str, generated: int, prompt: Prompt) -> Draft:
-        draft = Draft(text, "stop", generated)
-        if prompt.max_tokens is not None:
+    def _draft(self, text: str, generated: int, prompt: Prompt, ended_at_length: bool = False) -> Draft:
+        if ended_at_length:  # the search ended this row at max_tokens: its text is those tokens
+            draft = Draft(text, "length", generated)
+        else:
+            draft = Draft(text, "stop", generated)
+        if prompt.max_tokens is not None and not ended_at_length and generated > prompt.max_tokens:
+            # A beam hypothesis (its search ran on): cut to max_tokens after the search.
             tokens = self.agent.dict.txt2vec(text)
             if len(tokens) > prompt.max_tokens:
-                # Search length is one setting for the whole batch; a request's own limit cuts after.
                 draft = Draft(self.agent.dict.vec2txt(tokens[: prompt.max_tokens]), "length", prompt.max_tokens)
         # After the length cut: a stop string past max_tokens would never have been generated.
         cut = cut_at_stop(draft.text, prompt.stop)

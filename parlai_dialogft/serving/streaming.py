@@ -1,0 +1,240 @@
+"""Token streaming out of ParlAI's search, and ending a row's search early.
+
+ParlAI's ``TorchGeneratorAgent._generate`` builds one tree-search object per batch row with
+``self._treesearch_factory`` and calls each one's ``advance(logprobs, step)`` once per time
+step, until every row is done. :class:`SearchHook` wraps those two methods on one agent
+*instance* (ParlAI's classes are untouched, other agents unaffected): each search object it
+builds reports every step to the :class:`RowState` the replier gave that row, and can be told
+to end:
+
+* **streaming**: a row that keeps one hypothesis (greedy, sampling, or a beam of width 1) has
+  its reply so far after every step, so its new text goes to its request's
+  :class:`ReplyChannel` at once. A wider beam does not know its best hypothesis until the
+  search ends: such a reply streams at the end.
+* **ending early**: before a step, a row that should end gets every token but END masked out,
+  so its search finishes on that step with what it has (ParlAI's own way of finishing a
+  hypothesis; its rescoring and bookkeeping are unchanged). A row ends when its client has
+  gone (:meth:`ReplyChannel.cancel`), when its text contains a ``stop`` string, or when it has
+  ``max_tokens`` tokens (the last two only with one hypothesis: a beam's hypotheses are cut
+  after the search, as its best is not known before). The batch is one tensor, so a row that
+  ended still rides along until the whole batch is done; a batch whose rows all ended stops.
+
+The text of a row is decoded from all its token ids at each step, as the dictionary's
+``vec2txt`` decodes the finished reply, so joined deltas are the reply: a multi-byte
+character split over byte tokens is held back until it is whole, whitespace at the end until
+something follows it (the reply is stripped), and the tail that could be the start of a stop
+string until it is known not to be one.
+
+Threads: the search runs in the batcher's worker thread; :meth:`ReplyChannel.publish` hands
+each delta to the request's event loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import contextmanager
+from typing import AsyncIterator, Callable, Iterator, List, Optional, Sequence
+
+from parlai.utils.torch import neginf
+
+#: Why a row's search was ended before the model ended it (the ``dialogft_stopped_early`` label).
+DISCONNECT, STOP, LENGTH = "disconnect", "stop", "length"
+
+_CLOSED = object()
+
+
+class ReplyChannel:
+    """One request's line to the generating thread: its cancel flag, and its text as it comes.
+
+    Made by the HTTP side per request. With an event loop, :meth:`publish` (worker thread)
+    queues text deltas that :meth:`deltas` (the loop) yields until :meth:`close`. Without
+    one, nobody listens to text: the channel only carries the cancel flag and the counts.
+    """
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None):
+        self._loop = loop
+        self._queue: Optional["asyncio.Queue[object]"] = asyncio.Queue() if loop is not None else None
+        self._cancelled = threading.Event()
+        self.steps = 0  # search steps run for this request's rows (all its rows summed)
+        self.ended_by: Optional[str] = None  # DISCONNECT, STOP or LENGTH when its search was ended early
+
+    @property
+    def listens(self) -> bool:
+        return self._queue is not None
+
+    def cancel(self) -> None:
+        """The client has gone: its rows end at their next step."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def publish(self, delta: str) -> None:
+        self._send(delta)
+
+    def close(self) -> None:
+        """No more deltas (the reply is done, or failed, or was dropped)."""
+        self._send(_CLOSED)
+
+    def _send(self, item: object) -> None:
+        if self._loop is None or self._queue is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is left to read
+            pass
+
+    async def deltas(self) -> AsyncIterator[str]:
+        if self._queue is None:
+            return
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                return
+            yield item  # type: ignore[misc]
+
+
+class TextStream:
+    """Token ids in, text deltas out: the deltas joined are the decoded reply (stripped, and
+    cut before the first stop string it contains, as the replier cuts it)."""
+
+    def __init__(self, decode: Callable[[List[int]], str], stops: Sequence[str] = ()):
+        self._decode = decode
+        self._stops = tuple(stops)
+        self.ids: List[int] = []
+        self.sent = ""
+        self.stopped = False  # a stop string has appeared: the text is final
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self._decode(self.ids).lstrip()
+        found = [at for at in (text.find(stop) for stop in self._stops) if at >= 0]
+        if found:
+            self.stopped = True
+            ready = text[: min(found)]
+        else:
+            # An incomplete character decodes as U+FFFD until its last byte comes.
+            ready = text.rstrip().rstrip("\ufffd").rstrip()
+            ready = ready[: len(text) - self._maybe_stop(text)]
+        if not ready.startswith(self.sent):
+            return ""  # decoding changed text already sent (rare); the replier's final text settles it
+        delta, self.sent = ready[len(self.sent):], ready
+        return delta
+
+    def _maybe_stop(self, text: str) -> int:
+        """Length of the longest end of ``text`` that a stop string starts with."""
+        for stop in self._stops:
+            for k in range(min(len(stop) - 1, len(text)), 0, -1):
+                if text.endswith(stop[:k]):
+                    return k
+        return 0
+
+
+class RowState:
+    """What the hook knows of one batch row: its request's channel and limits, and its text."""
+
+    def __init__(self, channel: Optional[ReplyChannel], max_tokens: Optional[int] = None,
+                 stops: Sequence[str] = (), stream: bool = True):
+        self.channel = channel
+        self.max_tokens = max_tokens
+        self.stops = tuple(stops)
+        self.stream = stream  # publish deltas (one draft asked for; else drafts are chosen at the end)
+        self.text: Optional[TextStream] = None
+        self.ended_by: Optional[str] = None
+
+    def end_reason(self, step: int, one_hypothesis: bool) -> Optional[str]:
+        if self.channel is not None and self.channel.cancelled:
+            return DISCONNECT
+        if one_hypothesis:
+            if self.text is not None and self.text.stopped:
+                return STOP
+            if self.max_tokens is not None and step >= self.max_tokens:
+                return LENGTH
+        return None
+
+
+class SearchHook:
+    """Installed on one agent; :meth:`watching` gives the rows of the next ``batch_act``."""
+
+    def __init__(self, agent):
+        self._generate = agent._generate
+        self._factory = agent._treesearch_factory
+        self._start, self._end = agent.START_IDX, agent.END_IDX
+        tokenizer = getattr(agent.dict, "hf_tokenizer", None)
+        # The same decoding as the dictionary's vec2txt, before its strip.
+        self._decode: Callable[[List[int]], str] = (
+            (lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) if tokenizer is not None
+            else agent.dict.vec2txt)
+        self._rows: Optional[Sequence[RowState]] = None
+        self._batch_rows: List[RowState] = []
+        self._max_ts = 0
+        agent._generate = self._watched_generate
+        agent._treesearch_factory = self._watched_factory
+
+    @classmethod
+    def on(cls, agent) -> "SearchHook":
+        """The agent's hook, installed once however many repliers wrap it."""
+        hook = agent.__dict__.get("_dialogft_search_hook")
+        if hook is None:
+            hook = agent.__dict__["_dialogft_search_hook"] = cls(agent)
+        return hook
+
+    @contextmanager
+    def watching(self, rows: Sequence[RowState]) -> Iterator[None]:
+        """``rows[i]`` is the ``i``-th observation of the ``batch_act`` run inside."""
+        self._rows = rows
+        try:
+            yield
+        finally:
+            self._rows = None
+
+    def _watched_generate(self, batch, beam_size, max_ts, prefix_tokens=None):
+        if self._rows is None:
+            return self._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
+        # Batch rows are the observations ParlAI found valid, in order.
+        indices = batch.valid_indices.tolist() if batch.valid_indices is not None else range(batch.batchsize)
+        self._batch_rows, self._max_ts = [self._rows[i] for i in indices], max_ts
+        try:
+            return self._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
+        finally:
+            self._batch_rows = []
+
+    def _watched_factory(self, device, verbose=False):
+        search = self._factory(device, verbose=verbose)
+        if self._batch_rows:
+            self._watch(search, self._batch_rows.pop(0))
+        return search
+
+    def _watch(self, search, row: RowState) -> None:
+        one = search.beam_size == 1
+        if one and (row.stops or (row.stream and row.channel is not None and row.channel.listens)):
+            row.text = TextStream(self._decode, row.stops)
+        advance = search.advance
+
+        def step(logprobs, ts):
+            reason = row.ended_by or row.end_reason(ts, one)
+            if reason is not None:
+                row.ended_by = reason
+                if row.channel is not None and row.channel.ended_by is None:
+                    row.channel.ended_by = reason
+                search.min_length = 0  # END must be allowed now
+                logprobs.fill_(neginf(logprobs.dtype))
+                logprobs[:, search.eos] = 0
+            advance(logprobs, ts)
+            if row.channel is not None:
+                row.channel.steps += 1
+            if one and reason is None:
+                self._after_step(search, row, ts)
+
+        search.advance = step
+
+    def _after_step(self, search, row: RowState, ts: int) -> None:
+        token = int(search.outputs[-1][0])
+        # At the last step ParlAI writes END over an unfinished hypothesis' token: not sent.
+        if token in (self._end, self._start) or ts >= self._max_ts - 1 or row.text is None:
+            return
+        delta = row.text.push(token)
+        if delta and row.stream and row.channel is not None:
+            row.channel.publish(delta)

@@ -1,0 +1,261 @@
+"""Token streaming and early ends of `parlai dialogft_serve`'s search, through the official `openai` client.
+
+The specs: a streamed reply's chunks leave while the search decodes it (their arrival times
+spread over the decoding, more than one before the last); the streamed text is the plain
+reply, byte for byte, for English and Chinese and for a seeded sample; a client that hangs up
+ends its search at the next step, streamed or not; ``stop`` and ``max_tokens`` end a greedy or
+sampled search where they are reached; and the deltas of :class:`TextStream`, joined, are what
+the dictionary decodes from the same tokens, whatever bytes the tokens split.
+
+Decoding is slowed to a known pace (``STEP_S`` per search step, a sleep around the model's
+decoder) so that "while it is decoded" can be told apart from "after" on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import openai
+import pytest
+from conftest import TEXTS
+
+from parlai_dialogft.serving.options import ServeSettings
+from parlai_dialogft.serving.protocol import cut_at_stop
+from parlai_dialogft.serving.streaming import TextStream
+
+#: Seconds each search step takes (the decoder call is slowed to it).
+STEP_S = 0.03
+#: Sentences of TEXTS, each answered by the next by the context model.
+SENTENCES = list(dict.fromkeys(TEXTS))
+UNSEEN = ["a table for two , cheap", "我想 table today", "thanks cheap centre train"]
+
+
+@contextmanager
+def serving(hf_model, root, *flags, step_s=STEP_S, **settings):
+    """`parlai dialogft_serve -m dialogft_agent --hf-model FOLDER FLAGS` in a thread, each
+    search step taking at least ``step_s``."""
+    from parlai.core.agents import create_agent
+
+    from parlai_dialogft.scripts.dialogft_serve import DialogftServe
+    from parlai_dialogft.serving.app import create_app
+    from parlai_dialogft.serving.replier import Replier
+    from parlai_dialogft.serving.server import bound_port, running
+
+    opt = DialogftServe.setup_args().parse_args(["-m", "dialogft_agent", "--hf-model", hf_model,
+                                                 "--datapath", str(root / "data"), "--label-truncate", "64",
+                                                 *flags])
+    agent = create_agent(opt)
+    decoder = agent.model.decoder
+
+    def slow_decoder(*args, **kwargs):
+        time.sleep(step_s)
+        return decoder(*args, **kwargs)
+
+    agent.model.decoder = slow_decoder  # the instance's, called once per step by ParlAI's search
+    settings = ServeSettings(model_name="m", **settings)
+    app = create_app(settings, Replier(agent, settings.max_batch))
+    with running(app, shutdown_timeout_s=10) as server:
+        url = f"http://127.0.0.1:{bound_port(server)}"
+        yield SimpleNamespace(url=url, client=openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0))
+
+
+@pytest.fixture(scope="module")
+def server(context_models, tmp_path_factory):
+    with serving(context_models["gpt2"], tmp_path_factory.mktemp("stream")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def long_server(context_models, tmp_path_factory):
+    """Every reply is 60 tokens (END is blocked before): a long search to leave in the middle of."""
+    with serving(context_models["gpt2"], tmp_path_factory.mktemp("long"), "--inference", "beam", "--beam-size", "1",
+                 "--beam-min-length", "60", "--label-truncate", "61") as s:
+        yield s
+
+
+def metric(url, name):
+    """The sum of a series' samples in /metrics (all label values)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+               if line.startswith(name) and (line[len(name)] in " {"))
+
+
+def wait_for(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def plain(client, messages, **options):
+    return client.chat.completions.create(model="m", messages=messages, **options).choices[0]
+
+
+def streamed(client, messages, **options):
+    """(text, finish reason, [(arrival time, piece)]) of a streamed completion; times from the request."""
+    start = time.perf_counter()
+    pieces, finish = [], None
+    for chunk in client.chat.completions.create(model="m", messages=messages, stream=True, **options):
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append((time.perf_counter() - start, choice.delta.content))
+            finish = choice.finish_reason or finish
+    return "".join(piece for _, piece in pieces), finish, pieces
+
+
+# --- the deltas are the reply -------------------------------------------------------------------
+
+
+def text_of(tokenizer, ids):
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def streamed_text(tokenizer, ids, stops=()):
+    """What the server sends for ``ids``: the deltas while decoding, then the final text's rest."""
+    stream = TextStream(lambda prefix: text_of(tokenizer, prefix), stops)
+    deltas = "".join(stream.push(token) for token in ids)
+    final = text_of(tokenizer, ids).strip()
+    final = cut_at_stop(final, stops) if cut_at_stop(final, stops) is not None else final
+    assert final.startswith(deltas), (deltas, final)
+    return deltas, final
+
+
+def test_text_stream_deltas_are_the_decoded_reply_whatever_bytes_tokens_split(tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])  # byte-level BPE: CJK split over tokens
+    chinese = tokenizer("我想订一张明天去北京的火车票。", add_special_tokens=False)["input_ids"]
+    split = [tokenizer.convert_ids_to_tokens(i) for i in chinese]
+    assert any(tokenizer.convert_tokens_to_string([piece]) == "\ufffd" for piece in split), split  # partial bytes
+    deltas, final = streamed_text(tokenizer, chinese)
+    assert deltas == final == "我想订一张明天去北京的火车票。"
+    english = tokenizer(" hello , how can I help you today ?  ", add_special_tokens=False)["input_ids"]
+    deltas, final = streamed_text(tokenizer, english)
+    assert final == "hello , how can I help you today ?" and deltas == final  # stripped, as vec2txt does
+    # Random token sequences: invalid byte runs, spaces anywhere; the deltas are never taken back.
+    rng = random.Random(0)
+    for _ in range(200):
+        ids = [rng.randrange(4, len(tokenizer)) for _ in range(rng.randrange(1, 30))]
+        streamed_text(tokenizer, ids)
+
+
+def test_text_stream_holds_back_what_may_start_a_stop_string_and_ends_at_one(tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    ids = tokenizer("I would like to book a table", add_special_tokens=False)["input_ids"]
+    stream = TextStream(lambda prefix: text_of(tokenizer, prefix), [" a tab", "xyz"])
+    sent = ""
+    for token in ids:
+        sent += stream.push(token)
+        assert " a t" not in sent  # " a", " a t" could start " a tab": held back until they cannot
+        if stream.stopped:
+            break
+    assert stream.stopped and sent == "I would like to book"
+    deltas, final = streamed_text(tokenizer, ids, [" a tab"])
+    assert deltas == final == "I would like to book"
+
+
+# --- the official client: chunks arrive while the search decodes --------------------------------
+
+
+def test_content_chunks_arrive_while_the_reply_is_decoded(server):
+    text, finish, pieces = streamed(server.client, [{"role": "user", "content": SENTENCES[0]}])
+    assert text == SENTENCES[1] and finish == "stop"
+    times = [t for t, _ in pieces]
+    assert len(pieces) > 3, pieces
+    # The search runs STEP_S per token: the pieces leave as they are decoded, spread over its
+    # time, not in one burst at the end (the first well before the last).
+    assert times[-1] - times[0] > 0.5 * times[-1] and times[-1] - times[0] > 3 * STEP_S, pieces
+    before_last = [t for t in times if t < times[-1] - 2 * STEP_S]
+    assert len(before_last) > 1, pieces
+    assert metric(server.url, "dialogft_time_to_first_token_seconds_count") >= 1
+
+
+@pytest.mark.parametrize("sentence", [0, 5, 6])  # English; Chinese split over byte tokens
+def test_the_streamed_text_is_the_plain_reply(server, sentence):
+    messages = [{"role": "user", "content": SENTENCES[sentence]}]
+    whole = plain(server.client, messages)
+    assert whole.message.content == SENTENCES[(sentence + 1) % len(SENTENCES)]  # the model reads its context
+    text, finish, pieces = streamed(server.client, messages)
+    assert (text, finish) == (whole.message.content, whole.finish_reason)
+    assert len(pieces) > 1
+
+
+def test_a_seeded_sample_streams_the_text_it_gives_plain(server):
+    replies = set()
+    for text in UNSEEN:
+        for seed in (1, 2):
+            messages = [{"role": "user", "content": text}]
+            whole = plain(server.client, messages, temperature=1.0, seed=seed).message.content
+            assert streamed(server.client, messages, temperature=1.0, seed=seed)[0] == whole, (text, seed)
+            replies.add(whole)
+    assert len(replies) > 2, replies  # samples that differ: the comparison could fail
+
+
+def test_stop_and_max_tokens_stream_what_they_give_plain(server):
+    messages = [{"role": "user", "content": SENTENCES[0]}]
+    whole = SENTENCES[1]  # "I would like to book a table for two at seven ."
+    for options in ({"stop": " a table"}, {"stop": [" two", " like"]}, {"max_tokens": 3},
+                    {"max_tokens": 4, "stop": "book"}):
+        expected = plain(server.client, messages, **options)
+        assert streamed(server.client, messages, **options)[:2] == (expected.message.content,
+                                                                    expected.finish_reason), options
+        assert len(expected.message.content) < len(whole)
+    assert plain(server.client, messages, stop=" a table").message.content == "I would like to book"
+
+
+def test_stop_and_max_tokens_end_the_search_where_they_are_reached(server):
+    messages = [{"role": "user", "content": SENTENCES[0]}]
+    steps = "dialogft_search_steps_total"
+
+    def steps_of(**options):
+        before = metric(server.url, steps)
+        completion = plain(server.client, messages, **options)
+        return metric(server.url, steps) - before, completion
+
+    full, _ = steps_of()
+    cut, completion = steps_of(max_tokens=2)
+    assert completion.finish_reason == "length" and cut == 3  # two tokens, then END on the next step
+    early, completion = steps_of(stop=" like")
+    assert completion.message.content == "I would" and early < full - 3, (early, full)
+    assert metric(server.url, 'dialogft_stopped_early_total{reason="length"}') >= 1
+    assert metric(server.url, 'dialogft_stopped_early_total{reason="stop"}') >= 1
+
+
+# --- clients that leave mid-search ------------------------------------------------------------------
+
+
+def test_a_streamed_request_whose_client_leaves_ends_its_search(long_server):
+    url, steps, left = long_server.url, "dialogft_search_steps_total", 'dialogft_stopped_early_total{reason="disconnect"}'
+    before, gone = metric(url, steps), metric(url, left)
+    stream = long_server.client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hello"}],
+                                                        stream=True)
+    received = 0
+    for chunk in stream:
+        received += sum(1 for choice in chunk.choices if choice.delta.content)
+        if received == 2:
+            break
+    stream.close()  # the client hangs up after two content chunks
+    wait_for(lambda: metric(url, left) == gone + 1)
+    run = metric(url, steps) - before
+    assert 2 <= run < 30, run  # of the 60 steps the reply would have taken
+    # The server goes on serving: a whole reply is 60 steps.
+    before = metric(url, steps)
+    assert plain(long_server.client, [{"role": "user", "content": "hello"}]).finish_reason == "stop"
+    assert metric(url, steps) - before == 61
+
+
+def test_a_plain_request_whose_client_leaves_mid_search_ends_it(long_server):
+    url, steps, left = long_server.url, "dialogft_search_steps_total", 'dialogft_stopped_early_total{reason="disconnect"}'
+    before, gone = metric(url, steps), metric(url, left)
+    impatient = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=20 * STEP_S)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(model="m", messages=[{"role": "user", "content": "hello"}])
+    wait_for(lambda: metric(url, left) == gone + 1)
+    assert metric(url, steps) - before < 45
