@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -304,3 +305,38 @@ def test_a_served_model_exports_its_live_evaluation(profiled):
     assert point["zh_share"] == pytest.approx(len(chinese) / n)
     assert s[("dialogft_generic_replies_total", ())] >= 2  # at least the last two of `again`
     assert s[("dialogft_generic_replies_total", ())] == pytest.approx(point["generic_share"] * n)
+
+
+# --- the Grafana dashboard in examples/ -------------------------------------------------------
+
+GRAFANA = os.path.join(os.path.dirname(__file__), "..", "examples", "grafana", "dialogft_serving.json")
+SERIES_NAME = re.compile(r"\bdialogft_[a-z0-9_]+\b")
+
+
+def test_every_grafana_panel_queries_series_the_server_exports(profiled):
+    from test_serving import chat, http
+
+    with open(GRAFANA, encoding="utf-8") as f:
+        dashboard = json.load(f)
+    with live_server(profiled) as url:
+        cid = chat(url, [{"role": "user", "content": "1"}])["id"]
+        assert http(url + "/v1/feedback", "POST", {"id": cid, "rating": "up"})[0] == 200
+        _, _, text = http(url + "/metrics")
+    exported = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+    queried = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            names = set(SERIES_NAME.findall(expr))
+            assert names, f"{panel['title']}: {expr} names no dialogft series"
+            assert names <= exported, f"{panel['title']}: {sorted(names - exported)} not on /metrics"
+            assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+            queried |= names
+    # the other way round: every live-evaluation series has a panel
+    registry = CollectorRegistry()
+    LiveEvaluation(LiveEvalSettings(), lambda text: [], None, TrainingProfile.from_contexts([1, 2], 0)).attach(registry)
+    families = {family.name for family in registry.collect()}
+    assert families and all(any(name.startswith(family) for name in queried) for family in families), (
+        sorted(f for f in families if not any(name.startswith(f) for name in queried)))
