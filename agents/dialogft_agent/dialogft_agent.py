@@ -84,10 +84,11 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         group.add_argument(
             "--hf-length-groups",
             type="bool",
-            default=True,
+            default=None,
             help="compute each batch with labels as groups of rows of similar length, each "
             "padded only to its own longest: the same loss and gradients as the whole padded "
-            "batch, less work on padding (CPU; on a GPU batches stay whole)",
+            "batch, less work on padding (default: on a CPU; on a GPU only if set true, "
+            "which bench/gpu.sh measures)",
         )
         lora.add_lora_args(parser.add_argument_group("dialogft_agent: LoRA adapters (peft)"))
         preference.add_pref_args(parser)
@@ -371,12 +372,15 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
     def _length_groups(self, batch):
         """(row indices, sub-batch trimmed to its own widths) for each group of the batch.
 
-        One group, the whole batch, on a GPU (where one more pass costs more than padding:
-        not measured here), with --hf-length-groups false, or sharded (every rank must make
-        the same number of passes).
+        One group, the whole batch, with --hf-length-groups false, by default on a GPU (where
+        one more pass may cost more than the padding it saves: bench/gpu.sh measures it), or
+        sharded (every rank must make the same number of passes).
         """
         text, labels = batch.text_vec, batch.label_vec
-        if not self.opt.get("hf_length_groups", True) or self.use_cuda or sharding.is_sharded(self.model):
+        grouped = self.opt.get("hf_length_groups")
+        if grouped is None:
+            grouped = not self.use_cuda
+        if not grouped or sharding.is_sharded(self.model):
             return [(torch.arange(len(labels), device=labels.device), batch)]
         left = not self.dict.is_seq2seq  # decoder-only contexts are padded on the left
         # Measured from the tensors: ParlAI 1.7.2's batchify computes each row's length but
