@@ -13,8 +13,9 @@ asyncio code awaits it with ``asyncio.wrap_future``. :meth:`MicroBatcher.close` 
 every request already accepted before the thread ends (graceful shutdown).
 
 A caller that gives up cancels its future: while the request still waits in the queue it is
-dropped and never generated for. Once its batch has started it cannot be taken out (the
-batch is one tensor call), so it finishes with the batch and its result goes nowhere.
+dropped and never generated for. Once its batch has started the future cannot be cancelled
+(the batch is one call); the item itself may carry a way to stop its part of the work (the
+serving app's prompts carry a :class:`~.streaming.ReplyChannel`), and its result goes nowhere.
 
 More than ``max_queue`` waiting requests and :meth:`MicroBatcher.submit` refuses the next
 with :class:`QueueFull`, which carries how long the queue should take to clear (from the
