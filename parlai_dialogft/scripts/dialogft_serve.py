@@ -52,7 +52,12 @@ class DialogftServe(ParlaiScript):
         agent = create_agent(self.opt, requireModelExists=bool(self.opt.get("model_file")))
         store = ConversationStore(settings.log_db, settings.log_retention_days) if settings.log_db else None
         live = LiveEvaluation(live_settings, *tokenizer_of(agent), profile=profile)
-        app = create_app(settings, Replier(agent, settings.max_batch), store, live)
+        generate = Replier(agent, settings.max_batch)
+        if settings.lora:  # --serve-lora: more LoRA models on this one base, chosen by the request's model
+            from parlai_dialogft.serving.adapters import AdapterRouter, serve_adapters
+
+            generate = AdapterRouter(generate, serve_adapters(agent, settings.model_name, settings.lora))
+        app = create_app(settings, generate, store, live)
         server = build_server(app, settings.host, settings.port, settings.shutdown_timeout_s)
         where = f"http://{settings.host}:{settings.port}/" if settings.port else f"{settings.host} (a free port: see below)"
         logging_to = f"; logging conversations to {settings.log_db}" if store else ""

@@ -4,7 +4,7 @@
     GET  /healthz               {"status": "ok", ...}; 503 while shutting down
     GET  /metrics               Prometheus text format
     GET  /dashboard             live-evaluation plots (dashboard.py; with a LiveEvaluation)
-    GET  /v1/models             the one served model, OpenAI's list format
+    GET  /v1/models             the served models (-mf's, then each --serve-lora's), OpenAI's list format
     POST /v1/chat/completions   OpenAI's request; "stream": true answers server-sent events;
                                 "n": 2 asks for two drafts (choices), up to --serve-max-n;
                                 fields it cannot honour are a 400 naming them (protocol.py)
@@ -34,6 +34,7 @@ step (the rest of the batch goes on); the reply is discarded and not logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -117,9 +118,10 @@ def create_app(settings: ServeSettings, generate: Generate,
     authorized = [Depends(require_key)]
 
     def check_model(name: Optional[str]) -> None:
-        if name is not None and name != settings.model_name:
+        if name is not None and name not in settings.served_models:
             raise ApiError(404, f"the model {name!r} does not exist: this server serves "
-                           f"{settings.model_name!r} (GET /v1/models)", "model_not_found", param="model")
+                           f"{', '.join(map(repr, settings.served_models))} (GET /v1/models)", "model_not_found",
+                           param="model")
 
     def submit(prompt: Prompt) -> "Future[Reply]":
         """Queue ``prompt`` (429 when the queue is full); its channel closes when it is done."""
@@ -176,12 +178,12 @@ def create_app(settings: ServeSettings, generate: Generate,
 
     @app.get("/v1/models", dependencies=authorized)
     def list_models() -> dict:
-        return protocol.models_list(settings.model_name, started)
+        return {"object": "list", "data": [protocol.model_card(name, started) for name in settings.served_models]}
 
     @app.get("/v1/models/{name:path}", dependencies=authorized)
     def get_model(name: str) -> dict:
         check_model(name)
-        return protocol.model_card(settings.model_name, started)
+        return protocol.model_card(name, started)
 
     @app.post("/v1/chat/completions", dependencies=authorized)
     async def chat_completions(request: Request) -> Response:
@@ -194,6 +196,9 @@ def create_app(settings: ServeSettings, generate: Generate,
         # The request's line to the search: its text as decoded (streamed only), and its cancel.
         channel = ReplyChannel(asyncio.get_running_loop() if chat.stream else None)
         prompt = protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops, channel)
+        model = chat.model or settings.model_name
+        if model != settings.model_name:  # a --serve-lora model: generated with its adapter (adapters.py)
+            prompt = dataclasses.replace(prompt, adapter=model)
         cid, created = protocol.new_completion_id(), int(time.time())
 
         async def record(reply: Reply) -> None:
@@ -204,21 +209,21 @@ def create_app(settings: ServeSettings, generate: Generate,
             if store is not None:
                 messages = [m.model_dump() for m in chat.messages]
                 drafts = [(d.text, d.finish_reason, d.completion_tokens) for d in reply.drafts]
-                await run_in_threadpool(store.log_reply, cid, settings.model_name, messages, reply.text,
+                await run_in_threadpool(store.log_reply, cid, model, messages, reply.text,
                                         reply.finish_reason, reply.prompt_tokens, reply.completion_tokens,
                                         time.perf_counter() - start, drafts)
 
         if chat.stream:
             future = submit(prompt)  # before the response starts: a full queue is still a 429
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            events = _stream(cid, settings.model_name, created, channel, future, record, include_usage,
+            events = _stream(cid, model, created, channel, future, record, include_usage,
                              lambda: metrics.time_to_first_token.observe(time.perf_counter() - start))
             # no-cache and no proxy buffering: each event should reach the client as sent.
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         reply = await generate_one(prompt, request)
         await record(reply)
-        return JSONResponse(protocol.completion(cid, settings.model_name,
+        return JSONResponse(protocol.completion(cid, model,
                                                 [(d.text, d.finish_reason) for d in reply.drafts],
                                                 reply.prompt_tokens, reply.completion_tokens, created))
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Tuple
 
 from parlai_dialogft.serving import guard
+from parlai_dialogft.serving.adapters import parse_serve_lora
 
 
 def add_serve_args(parser) -> None:
@@ -45,6 +46,9 @@ def add_serve_args(parser) -> None:
     group.add_argument("--serve-shutdown-timeout", type=float, default=30.0,
                        help="on SIGTERM/Ctrl-C, seconds to let in-flight requests finish (a SIGTERM "
                        "that drained them all ends the process with status 0)")
+    group.add_argument("--serve-lora", type=str, action="append", default=None, metavar="NAME=MODEL_FILE",
+                       help="also serve this LoRA-trained model (same --hf-model as -mf) as the id NAME, on "
+                       "the one base model in memory; repeat for more (adapters.py)")
     # A server is not a training run: no optimizer, generation always on (as `interactive`).
     parser.set_defaults(interactive_mode=True, datatype="valid")
 
@@ -63,6 +67,12 @@ class ServeSettings:
     log_db: Optional[str] = None
     log_retention_days: float = 30.0
     shutdown_timeout_s: float = 30.0
+    lora: Tuple[Tuple[str, str], ...] = ()  # (id, MODEL_FILE) of each --serve-lora
+
+    @property
+    def served_models(self) -> Tuple[str, ...]:
+        """Every id a request may name: the -mf model's, then each --serve-lora's."""
+        return (self.model_name, *(name for name, _ in self.lora))
 
     def __post_init__(self) -> None:
         for flag, value, least in (("--serve-max-batch", self.max_batch, 1),
@@ -94,8 +104,9 @@ def default_model_name(opt) -> str:
 def settings_from_opt(opt) -> ServeSettings:
     if not opt.get("model_file") and not opt.get("model"):
         raise guard.GuardError("give -mf MODEL (a trained model file), or -m dialogft_agent --hf-model NAME")
+    model_name = opt.get("serve_model_name") or default_model_name(opt)
     return ServeSettings(
-        model_name=opt.get("serve_model_name") or default_model_name(opt),
+        model_name=model_name,
         host=opt["serve_host"],
         port=opt["serve_port"],
         max_batch=opt["serve_max_batch"],
@@ -107,4 +118,5 @@ def settings_from_opt(opt) -> ServeSettings:
         log_db=opt.get("serve_log_db"),
         log_retention_days=opt["serve_log_retention_days"],
         shutdown_timeout_s=opt["serve_shutdown_timeout"],
+        lora=parse_serve_lora(opt.get("serve_lora"), model_name),
     )

@@ -290,6 +290,7 @@ class Prompt:
     stop: Tuple[str, ...] = ()  # each draft ends before the first of these it contains
     # The request's line to the search (text as it is decoded, cancel): not part of the prompt.
     channel: Optional["ReplyChannel"] = field(default=None, compare=False, repr=False)
+    adapter: Optional[str] = None  # a --serve-lora model's id (adapters.py); None: the -mf model
 
 
 def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
