@@ -9,11 +9,16 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.batcher`   micro-batching in one worker thread that owns the model (no web imports)
 * :mod:`.streaming` the search's tokens as each row's text, per step; ending a row's search early
 * :mod:`.metrics`   the Prometheus registry and the middleware that counts requests
+* :mod:`.live_eval` each reply and request measured (length, repetition, generic replies,
+  language, drift against the training profile, feedback) for /metrics and the dashboard
+* :mod:`.dashboard` the built-in dashboard page (static/dashboard.html) and its data route
+* :mod:`.adapters`  --serve-lora: several LoRA models on one base, split by adapter per batch
 * :mod:`.store`     opt-in SQLite log of replies, their drafts and user feedback, with retention
 * :mod:`.preferences` the log as preference data (TRL's paired and unpaired JSONL)
 * :mod:`.guard`     API keys, loopback detection and the request-size limit
 * :mod:`.options`   the ``--serve-*`` flags and their validation
 * :mod:`.app`       the FastAPI routes that tie these together
 
-Only :mod:`.app` imports FastAPI; only :mod:`.replier` and :mod:`.streaming` touch ParlAI or torch.
+Only :mod:`.app` and :mod:`.dashboard` import FastAPI; only :mod:`.replier`, :mod:`.streaming` and
+:mod:`.adapters` touch ParlAI, torch or peft.
 """
