@@ -14,8 +14,10 @@ decoder) so that "while it is decoded" can be told apart from "after" on a loade
 from __future__ import annotations
 
 import random
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -65,7 +67,8 @@ def serving(hf_model, root, *flags, step_s=STEP_S, **settings):
 
 @pytest.fixture(scope="module")
 def server(context_models, tmp_path_factory):
-    with serving(context_models["gpt2"], tmp_path_factory.mktemp("stream")) as s:
+    # A 0.2 s batching window: requests sent together are generated together.
+    with serving(context_models["gpt2"], tmp_path_factory.mktemp("stream"), batch_wait_s=0.2) as s:
         yield s
 
 
@@ -73,7 +76,7 @@ def server(context_models, tmp_path_factory):
 def long_server(context_models, tmp_path_factory):
     """Every reply is 60 tokens (END is blocked before): a long search to leave in the middle of."""
     with serving(context_models["gpt2"], tmp_path_factory.mktemp("long"), "--inference", "beam", "--beam-size", "1",
-                 "--beam-min-length", "60", "--label-truncate", "61") as s:
+                 "--beam-min-length", "60", "--label-truncate", "61", batch_wait_s=0.2) as s:
         yield s
 
 
@@ -187,6 +190,23 @@ def test_the_streamed_text_is_the_plain_reply(server, sentence):
     assert len(pieces) > 1
 
 
+def test_each_row_of_a_batch_streams_its_own_reply_to_its_own_client(server):
+    asked = [[{"role": "user", "content": sentence}] for sentence in SENTENCES[:4] + SENTENCES[5:7]]
+    alone = [plain(server.client, messages).message.content for messages in asked]
+    batches = metric(server.url, "dialogft_batch_size_count")
+    start = threading.Barrier(len(asked))
+
+    def send(messages):
+        start.wait(timeout=30)  # in one batching window: one generation call for all
+        return streamed(server.client, messages)
+
+    with ThreadPoolExecutor(len(asked)) as pool:
+        together = list(pool.map(send, asked, timeout=120))
+    assert metric(server.url, "dialogft_batch_size_count") - batches < len(asked)  # some shared a batch
+    assert [text for text, _, _ in together] == alone
+    assert all(len(pieces) > 1 for _, _, pieces in together)
+
+
 def test_a_seeded_sample_streams_the_text_it_gives_plain(server):
     replies = set()
     for text in UNSEEN:
@@ -249,6 +269,31 @@ def test_a_streamed_request_whose_client_leaves_ends_its_search(long_server):
     before = metric(url, steps)
     assert plain(long_server.client, [{"role": "user", "content": "hello"}]).finish_reason == "stop"
     assert metric(url, steps) - before == 61
+
+
+def test_a_client_that_leaves_ends_only_its_own_row(long_server):
+    url, left = long_server.url, 'dialogft_stopped_early_total{reason="disconnect"}'
+    messages = [{"role": "user", "content": "hello"}]
+    whole = plain(long_server.client, messages).message.content
+    gone, start = metric(url, left), threading.Barrier(2)
+
+    def leaving():
+        start.wait(timeout=30)
+        with long_server.client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
+            for chunk in stream:
+                if any(choice.delta.content for choice in chunk.choices):
+                    return  # closes the stream after the first content chunk
+
+    def staying():
+        start.wait(timeout=30)
+        return streamed(long_server.client, messages)
+
+    with ThreadPoolExecutor(2) as pool:
+        left_early, stayed = pool.submit(leaving), pool.submit(staying)
+        left_early.result(120)
+        text, finish, _ = stayed.result(120)
+    assert metric(url, left) == gone + 1
+    assert (text, finish) == (whole, "stop")  # its batch neighbour's forced END did not touch it
 
 
 def test_a_plain_request_whose_client_leaves_mid_search_ends_it(long_server):
