@@ -26,7 +26,7 @@ from parlai.utils.distributed import is_primary_worker  # noqa: E402
 from parlai.utils.torch import padded_tensor  # noqa: E402
 
 from parlai_dialogft.knowledge.agent_mixin import KnowledgeAgentMixin  # noqa: E402
-from parlai_dialogft.model import chat_format, hf_loading, length_groups, lora  # noqa: E402
+from parlai_dialogft.model import chat_format, fast_search, hf_loading, length_groups, lora  # noqa: E402
 from parlai_dialogft.model.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.model.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.plugin import hook  # noqa: E402
@@ -400,6 +400,11 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
         model.beam_size = beam_size
         with self._autocast():
+            if fast_search.supports(self, beam_size, prefix_tokens):  # greedy: every row in one step
+                try:
+                    return fast_search.greedy_generate(self, model, batch, max_ts)
+                except fast_search.NeedsTreeSearch:
+                    pass
             return super()._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
 
     # --- saving -------------------------------------------------------------------------

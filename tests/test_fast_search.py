@@ -1,0 +1,107 @@
+"""Greedy search over the whole batch (parlai_dialogft/model/fast_search.py) gives ParlAI's results.
+
+The reference is ParlAI's own ``TorchGeneratorAgent._generate`` (one ``GreedySearch`` per
+example, advanced one by one), called on the same agent and batch. On the context models
+(replies that depend on the context, checked first) both must give the same replies, the
+same scores, and searches with the same finished hypotheses: what ``eval_step`` reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from parlai.core.torch_generator_agent import TorchGeneratorAgent
+
+from parlai_dialogft.model import fast_search
+
+from conftest import all_different, batch_of, make_agent
+
+ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
+CONTEXTS = [
+    "hello , how can I help you today ?",
+    "我想订一张明天去北京的火车票。",
+    "can you find me a cheap hotel in the centre ? I would like to book a table for two at seven .",
+    "hello , how can I help you today ?",  # a repeat: rows must not mix even when equal
+]
+
+
+def _both(agent, texts, max_ts):
+    """(ours, ParlAI's): per row (tokens, score, every finished hypothesis with its score)."""
+    agent.model.eval()
+    out = []
+    for generate in (agent._generate, lambda *a: TorchGeneratorAgent._generate(agent, *a)):
+        with torch.no_grad():
+            preds, searches = generate(batch_of(agent, texts), 1, max_ts)
+        out.append([
+            (tokens.tolist(), float(score),
+             [(t.tolist(), float(s)) for t, s, _ in search.get_rescored_finished()])
+            for (tokens, score, _), search in zip(preds, searches)
+        ])
+    return out
+
+
+def _calls(agent, monkeypatch):
+    seen = []
+    original = fast_search.greedy_generate
+    monkeypatch.setattr(fast_search, "greedy_generate", lambda *a, **k: seen.append(1) or original(*a, **k))
+    return seen
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("max_ts", [40, 3])
+def test_greedy_over_the_batch_gives_parlais_replies_scores_and_searches(context_models, arch, max_ts,
+                                                                         monkeypatch):
+    # 40 steps: every row ends with EOS, at different steps; 3: no row ends, and ParlAI
+    # forces the EOS in. (ParlAI's greedy search has no minimum length.)
+    agent = make_agent(context_models[arch], inference="greedy")
+    calls = _calls(agent, monkeypatch)
+    ours, parlai = _both(agent, CONTEXTS, max_ts)
+    assert calls, "the fast path did not run"
+    all_different([tokens for tokens, _, _ in ours[:3]])
+    assert [tokens for tokens, _, _ in ours] == [tokens for tokens, _, _ in parlai]
+    assert [score for _, score, _ in ours] == [score for _, score, _ in parlai]  # the same float32 sums
+    assert [finished for _, _, finished in ours] == [finished for _, _, finished in parlai]
+
+
+def test_the_batch_keeps_running_after_some_rows_end(context_models, monkeypatch):
+    """Rows that picked EOS are fed EOS, as ParlAI feeds a finished search, until all end."""
+    agent = make_agent(context_models["gpt2"], inference="greedy")
+    ours, _ = _both(agent, CONTEXTS, 40)
+    lengths = [len(tokens) for tokens, _, _ in ours]
+    assert len(set(lengths)) > 1, lengths  # the rows really end at different steps
+    assert all(tokens.count(agent.END_IDX) == 1 and tokens[-1] == agent.END_IDX for tokens, _, _ in ours)
+
+
+@pytest.mark.parametrize("opts", [
+    dict(inference="beam", beam_size=3),
+    dict(inference="greedy", beam_block_ngram=2),
+    dict(inference="greedy", beam_context_block_ngram=2),
+    dict(inference="topk", topk=5),
+])
+def test_searches_that_need_a_tree_keep_parlais_loop(tiny_models, opts, monkeypatch):
+    agent = make_agent(tiny_models["t5"], **opts)
+    calls = _calls(agent, monkeypatch)
+    agent.model.eval()
+    with torch.no_grad():
+        agent._generate(batch_of(agent, CONTEXTS[:2]), agent.beam_size, 5)
+    assert not calls
+
+
+def test_a_watched_search_keeps_parlais_loop(tiny_models, monkeypatch):
+    """The serving stream replaces the agent's _treesearch_factory to watch each advance."""
+    agent = make_agent(tiny_models["t5"], inference="greedy")
+    advanced = []
+    factory = agent._treesearch_factory
+
+    def watched(device, verbose=False):
+        search = factory(device, verbose=verbose)
+        advance = search.advance
+        search.advance = lambda *a: advanced.append(1) or advance(*a)
+        return search
+
+    agent._treesearch_factory = watched
+    calls = _calls(agent, monkeypatch)
+    agent.model.eval()
+    with torch.no_grad():
+        agent._generate(batch_of(agent, CONTEXTS[:2]), 1, 5)
+    assert advanced and not calls
