@@ -33,7 +33,9 @@ import sys
 import tempfile
 import time
 
-from child import run_child
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # importable from elsewhere (bench/gpu.sh)
+
+from child import run_child  # noqa: E402
 
 from parlai_dialogft.plugin.progress import Progress
 
@@ -158,7 +160,8 @@ def run_parlai(spec) -> dict:
     loop = TrainLoop(opt)
     agent = loop.agent
     pad = agent.NULL_IDX
-    seen = {"tokens": 0, "padding": 0, "steps": 0, "examples": 0, "first": None, "last": None, "in_step": 0.0}
+    seen = {"tokens": 0, "padding": 0, "ctx_tokens": 0, "reply_tokens": 0, "steps": 0, "examples": 0,
+            "first": None, "last": None, "in_step": 0.0}
     distinct = set()  # (context, reply) tokens without padding: an example read twice counts once
     train_step = agent.train_step
 
@@ -168,7 +171,8 @@ def run_parlai(spec) -> dict:
         out = train_step(batch)
         seen["in_step"] += time.perf_counter() - start
         for _rows, group in agent._length_groups(batch):  # padding as computed, group by group
-            for vec in (group.text_vec, group.label_vec):
+            for kind, vec in (("ctx_tokens", group.text_vec), ("reply_tokens", group.label_vec)):
+                seen[kind] += int(vec.ne(pad).sum())
                 seen["tokens"] += int(vec.ne(pad).sum())
                 seen["padding"] += int(vec.eq(pad).sum())
         seen["steps"] += 1
@@ -182,42 +186,66 @@ def run_parlai(spec) -> dict:
     loop.train()
     return {
         "tokens": seen["tokens"], "padding": seen["padding"], "steps": seen["steps"], "examples": seen["examples"],
-        "distinct": len(distinct), "seconds": seen["last"] - seen["first"], "in_train_step": seen["in_step"], "peak_mb": peak_rss_mb(),
+        "ctx_tokens": seen["ctx_tokens"], "reply_tokens": seen["reply_tokens"], "distinct": len(distinct), "seconds": seen["last"] - seen["first"], "in_train_step": seen["in_step"], "peak_mb": peak_rss_mb(),
         "val_loss": validation_loss(agent.model.hf, agent.dict.hf_tokenizer, spec["valid"], spec["seq2seq"]),
     }
 
 
+#: The peers' configurations (``spec["variant"]``): the Trainer at its defaults, the Trainer's
+#: own answer to padding, and for decoder-only models TRL's SFTTrainer without padding.
+TRAINER_VARIANTS = ("default", "group_by_length", "sft_padding_free", "sft_packing")
+
+
+def count_batch(batch, seen: dict, seq2seq: bool) -> None:
+    """Adds a collated batch's real tokens (context and reply apart) and padding to ``seen``.
+
+    A padding-free batch (TRL: one flattened row, ``position_ids`` instead of a mask) has no
+    padding; in a padded one the attention mask says which tokens are real.
+    """
+    labels = batch["labels"]
+    if "attention_mask" in batch:
+        real, slots = int(batch["attention_mask"].sum()), batch["attention_mask"].numel()
+    else:
+        real = slots = batch["input_ids"].numel()
+    reply = int(labels.ne(-100).sum())
+    if seq2seq:  # the replies are the decoder's input, padded with -100 to their longest
+        seen["ctx_tokens"] += real
+        seen["padding"] += slots - real + int(labels.eq(-100).sum())
+        real += reply
+    else:  # the reply is part of input_ids
+        seen["ctx_tokens"] += real - reply
+        seen["padding"] += slots - real
+    seen["reply_tokens"] += reply
+    seen["tokens"] += real
+
+
 def run_trainer(spec) -> dict:
-    """One epoch of ``Trainer`` (``Seq2SeqTrainer`` for seq2seq) with its default collation,
-    reading the examples in the order given (ParlAI's side reads the same order)."""
+    """One epoch of ``Trainer`` (``Seq2SeqTrainer`` for seq2seq) or TRL's ``SFTTrainer``.
+
+    ``default`` and ``sft_padding_free`` read the examples in the order given (ParlAI's side
+    reads the same order, so the same batches); ``group_by_length`` reorders them with the
+    Trainer's ``LengthGroupedSampler`` (random mega-batches of 50 batches, each sorted by
+    length), seeded per data order; ``sft_packing`` packs them into rows of
+    ``TEXT_TRUNCATE + LABEL_TRUNCATE`` tokens (best-fit decreasing, which TRL then runs
+    padding-free), shuffles the rows per seed, and takes as many rows per step as give the
+    other sides' number of steps.
+    """
     import torch
     import transformers as tf
 
+    variant = spec.get("variant", "default")
     tokenizer = tf.AutoTokenizer.from_pretrained(spec["model_dir"])
     auto = tf.AutoModelForSeq2SeqLM if spec["seq2seq"] else tf.AutoModelForCausalLM
     model = auto.from_pretrained(spec["model_dir"], dtype=torch.float32)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # the usual recipe for GPT-2
     rows = encode(tokenizer, spec["train"], spec["seq2seq"])
-    collator = tf.DataCollatorForSeq2Seq(tokenizer, model=model if spec["seq2seq"] else None)
-    seen = {"tokens": 0, "padding": 0, "examples": 0}
-
-    def counting_collator(features):
-        batch = collator(features)
-        seen["examples"] += len(features)
-        real = batch["attention_mask"].sum() + batch["labels"].ne(-100).sum() * int(spec["seq2seq"])
-        seen["tokens"] += int(real)
-        seen["padding"] += int(batch["attention_mask"].numel() - batch["attention_mask"].sum())
-        if spec["seq2seq"]:
-            seen["padding"] += int(batch["labels"].eq(-100).sum())
-        return batch
-
-    cls, args_cls = (tf.Seq2SeqTrainer, tf.Seq2SeqTrainingArguments) if spec["seq2seq"] else (tf.Trainer, tf.TrainingArguments)
-    args = args_cls(
+    seen = {"tokens": 0, "padding": 0, "ctx_tokens": 0, "reply_tokens": 0, "examples": 0}
+    common = dict(
         output_dir=os.path.join(spec["work"], "trainer"), per_device_train_batch_size=BATCH, num_train_epochs=1,
         learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=CLIP, seed=spec["seed"],
         logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
-        train_sampling_strategy="sequential",
+        train_sampling_strategy="group_by_length" if variant == "group_by_length" else "sequential",
     )
     clock = {}
 
@@ -228,12 +256,48 @@ def run_trainer(spec) -> dict:
         def on_step_end(self, *_args, **_kw):
             clock["last"] = time.perf_counter()
 
-    trainer = cls(model=model, args=args, train_dataset=rows, data_collator=counting_collator,
-                  callbacks=[Clock()])
+    if variant.startswith("sft_"):
+        if spec["seq2seq"]:
+            raise ValueError(f"{variant}: TRL's SFTTrainer trains decoder-only models (--arch gpt2)")
+        import datasets
+        from trl import SFTConfig, SFTTrainer
+
+        packing = variant == "sft_packing"
+        args = SFTConfig(
+            **{**common, "train_sampling_strategy": "random" if packing else "sequential"},
+            # Speed settings a user would pick on this CPU: no recomputation (memory is
+            # plenty), fp32 like the other rows (TRL defaults to bf16, which has no matrix
+            # units here); rows already truncated as on the other sides.
+            gradient_checkpointing=False, bf16=False, padding_free=True, packing=packing,
+            max_length=TEXT_TRUNCATE + LABEL_TRUNCATE if packing else None,
+        )
+        # Pre-tokenised input_ids and labels (-100 on the context): TRL keeps them as they are.
+        data = datasets.Dataset.from_list(rows)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                             callbacks=[Clock()])
+        if packing:  # as many packed rows per step as give the other sides' number of steps
+            steps = -(-len(rows) // BATCH)
+            trainer._train_batch_size = -(-len(trainer.train_dataset) // steps)
+    else:
+        cls, args_cls = (tf.Seq2SeqTrainer, tf.Seq2SeqTrainingArguments) if spec["seq2seq"] else (tf.Trainer, tf.TrainingArguments)
+        collator = tf.DataCollatorForSeq2Seq(tokenizer, model=model if spec["seq2seq"] else None)
+        trainer = cls(model=model, args=args_cls(**common), train_dataset=rows, data_collator=collator,
+                      processing_class=tokenizer, callbacks=[Clock()])
+    collate = trainer.data_collator
+
+    def counting_collator(features):
+        batch = collate(features)
+        # A packed row holds several examples; its seq_lengths lists them.
+        seen["examples"] += sum(len(f["seq_lengths"]) if "seq_lengths" in f else 1 for f in features)
+        count_batch(batch, seen, spec["seq2seq"])
+        return batch
+
+    trainer.data_collator = counting_collator
     trainer.train()
     return {
         "tokens": seen["tokens"], "padding": seen["padding"], "steps": trainer.state.global_step,
-        "examples": seen["examples"],
+        "examples": seen["examples"], "ctx_tokens": seen["ctx_tokens"], "reply_tokens": seen["reply_tokens"],
+        "rows_per_step": trainer._train_batch_size,
         "seconds": clock["last"] - clock["first"], "peak_mb": peak_rss_mb(),
         "val_loss": validation_loss(model, tokenizer, spec["valid"], spec["seq2seq"]),
     }
@@ -254,17 +318,60 @@ def side(spec_path: str, which: str, desc: str) -> dict:
         return json.loads(out.read().strip().splitlines()[-1])
 
 
+#: Row keys for --rows: (table name, worker, ParlAI flags, trainer variant).
+ROWS = {
+    "trainer": ("transformers Trainer", "trainer", [], "default"),
+    "group_by_length": ("Trainer, group_by_length=True", "trainer", [], "group_by_length"),
+    "sft_padding_free": ("TRL SFTTrainer, padding_free", "trainer", [], "sft_padding_free"),
+    "sft_packing": ("TRL SFTTrainer, packing (bfd)", "trainer", [], "sft_packing"),
+    "ours": ("ParlAI + dialogft_agent", "parlai", [], None),
+    "bf16": ("ParlAI + dialogft_agent, bf16", "parlai", ["--hf-bf16", "true"], None),
+    "whole_batches": ("ParlAI + dialogft_agent, whole batches", "parlai", ["--hf-length-groups", "false"], None),
+    "buckets": ("ParlAI + dialogft_agent, length buckets", "parlai", ["--dynamic-batching", "batchsort"], None),
+}
+
+
+def build_runs(args) -> list:
+    """The rows to run, the Trainer at its defaults first (the ratios' reference)."""
+    if args.rows:
+        keys = args.rows
+    else:
+        keys = ["trainer"]
+        if not args.no_peers:
+            keys.append("group_by_length")
+            if args.arch == "gpt2":  # TRL's SFTTrainer trains decoder-only models
+                keys += ["sft_padding_free", "sft_packing"]
+        keys.append("ours")
+        keys += [key for key, on in (("bf16", args.bf16), ("whole_batches", args.whole_batches),
+                                     ("buckets", args.buckets)) if on]
+    if args.arch == "t5" and any(key.startswith("sft_") for key in keys):
+        sys.exit("--rows: TRL's SFTTrainer rows need --arch gpt2 (it trains decoder-only models)")
+    return [ROWS[key] for key in keys]
+
+
+OURS = "ParlAI + dialogft_agent"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=["t5", "gpt2"], default="t5")
     parser.add_argument("--examples", type=int, default=480, help="training examples (one epoch)")
     parser.add_argument("--valid", type=int, default=160, help="validation examples")
     parser.add_argument("--bf16", action="store_true", help="also run ours under bf16 autocast")
-    parser.add_argument("--seeds", type=int, default=1, help="data orders per side (seeds 0..N-1)")
+    parser.add_argument("--seeds", type=int, default=1, help="data orders per side (seeds first..first+N-1)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first data order (a long table can be measured in parts, see --save/--table-from)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="only the Trainer at its defaults and ours (no group_by_length, no TRL rows)")
     parser.add_argument("--whole-batches", action="store_true",
                         help="also run ours with --hf-length-groups false (each batch padded whole)")
     parser.add_argument("--buckets", action="store_true",
                         help="also run ours with --dynamic-batching batchsort (batches of similar length)")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS),
+                        help="run only these rows (a long table can be measured in parts, see --save)")
+    parser.add_argument("--save", help="also write the per-run results (and this run's peak) to this JSON file")
+    parser.add_argument("--table-from", nargs="+", metavar="JSON",
+                        help="print one table from files written by --save (parts of one measurement)")
     parser.add_argument("--worker", choices=["parlai", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -274,30 +381,33 @@ def main():
             spec = json.load(f)
         print(json.dumps((run_parlai if args.worker == "parlai" else run_trainer)(spec)))
         return
+    if args.table_from:
+        print_table(*merge_saved(args.table_from))
+        return
 
+    import torch
+    from mfu import matmul_peak_flops
+
+    threads = torch.get_num_threads()
+    peaks = [matmul_peak_flops()]  # again after the runs: the best of both is the peak
     work = tempfile.mkdtemp(prefix="bench_train_")
     train, valid = customer_pairs("train", args.examples, seed=0), customer_pairs("valid", args.valid, seed=1)
     model_dir = build_model(args.arch, os.path.join(work, "model"), [t for pair in train for t in pair] * 3)
-    runs = [("transformers Trainer", "trainer", []), ("ParlAI + dialogft_agent", "parlai", [])]
-    if args.bf16:
-        runs.append(("ParlAI + dialogft_agent, bf16", "parlai", ["--hf-bf16", "true"]))
-    if args.whole_batches:
-        runs.append(("ParlAI + dialogft_agent, whole batches", "parlai", ["--hf-length-groups", "false"]))
-    if args.buckets:
-        runs.append(("ParlAI + dialogft_agent, length buckets", "parlai", ["--dynamic-batching", "batchsort"]))
-    results = {name: [] for name, _, _ in runs}
+    split = model_split(model_dir, args.arch)
+    runs = build_runs(args)
+    results = {name: [] for name, *_ in runs}
     progress = Progress(len(runs) * args.seeds, "bench/training.py", unit="run", interval=0)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         # One data order per seed, read by both sides: the same batches, in the same order.
         order = random.Random(seed).sample(train, len(train))
         train_file = os.path.join(work, f"train-seed{seed}.jsonl")
         with open(train_file, "w", encoding="utf-8") as f:
             for context, reply in order:
                 f.write(json.dumps({"prompt": context, "completion": reply}, ensure_ascii=False) + "\n")
-        for n, (name, which, flags) in enumerate(runs):
+        for n, (name, which, flags, variant) in enumerate(runs):
             tag = f"{which}{n}-seed{seed}"
             spec = dict(work=os.path.join(work, tag), model_dir=model_dir, train=order, valid=valid,
-                        train_file=train_file, seq2seq=args.arch == "t5", flags=flags, seed=seed)
+                        train_file=train_file, seq2seq=args.arch == "t5", flags=flags, seed=seed, variant=variant)
             spec_path = os.path.join(work, f"{tag}.json")
             with open(spec_path, "w") as f:
                 json.dump(spec, f)
@@ -305,7 +415,41 @@ def main():
             print(f"# {name}, seed {seed}: {json.dumps(results[name][-1])}", flush=True)
             progress.update()
     progress.close()
-    print_table(args, results)
+    peaks.append(matmul_peak_flops())
+    measured = dict(arch=args.arch, examples=args.examples, threads=threads, peak_flops=max(peaks),
+                    split=split.__dict__, results=results)
+    for runs_of_row in results.values():
+        for run in runs_of_row:
+            run["peak_flops"] = max(peaks)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(measured, f)
+    print_table(measured, results)
+
+
+def model_split(model_dir: str, arch: str):
+    """The weights each token kind passes through, for the MFU column (see bench/mfu.py)."""
+    import transformers as tf
+    from mfu import param_split
+
+    auto = tf.AutoModelForSeq2SeqLM if arch == "t5" else tf.AutoModelForCausalLM
+    return param_split(auto.from_pretrained(model_dir))
+
+
+def merge_saved(paths) -> tuple:
+    """One table's inputs from the --save files of its parts (each run keeps its own peak)."""
+    parts = []
+    for path in paths:
+        with open(path) as f:
+            parts.append(json.load(f))
+    results = {}
+    for part in parts:
+        for name, runs in part["results"].items():
+            results.setdefault(name, []).extend(runs)
+    order = [name for name, *_ in ROWS.values()]  # the Trainer at its defaults first: the reference
+    results = {name: results[name] for name in sorted(results, key=lambda n: order.index(n) if n in order else len(order))}
+    measured = dict(parts[0], results=results, peak_flops=max(p["peak_flops"] for p in parts))
+    return measured, results
 
 
 def mean_sd(values) -> str:
@@ -316,23 +460,36 @@ def mean_sd(values) -> str:
     return f"{mean:.4g} ± {sd:.2g}"
 
 
-def print_table(args, results: dict) -> None:
-    """One row per trainer: means (± sample sd over seeds); ratios are per seed, then averaged."""
+def print_table(measured: dict, results: dict) -> None:
+    """One row per trainer: means (± sample sd over seeds); ratios are per seed, then averaged.
+
+    ``ratio``: this row's tokens/s over the first row's; ``ours ÷ row``: ours over this row's.
+    MFU: model FLOPs per second (bench/mfu.py) over the fp32 matmul peak measured in the run.
+    """
+    from mfu import ParamSplit
+
+    split = ParamSplit(**measured["split"])
     names = list(results)
-    reference = results[names[0]]
-    print(f"\n{args.arch}, {args.examples} examples, batch {BATCH}, one epoch, {args.seeds} data order(s)\n")
-    print("| trainer | tokens/s (non-padding) | padding | peak RSS MB | val loss | Δ val loss | examples (distinct) | steps | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    reference, ours = results[names[0]], results.get(OURS)
+    seeds = len(reference)
+    print(f"\n{measured['arch']}, {measured['examples']} examples, batch {BATCH}, one epoch, {seeds} data order(s), "
+          f"{measured['threads']} torch threads, fp32 matmul peak {measured['peak_flops'] / 1e9:.1f} GFLOP/s\n")
+    print("| trainer | tokens/s (non-padding) | padding | MFU | peak RSS MB | val loss | Δ val loss "
+          "| examples (distinct) | steps | ratio | ours ÷ row |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         runs = results[name]
         rates = [r["tokens"] / r["seconds"] for r in runs]
         ratios = [rate / (ref["tokens"] / ref["seconds"]) for rate, ref in zip(rates, reference)]
         deltas = [r["val_loss"] - ref["val_loss"] for r, ref in zip(runs, reference)]
+        mfu = [split.training_flops(r["ctx_tokens"], r["reply_tokens"]) / r["seconds"] / r["peak_flops"] for r in runs]
+        ours_over = "" if ours is None else mean_sd([(o["tokens"] / o["seconds"]) / rate for o, rate in zip(ours, rates)]) + "x"
         padding = sum(r["padding"] for r in runs) / sum(r["padding"] + r["tokens"] for r in runs)
-        print(f"| {name} | {mean_sd(rates)} | {padding:.0%} | {max(r['peak_mb'] for r in runs):.0f} "
+        print(f"| {name} | {mean_sd(rates)} | {padding:.0%} | {mean_sd([100 * m for m in mfu])}% "
+              f"| {max(r['peak_mb'] for r in runs):.0f} "
               f"| {mean_sd([r['val_loss'] for r in runs])} | {mean_sd(deltas)} "
               f"| {runs[0]['examples']} ({runs[0].get('distinct', runs[0]['examples'])}) "
-              f"| {runs[0]['steps']} | {mean_sd(ratios)}x |")
+              f"| {runs[0]['steps']} | {mean_sd(ratios)}x | {ours_over} |")
 
 
 if __name__ == "__main__":
