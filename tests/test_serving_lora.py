@@ -97,9 +97,14 @@ def test_two_adapters_on_one_base_reply_as_each_model_alone(lora_models, alone):
 
         with ThreadPoolExecutor(len(asks)) as pool:
             together = list(pool.map(client, asks, timeout=120))
+        _, _, stream = http(url + "/v1/chat/completions", "POST",
+                            {"model": "b", "messages": [{"role": "user", "content": ASKED[2]}], "stream": True})
         status, _, body = http(url + "/v1/chat/completions", "POST",
                                {"model": "c", "messages": [{"role": "user", "content": "hi"}]})
     assert one_by_one == alone
+    chunks = [json.loads(line[len("data: "):]) for line in stream.split("\n\n") if line and "[DONE]" not in line]
+    assert {c["model"] for c in chunks} == {"b"}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == alone["b"][2]
     assert together == [alone[name][ASKED.index(text)] for name, text in asks]
     # b's requests were routed to its adapter (prompt.adapter "b"), a's to the -mf model's (None)
     assert any(batch == {None, "b"} for batch in batches), batches  # some micro-batch mixed both ...
@@ -143,3 +148,40 @@ def test_models_that_cannot_share_a_base_are_refused_naming_the_flag(lora_models
 def test_bad_serve_lora_values_are_refused(values, says):
     with pytest.raises(GuardError, match=says):
         parse_serve_lora(values, "a")
+
+
+def test_a_base_without_adapters_serves_lora_models_and_itself(context_models, tmp_path):
+    """-m dialogft_agent --hf-model BASE --serve-lora a=A: the base's own requests run with the
+    adapters off, a's with its adapter on; each as served alone. (T5: its tokenizer has a pad
+    token, so building the agent adds no embedding row and the base weights stay the base's.)"""
+    from parlai.core.agents import create_agent
+
+    from parlai_dialogft.scripts.dialogft_serve import DialogftServe
+
+    base = context_models["t5"]
+    a = str(tmp_path / "a" / "model")
+    train_briefly(base, a, str(tmp_path / "data"), steps=12, task="integration_tests:reverse", **LORA)
+
+    def base_agent():
+        opt = DialogftServe.setup_args().parse_args(["-m", "dialogft_agent", "--hf-model", base, "--label-truncate",
+                                                     "16", "--datapath", str(tmp_path / "data")])
+        return create_agent(opt, requireModelExists=False)
+
+    from parlai_dialogft.serving.app import create_app
+    from parlai_dialogft.serving.options import ServeSettings
+    from parlai_dialogft.serving.replier import Replier
+    from parlai_dialogft.serving.server import bound_port, running
+
+    def replies(agent, lora, asks):
+        settings = ServeSettings(model_name="base", max_batch=8, lora=tuple(lora))
+        generate = AdapterRouter(Replier(agent, 8), serve_adapters(agent, "base", settings.lora))
+        with running(create_app(settings, generate)) as server:
+            url = f"http://127.0.0.1:{bound_port(server)}"
+            return [reply_of(url, model, text) for model, text in asks]
+
+    base_alone = replies(base_agent(), (), [("base", text) for text in ASKED])
+    with served(a, "a") as (url, _, _):
+        a_alone = [reply_of(url, "a", text) for text in ASKED]
+    assert sum(x != y for x, y in zip(base_alone, a_alone)) >= len(ASKED) // 2, (base_alone, a_alone)
+    together = replies(base_agent(), [("a", a)], [(model, text) for text in ASKED for model in ("base", "a")])
+    assert together == [reply for pair in zip(base_alone, a_alone) for reply in pair]
