@@ -340,3 +340,12 @@ def test_every_grafana_panel_queries_series_the_server_exports(profiled):
     families = {family.name for family in registry.collect()}
     assert families and all(any(name.startswith(family) for name in queried) for family in families), (
         sorted(f for f in families if not any(name.startswith(f) for name in queried)))
+
+
+def test_a_missing_training_profile_stops_the_server_with_one_line(model_file, tmp_path):
+    missing = str(tmp_path / "missing.json")
+    proc = subprocess.run([sys.executable, "-m", "parlai", "dialogft_serve", "-mf", model_file,
+                           "--serve-train-profile", missing], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"dialogft_serve: --serve-train-profile {missing}: no such file"
