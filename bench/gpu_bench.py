@@ -275,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> List[Run]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
-
+    import transformers as tf
     from mfu import param_split
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -294,10 +294,8 @@ def main(argv: Optional[List[str]] = None) -> List[Run]:
         pool = training.customer_pairs("train", min(count, 2000), seed=0)
         pairs = (pool * (count // len(pool) + 1))[:count]
         model_dir = build(shape, os.path.join(work, name), [t for pair in pool for t in pair] * 3, args.tiny)
-        auto = "AutoModelForSeq2SeqLM" if shape.arch == "t5" else "AutoModelForCausalLM"
-        import transformers as tf
-
-        split = param_split(getattr(tf, auto).from_pretrained(model_dir))
+        auto = tf.AutoModelForSeq2SeqLM if shape.arch == "t5" else tf.AutoModelForCausalLM
+        split = param_split(auto.from_pretrained(model_dir))
         for precision in shape.precisions:
             if precision not in precisions:
                 continue

@@ -132,7 +132,7 @@ def test_by_default_batches_stay_whole_on_cuda_and_are_grouped_on_a_cpu(tiny_mod
     assert len(agent._length_groups(batch)) == (1 if DEVICE == "cuda" else 2)
 
 
-def test_serving_on_the_device_answers_as_the_cpu_does(model_file):
+def test_serving_on_the_device_answers_as_the_cpu_does(model_file):  # noqa: F811  (the fixture)
     """``dialogft_serve``'s app over HTTP, its agent on the device; the replies are the ones
     the same model gives on the CPU. ``model_file``: tests/test_serving.py's trained model."""
     from test_serving import PROMPTS, ask, serving, serving_agent

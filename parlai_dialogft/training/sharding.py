@@ -13,8 +13,8 @@ distributed training (``parlai multiprocessing_train`` or the torchrun launcher)
 Why not ParlAI's ``--ddp-backend zero2|zero3``: in ParlAI 1.7.2 they are torch's FSDP1 (not
 fairscale, which ParlAI 1.7.2 uses only for ``--checkpoint-activations`` and fused Adam), set
 up for ParlAI's own transformer: the wrap policy names ParlAI's layer classes (a Hugging Face
-model becomes one unit, gathered whole for every forward), the device is ``--gpu`` (-1, refused,
-on CPU), the optimizer file holds rank 0's shard alone (a resumed run loads it on every rank),
+model becomes one unit, gathered whole for every forward), the device is ``--gpu`` (-1 on a
+CPU), the optimizer file holds rank 0's shard alone (a resumed run loads it on every rank),
 and gradient clipping takes each rank's local norm. The agent refuses them and names this flag.
 ParlAI's code wraps the model in DDP only when ``--ddp-backend`` is ``ddp`` and in its FSDP1
 only for ``zero2``/``zero3``, so with ``--hf-fsdp`` the agent sets it to ``fsdp``
