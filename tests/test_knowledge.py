@@ -1,0 +1,248 @@
+"""Knowledge stores, BM25 retrieval, its cache, the context format, the metrics and the teachers' modes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from parlai_dialogft.data.conversation import DataFormatError
+from parlai_dialogft.knowledge import context, metrics, stores
+from parlai_dialogft.knowledge.retriever import BM25Retriever, retrieval_tokens
+
+from conftest import make_agent
+
+# --- the context format -------------------------------------------------------------------------
+
+
+def test_knowledge_lines_go_before_the_text_and_come_off_again():
+    text = "故宫的门票多少钱？\n还有呢"
+    grounded = context.with_knowledge(text, ["故宫 | 门票 | 60", "故宫 |  电话\n| 010"])
+    assert grounded.split("\n")[:2] == ["knowledge: 故宫 | 门票 | 60", "knowledge: 故宫 | 电话 | 010"]
+    assert context.has_knowledge(grounded) and not context.has_knowledge(text)
+    assert context.strip_knowledge(grounded) == text
+    assert context.with_knowledge(text, []) == text
+    assert context.query_of(grounded, "knowledge: x\n上一句") == "上一句\n" + text
+
+
+# --- stores ---------------------------------------------------------------------------------------
+
+
+def test_user_files_become_entries(tmp_path):
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text(json.dumps({"question": "营业时间？", "answer": "早上 九点\n开门"}, ensure_ascii=False) + "\n\n"
+                   + json.dumps({"title": "Returns", "text": "Keep the receipt. " * 30}) + "\n", encoding="utf-8")
+    triples = tmp_path / "kb.csv"
+    triples.write_text('subject,relation,object\nshop,opens,"9:00, Monday to Friday"\n', encoding="utf-8")
+    store = stores.load_store(f"{faq},{triples}")
+    texts = [e.text for e in store.entries]
+    assert texts[0] == "营业时间？ | 早上 九点 开门"
+    passages = [t for t in texts if t.startswith("Returns | ")]
+    assert len(passages) > 1 and all(len(t) <= len("Returns | ") + stores.PASSAGE_CHARS for t in passages)
+    assert "".join(t[len("Returns | "):].replace(" ", "") for t in passages) == ("Keep the receipt." * 30).replace(" ", "")
+    assert texts[-1] == "shop | opens | 9:00, Monday to Friday" and store.entries[-1].entity == "shop"
+
+
+@pytest.mark.parametrize("name,content,line,problem", [
+    ("faq.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q2"}\n', 2, '"answer" must be a non-empty string'),
+    ("faq.jsonl", '{"question": "q", "answer": "a"}\n\n{"question": "q", \n', 3, "not valid JSON"),
+    ("docs.jsonl", '{"body": "x"}\n', 1, 'expected {"question"'),
+    ("docs.jsonl", '["a list"]\n', 1, "each line must be a JSON object"),
+    ("kb.csv", "subject,relation,object\na,b,c\na,b\n", 3, "expected 3 non-empty fields"),
+    ("kb.csv", "a,b,c\na,,c\n", 2, "expected 3 non-empty fields"),
+])
+def test_a_bad_row_names_its_file_and_line(tmp_path, name, content, line, problem):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataFormatError) as err:
+        stores.load_store(str(path))
+    assert err.value.path == str(path) and err.value.line == line and problem in err.value.problem
+    assert str(err.value).startswith(f"{path}, line {line}: ")
+
+
+def test_an_unknown_store_names_the_flag(tmp_path):
+    with pytest.raises(ValueError, match="--knowledge-file notes.txt: not a shipped store"):
+        stores.load_store("notes.txt")
+    with pytest.raises(FileNotFoundError, match="--knowledge-file .*missing.jsonl: no such file"):
+        stores.load_store(str(tmp_path / "missing.jsonl"))
+
+
+def test_the_shipped_stores_load():
+    crosswoz = stores.load_store("crosswoz")
+    records = stores.crosswoz_records()
+    assert len(crosswoz) == len(records) and len(stores.entity_names(crosswoz.entries)) == len(records)
+    assert {r["领域"] for r in records} == {"景点", "餐馆", "酒店"}
+    multiwoz = stores.load_store("multiwoz")
+    assert {e.text.split(" | ")[1] for e in multiwoz.entries} == set(stores.MULTIWOZ_DOMAINS)
+    assert len(stores.load_store("kdconv")) > 1000
+
+
+# --- retrieval ---------------------------------------------------------------------------------------
+
+
+def test_tokens_are_the_metrics_plus_chinese_pairs():
+    from parlai_dialogft.evaluation.text import cjk_aware_tokenize
+
+    text = "北京贵都大酒店的Wi-Fi"
+    tokens = retrieval_tokens(text)
+    unigrams = cjk_aware_tokenize(text)
+    assert tokens[: len(unigrams)] == unigrams
+    assert "酒店" in tokens and "贵都" in tokens and "wi" in tokens
+
+
+def test_a_database_entity_asked_by_name_comes_first():
+    retriever = BM25Retriever(stores.load_store("crosswoz"))
+    names = random.Random(0).sample(stores.entity_names(retriever.store.entries), 40)
+    hits = retriever.search_many([f"请问{name}的电话是多少？" for name in names], 1)
+    found = sum(found[0][0].entity == name for name, found in zip(names, hits) if found)
+    assert found >= 38, found  # a few names are part of longer names (X and X(分店))
+
+
+def test_a_query_sharing_no_token_retrieves_nothing(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text("shop,opens,nine\n", encoding="utf-8")
+    retriever = BM25Retriever(stores.load_store(str(path)), tmp_path / "cache")
+    assert retriever.search("zebra", 3) == [] and retriever.search("", 3) == []
+    assert [e.text for e in retriever.search("when does the shop open", 3)] == ["shop | opens | nine"]
+
+
+def test_the_index_is_built_once_and_rebuilt_when_the_file_changes(tmp_path):
+    path = tmp_path / "faq.jsonl"
+    path.write_text("".join(json.dumps({"question": f"question {i}", "answer": f"answer {i}"}) + "\n" for i in range(50)))
+    cache = tmp_path / "cache"
+    first = BM25Retriever(stores.load_store(str(path)), cache)
+    assert not first.loaded_from_cache and first.folder.is_dir()
+    again = BM25Retriever(stores.load_store(str(path)), cache)
+    assert again.loaded_from_cache and again.folder == first.folder
+    assert again.search("question 7", 2) == first.search("question 7", 2)
+
+    path.write_text(path.read_text() + json.dumps({"question": "where is the zebra", "answer": "in the zoo"}) + "\n")
+    changed = BM25Retriever(stores.load_store(str(path)), cache)
+    assert not changed.loaded_from_cache and changed.folder != first.folder
+    assert not first.folder.exists()  # the stale index is gone
+    assert changed.search("zebra", 1)[0].text == "where is the zebra | in the zoo"
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def test_knowledge_f1_is_parlais_f1_against_the_best_fact():
+    from parlai.core.metrics import F1Metric
+
+    reply = "The museum opens at nine on Mondays"
+    facts = ["museum | opens | nine", "museum | phone | 01223"]
+    assert metrics.knowledge_f1(reply, facts) == pytest.approx(F1Metric.compute(reply, facts).value())
+    assert metrics.knowledge_f1(reply, []) is None
+    assert metrics.knowledge_f1("故宫门票60元", ["故宫 | 门票 | 60"]) == pytest.approx(2 * 5 / 6 * 1 / (5 / 6 + 1))
+
+
+def test_recall_counts_gold_facts_or_entities_among_the_retrieved():
+    hits = [stores.Entry("a | b | c", "a"), stores.Entry("d | e | f", "d")]
+    assert metrics.recall_at_k(hits, ["a | b | c", "x | y | z"]) == 0.5
+    assert metrics.recall_at_k(hits, (), ["d"]) == 1.0
+    assert metrics.recall_at_k(hits) is None
+
+
+def test_entity_mentions_are_found_longest_first():
+    index = metrics.EntityIndex(["故宫", "故宫博物院", "北京饭店", "京"])
+    assert index.mentions("去故宫博物院，再回北京饭店") == ["故宫博物院", "北京饭店"]
+    assert not index.names_one("一家不存在的大酒店")
+
+
+# --- teachers -------------------------------------------------------------------------------------
+
+
+def served(task, datatype="valid", **overrides):
+    from parlai.core.params import ParlaiParser
+    from parlai.core.teachers import create_task_agent_from_taskname
+
+    opt = ParlaiParser(True, False).parse_kwargs(task=task, datatype=datatype, **overrides)
+    teacher = create_task_agent_from_taskname(opt)[0]
+    return [teacher.act() for _ in range(teacher.num_examples())]
+
+
+def label(message) -> str:
+    return (message.get("labels") or message["eval_labels"])[0]
+
+
+def test_qa_modes_serve_the_same_examples_with_different_knowledge():
+    by_mode = {mode: served(f"dialogft_qa:speaker=second:knowledge={mode}") for mode in ("none", "gold", "retrieved")}
+    labels = [label(m) for m in by_mode["none"]]
+    assert all([label(m) for m in messages] == labels for messages in by_mode.values())
+    assert not any(context.has_knowledge(m["text"]) for m in by_mode["none"])
+    for plain, gold, retrieved in zip(*by_mode.values()):
+        facts = [f for f in plain["knowledge"].split("\n") if f]
+        assert gold["text"] == context.with_knowledge(plain["text"], facts)
+        assert context.strip_knowledge(retrieved["text"]) == plain["text"]
+        assert len(retrieved["text"].split("\n")) - len(plain["text"].split("\n")) <= 3
+    recall = [m["knowledge_recall"] for m in by_mode["retrieved"] if "knowledge_recall" in m]
+    assert len(recall) == sum(bool(m["knowledge"]) for m in by_mode["none"]) > 100
+    # Far above chance (3 of the store's thousands of triples), below all: which attribute of
+    # the entity the answer uses is often not in the question.
+    assert 0.1 < sum(recall) / len(recall) < 1
+
+
+def test_the_old_true_false_spellings_still_work():
+    assert [m["text"] for m in served("dialogft_qa:knowledge=true")] == [m["text"] for m in served("dialogft_qa:knowledge=gold")]
+    with pytest.raises(ValueError, match="--qa-knowledge must be one of none, gold, retrieved"):
+        served("dialogft_qa:knowledge=maybe")
+
+
+def test_crosswoz_gold_is_the_entities_the_reply_names():
+    messages = served("dialogft_customer:lang=zh:knowledge=gold")
+    named = [m for m in messages if m.get("knowledge_entities")]
+    assert len(named) > 100
+    # The acts annotate the reply: the names they give are in the reply's text (turns aligned).
+    said = sum(all(name in label(m) for name in m["knowledge_entities"].split("\n")) for m in named)
+    assert said / len(named) > 0.9, said / len(named)
+    crosswoz = {e.entity: e.text for e in stores.load_store("crosswoz").entries}
+    for m in named:
+        first = m["knowledge_entities"].split("\n")[0]
+        assert m["text"].split("\n")[0] == context.PREFIX + crosswoz[first]
+
+
+def test_gold_knowledge_is_refused_where_there_is_none():
+    with pytest.raises(ValueError, match="--customer-knowledge gold: only CrossWOZ"):
+        served("dialogft_customer:lang=en:knowledge=gold")
+
+
+# --- the agent ----------------------------------------------------------------------------------------
+
+
+def test_the_agent_retrieves_for_each_turn_and_keeps_only_the_newest_knowledge(tiny_models, tmp_path):
+    from parlai.core.message import Message
+
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in
+                           [("where is the hotel", "in the centre"), ("when is breakfast", "at seven")]))
+    agent = make_agent(tiny_models["t5"], knowledge_retriever="bm25", knowledge_file=str(faq), knowledge_top_k=1)
+    observed = agent.observe(Message({"text": "where is your hotel ?", "episode_done": False}))
+    assert observed["text"] == context.with_knowledge("where is your hotel ?", ["where is the hotel | in the centre"])
+    agent.act()
+    agent.observe(Message({"text": "and breakfast ?", "episode_done": False}))
+    strings = agent.history.history_strings
+    assert strings[0] == "where is your hotel ?"  # the first turn lost its knowledge
+    assert strings[-1] == context.with_knowledge("and breakfast ?", ["when is breakfast | at seven"])
+    assert agent.history.history_vecs[0] == agent.history.parse("where is your hotel ?")
+
+    # A teacher's own knowledge is left alone.
+    agent.reset()
+    given = context.with_knowledge("where is your hotel ?", ["gold fact"])
+    assert agent.observe(Message({"text": given, "episode_done": True}))["text"] == given
+
+
+def test_the_agent_needs_a_store_for_its_retriever(tiny_models):
+    with pytest.raises(ValueError, match="--knowledge-retriever bm25 needs --knowledge-file"):
+        make_agent(tiny_models["t5"], knowledge_retriever="bm25")
+
+
+def test_eval_model_reports_the_knowledge_metrics(tiny_models, tmp_path):
+    from parlai.scripts.eval_model import EvalModel
+
+    report = EvalModel.main(task="dialogft_customer:lang=zh:knowledge=retrieved", model="dialogft_agent",
+                            hf_model=tiny_models["t5"], datatype="test", num_examples=24, batchsize=8,
+                            skip_generation=False, datapath=str(tmp_path), label_truncate=8)
+    for name in ("knowledge_f1", "knowledge_recall@3", "entity_exists", "f1"):
+        assert name in report, sorted(report)
+    assert 0 < float(report["knowledge_recall@3"]) <= 1
