@@ -16,8 +16,10 @@ to a gradient's scale (DDP/FSDP summing instead of averaging would show).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,69 @@ def test_optimizer_state_by_name_becomes_torchs_by_index():
         "state": {1: {"step": 1}, 0: {"step": 2}},
         "param_groups": [{"lr": 0.1, "params": [0, 1]}, {"lr": 0.2, "params": [2]}],
     }
+
+
+# --- evaluation on gathered weights (two gloo ranks in spawned processes) ----------------------
+
+
+def _evaluate_unequally_then_train(rank: int, port: int, model_dir: str, out: str, gather: bool) -> None:
+    """Rank r generates 2 + 4r tokens on shards gathered for evaluation (the ranks' forward
+    passes do not pair up), then both ranks train one step on shards again."""
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoModelForSeq2SeqLM
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    inputs = torch.tensor([[5, 6, 7, 8, 1]])
+    new = 2 + 4 * rank
+    with torch.no_grad():
+        alone = model.generate(inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+    sharding.shard(model, model)
+    if gather:
+        sharding.for_evaluation(model)
+    with torch.no_grad():
+        sharded = model.generate(inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+    sharding.for_training(model)
+    model.train()
+    loss = model(input_ids=inputs, labels=torch.tensor([[9, 10, 1]])).loss
+    loss.backward()
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"alone": alone.tolist(), "sharded": sharded.tolist()}))
+    dist.destroy_process_group()
+
+
+def _two_ranks(tiny_models, tmp_path: Path, gather: bool, timeout: float = 120):
+    import torch.multiprocessing as mp
+
+    from test_torchrun import _free_port
+
+    context = mp.start_processes(_evaluate_unequally_then_train, nprocs=2, join=False, start_method="spawn",
+                                 args=(_free_port(), tiny_models["t5"], str(tmp_path), gather))
+    deadline = time.monotonic() + timeout
+    try:
+        while not context.join(timeout=2):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the ranks hung")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+
+
+def test_evaluation_on_gathered_weights_lets_ranks_generate_unequal_lengths(tiny_models, tmp_path):
+    _two_ranks(tiny_models, tmp_path, gather=True)
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["sharded"] == result["alone"]
+        assert len(result["alone"][0]) == 1 + 2 + 4 * rank  # decoder start + the new tokens
+
+
+def test_without_gathering_generation_on_shards_fails(tiny_models, tmp_path):
+    """What :func:`sharding.for_evaluation` is for: outside the root's forward (generate
+    calls the encoder itself), the root's weights are shards."""
+    import torch.multiprocessing as mp
+
+    with pytest.raises((mp.ProcessRaisedException, TimeoutError)):
+        _two_ranks(tiny_models, tmp_path, gather=False, timeout=60)

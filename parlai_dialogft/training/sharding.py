@@ -37,6 +37,9 @@ What this module does, and where ParlAI's own agent code calls it from the agent
   This needs one evaluation batch on every rank (``-vme`` at least the world size) and room
   for the whole model while evaluating; weights are sharded again at the next training step.
 
+Gradient clipping (``--gradient-clip``, on by default) takes the norm over all shards; with
+clipping off, ParlAI's ``gnorm`` metric is computed by its own helper on rank 0's shards alone.
+
 Not on CPU, so untested here: ``--fp16`` (refused with this backend: FSDP2 would take a
 ``MixedPrecisionPolicy``, not ParlAI's fp16 optimizer wrappers; ``--hf-bf16`` autocast applies),
 NCCL, and CPU offload. LoRA with this backend is untested.
@@ -142,6 +145,10 @@ def shard(model: torch.nn.Module, hf: torch.nn.Module) -> torch.nn.Module:
     for unit in units:
         fully_shard(unit, mesh=mesh)
     fully_shard(model, mesh=mesh)
+    # FSDP2 takes the first unit to run forward as its root; evaluation may start with a call
+    # outside the root's forward (generation runs the encoder itself), which it then refuses.
+    # The root is known now: initialise it as one (idempotent; FSDP2 offers no public call).
+    model._get_fsdp_state()._lazy_init()
     from parlai.utils import logging
 
     held = sum(p.to_local().numel() for p in model.parameters())
@@ -167,7 +174,7 @@ def for_evaluation(model) -> None:
         return
     for unit in _fsdp_modules(model):
         unit.unshard()
-        unit.set_reshard_after_forward(False)
+        unit.set_reshard_after_forward(False, recurse=False)
     model._dialogft_gathered = True
 
 
@@ -177,7 +184,9 @@ def for_training(model) -> None:
         return
     for unit in _fsdp_modules(model):
         unit.reshard()
-        unit.set_reshard_after_forward(True)
+        # FSDP2's defaults: layers free their weights after forward, the root keeps its own
+        # (backward needs them at once).
+        unit.set_reshard_after_forward(unit is not model, recurse=False)
     model._dialogft_gathered = False
 
 
