@@ -78,11 +78,12 @@ def test_training_steps_lower_the_loss(tiny_models, arch, precision):
         assert {p.dtype for p in agent.model.parameters()} == {torch.float16}
     batch = batch_on(agent, CONTEXTS, REPLIES)
     before = _loss(agent, batch)
-    for _ in range(8):
+    # 16 updates: fp16's dynamic loss scale starts high and may skip its first steps.
+    for _ in range(16):
         agent.train_step(batch)
         agent._local_metrics.clear()
     after = _loss(agent, batch)
-    assert after < before - 0.1, (before, after)  # the same batch, eight updates: learned
+    assert after < before - 0.1, (before, after)  # the same batch again and again: learned
 
 
 @pytest.mark.parametrize("arch", ["t5", "qwen2"])
