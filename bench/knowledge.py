@@ -12,6 +12,13 @@ README's table: F1, BLEU-4, knowledge F1, recall@k (retrieved rows), entity-exis
 
     python bench/knowledge.py                          # 120 updates per run, 200 test examples
     python bench/knowledge.py --steps 100 --eval-examples 100 --tasks qa
+
+``--retrieval N`` measures retrieval alone instead: a store of N documents (distinct turns of
+the shipped corpora, Chinese and English, as a user's JSONL file), the index built cold, then
+loaded from its disk cache, then queried with 1,000 other turns, one at a time (as the agent
+does, per turn) and in one batch (as a teacher does):
+
+    python bench/knowledge.py --retrieval 100000
 """
 
 from __future__ import annotations
@@ -59,6 +66,57 @@ def evaluate(task: str, model_file: str, examples: int, top_k: int, datapath: st
     return {key: float(value) for key, value in report.items() if isinstance(value, (int, float)) or hasattr(value, "value")}
 
 
+def retrieval_benchmark(entries: int, top_k: int, queries: int = 1000) -> None:
+    """Index build, cache load and queries/s for a store of ``entries`` documents."""
+    import random
+    import time
+    from pathlib import Path
+
+    from parlai_dialogft.data.readers import chitchat, task_oriented
+    from parlai_dialogft.knowledge.retriever import BM25Retriever
+    from parlai_dialogft.knowledge.stores import load_store
+
+    turns = sorted({turn.text for readers in (task_oriented.READERS, chitchat.READERS)
+                    for read in readers.values() for split in read().values() for c in split for turn in c.turns})
+    random.Random(0).shuffle(turns)
+    if len(turns) < entries + queries:
+        raise SystemExit(f"--retrieval {entries}: the corpora have {len(turns)} distinct turns")
+    work = Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
+    store_file = work / "documents.jsonl"
+    with open(store_file, "w", encoding="utf-8") as f:
+        for text in turns[:entries]:
+            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    asked = turns[entries: entries + queries]
+
+    start = time.perf_counter()
+    store = load_store(str(store_file))
+    read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    cold = BM25Retriever(store, work / "cache")
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    warm = BM25Retriever(store, work / "cache")
+    load_s = time.perf_counter() - start
+    assert warm.loaded_from_cache and not cold.loaded_from_cache
+    warm.search(asked[0], top_k)  # first-call set-up out of the timing
+    start = time.perf_counter()
+    one_by_one = [warm.search(q, top_k) for q in asked]
+    single_s = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = warm.search_many(asked, top_k)
+    batch_s = time.perf_counter() - start
+    assert [[e for e, _ in hits] for hits in batched] == one_by_one
+    zh = sum(1 for q in asked if any("\u4e00" <= ch <= "\u9fff" for ch in q))
+    print(f"\nstore: {len(store):,} entries ({entries:,} documents), {queries:,} queries ({zh} Chinese), top {top_k}\n")
+    print("| step | time |")
+    print("|---|---|")
+    print(f"| read and cut the JSONL store | {read_s:.2f} s |")
+    print(f"| build the BM25 index (cold) and save it | {build_s:.2f} s |")
+    print(f"| load the index from its cache | {load_s:.2f} s |")
+    print(f"| queries one at a time | {queries / single_s:,.0f} queries/s ({1000 * single_s / queries:.2f} ms each) |")
+    print(f"| queries in one batch | {queries / batch_s:,.0f} queries/s |")
+
+
 def cell(values: dict, key: str) -> str:
     return f"{values[key]:.4f}" if key in values else "—"
 
@@ -71,8 +129,12 @@ def main():
     parser.add_argument("--eval-examples", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--out", default="", help="folder for models and results.json (a rerun reuses both)")
+    parser.add_argument("--retrieval", type=int, default=0, metavar="N",
+                        help="only time retrieval on a store of N documents (queries/s, index build and load)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.retrieval:
+        return retrieval_benchmark(args.retrieval, args.top_k)
 
     from parlai.core.params import ParlaiParser
 
