@@ -4,7 +4,9 @@ two gloo ranks of one thread each under ``torchrun``, against one unsharded proc
 The sharded job trains 2 updates, saves, and is started again to 4: the second run loads the
 saved (whole) weights and optimizer state into shards. Its final model file must hold what
 one process, unsharded and uninterrupted, holds after the same 4 updates: the same weights
-and the same optimizer buffers, under the same names. Then that file loads without FSDP.
+and the same optimizer buffers, under the same names. So must the files of one process
+resuming the sharded run's update-2 files, and of a sharded run resuming one process's: the
+files are the same whoever wrote them. Then the sharded run's file evaluates without FSDP.
 
 Data: ``RankShardsTeacher`` (64 examples, each with the same number of tokens), batch 32 per
 rank and 64 in one process: every update trains on the whole set, so the data order, which a
@@ -46,22 +48,51 @@ def _torchrun(flags, log: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def _one_process(flags, log: Path) -> None:
+    result = subprocess.run([str(BIN / "parlai"), "train_model", *flags], env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    log.write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _copy_model(model_file: Path, to: Path) -> Path:
+    """The files of a saved model under another folder (the model file, .opt, .dict, .hf/...)."""
+    import shutil
+
+    to.mkdir(parents=True)
+    for path in model_file.parent.iterdir():
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, to / path.name)
+    return to / model_file.name
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_models, tmp_path_factory):
+    """Four ways to 4 updates: sharded throughout (saved and resumed at 2), one process
+    throughout, one process resuming the sharded run's update-2 files, sharded resuming one
+    process's update-2 files."""
     tmp_path = tmp_path_factory.mktemp("fsdp")
     hf_model = tiny_models["t5"]
-    sharded, single = tmp_path / "sharded" / "model", tmp_path / "single" / "model"
+    paths = {name: tmp_path / name / "model" for name in ("sharded", "single", "single_to_sharded")}
     logs = []
-    for steps in (STEPS // 2, STEPS):  # trained, saved, then resumed from the saved file
-        logs.append(tmp_path / f"sharded-{steps}.log")
-        result = _torchrun([*_flags(hf_model, tmp_path, steps, BS), "-mf", str(sharded), "--hf-fsdp", "true"], logs[-1])
+
+    def sharded(model_file: Path, steps: int) -> None:
+        logs.append(tmp_path / f"{model_file.parent.name}-{steps}.log")
+        result = _torchrun([*_flags(hf_model, tmp_path, steps, BS), "-mf", str(model_file), "--hf-fsdp", "true"],
+                           logs[-1])
         assert result.returncode == 0, logs[-1].read_text()[-4000:]
-    result = subprocess.run(
-        [str(BIN / "parlai"), "train_model", *_flags(hf_model, tmp_path, STEPS, 2 * BS), "-mf", str(single)],
-        env=_env(), capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return {"tmp_path": tmp_path, "sharded": sharded, "single": single, "logs": logs}
+
+    sharded(paths["sharded"], STEPS // 2)
+    paths["sharded_to_single"] = _copy_model(paths["sharded"], tmp_path / "sharded_to_single")
+    sharded(paths["sharded"], STEPS)
+    _one_process([*_flags(hf_model, tmp_path, STEPS, 2 * BS), "-mf", str(paths["single"])], tmp_path / "single.log")
+    _one_process([*_flags(hf_model, tmp_path, STEPS // 2, 2 * BS), "-mf", str(paths["single_to_sharded"])],
+                 tmp_path / "single_to_sharded-first.log")
+    sharded(paths["single_to_sharded"], STEPS)
+    _one_process([*_flags(hf_model, tmp_path, STEPS, 2 * BS), "-mf", str(paths["sharded_to_single"])],
+                 tmp_path / "sharded_to_single-resumed.log")
+    resumed = {"sharded": logs[1], "single_to_sharded": logs[2],
+               "sharded_to_single": tmp_path / "sharded_to_single-resumed.log"}
+    return {"tmp_path": tmp_path, "logs": logs, "resumed": resumed, **paths}
 
 
 def _bundle(model_file: Path):
@@ -74,7 +105,7 @@ def _bundle(model_file: Path):
 def test_each_rank_holds_half_of_the_weights(runs):
     """Sharded for real: by T5's own layer class, rank 0 holding its half of the parameters
     (ParlAI logs only rank 0's information lines), at the start and for the final evaluation."""
-    for log in runs["logs"]:
+    for log in runs["logs"][:2]:  # the sharded run, then its resumption
         lines = re.findall(r"--hf-fsdp: (\d+) x T5Block and the rest sharded across 2 ranks; "
                            r"rank 0 holds ([\d,]+) of ([\d,]+) parameters", log.read_text())
         assert len(lines) == 2, log.read_text()[-3000:]
@@ -85,12 +116,17 @@ def test_each_rank_holds_half_of_the_weights(runs):
 
 
 @pytest.mark.slow
-def test_saved_and_resumed_shards_hold_what_unsharded_training_holds(runs):
+@pytest.mark.parametrize("way", ["sharded", "sharded_to_single", "single_to_sharded"])
+def test_saved_and_resumed_shards_hold_what_unsharded_training_holds(runs, way):
+    """Sharded, then resumed sharded or in one process, or one process resumed sharded:
+    the model file holds what one process holds after the same updates."""
     import torch
 
-    sharded, single = _bundle(runs["sharded"]), _bundle(runs["single"])
+    # Resumed, not trained afresh (which would end with the same weights too).
+    assert f"Loading existing model params from {runs[way]}" in runs["resumed"][way].read_text()
+    sharded, single = _bundle(runs[way]), _bundle(runs["single"])
     assert sharded["number_training_updates"] == single["number_training_updates"] == STEPS
-    assert json.loads(Path(f"{runs['sharded']}.trainstats").read_text())["train_steps"] == STEPS
+    assert json.loads(Path(f"{runs[way]}.trainstats").read_text())["train_steps"] == STEPS
     # Whole tensors under the unsharded names: no DTensors, no shards, no wrapper prefixes.
     assert list(sharded["model"]) == list(single["model"])
     for name, tensor in sharded["model"].items():
