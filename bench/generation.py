@@ -4,8 +4,11 @@ Same model (random init from a t5-small- or GPT-2-small-shaped config), same con
 dialogft_customer's test split, same batch, beam size and length. Every reply is forced to
 exactly ``--new-tokens`` tokens (min = max length on both sides), so tokens/s compare equal
 work. Prints one table row per setting and the ratio ours / HF measured in this run.
+For greedy search it also times ParlAI's own per-example loop on the same agent
+(``TorchGeneratorAgent._generate``, which the agent ran before parlai_dialogft/model/fast_search.py):
+beam search runs that loop on both counts.
 
-    python bench/generation.py                      # t5-small shape, batch 1 and 16, greedy and beam 5
+    python bench/generation.py                      # t5-small shape, batch 1, 16 and 64, greedy and beam 5
     python bench/generation.py --arch gpt2 --batch 16 --beam 5
 
 Run it alone: two torch processes on two cores distort each other's timings.
@@ -67,7 +70,7 @@ def timed(fn, repeats: int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=["t5", "gpt2"], default="t5")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--beam", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
@@ -81,13 +84,14 @@ def main():
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from conftest import make_agent
     from parlai.core.message import Message
+    from parlai.core.torch_generator_agent import TorchGeneratorAgent
 
     folder = build_model(args.arch, tempfile.mkdtemp(prefix="bench_gen_"))
     texts = contexts(max(args.batch))
     print(f"{args.arch}, {args.new_tokens} new tokens per reply, {args.threads} torch threads, "
           f"median of {args.repeats} after a warm-up", flush=True)
-    print(f"| model | batch | beam | ParlAI+dialogft tok/s | model.generate tok/s | ratio |")
-    print(f"|---|---|---|---|---|---|")
+    print("| model | batch | beam | ParlAI+dialogft tok/s | model.generate tok/s | ratio | ParlAI's loop tok/s |")
+    print("|---|---|---|---|---|---|---|")
     for beam in args.beam:
         agent = make_agent(folder, inference="beam" if beam > 1 else "greedy", beam_size=beam,
                            beam_min_length=args.new_tokens, label_truncate=args.new_tokens,
@@ -115,10 +119,15 @@ def main():
                         min_new_tokens=args.new_tokens, eos_token_id=agent.END_IDX, pad_token_id=agent.NULL_IDX,
                         **beam_kwargs)
 
+            def parlai_loop():
+                with torch.no_grad():
+                    return TorchGeneratorAgent._generate(agent, batch, beam, args.new_tokens)
+
             tokens = bsz * args.new_tokens
             ours_s, theirs_s = timed(ours, args.repeats), timed(theirs, args.repeats)
+            loop = f"{tokens / timed(parlai_loop, args.repeats):.0f}" if beam == 1 else "(same as ours)"
             print(f"| {args.arch} | {bsz} | {beam} | {tokens / ours_s:.0f} | {tokens / theirs_s:.0f} "
-                  f"| {theirs_s / ours_s:.2f}x |", flush=True)
+                  f"| {theirs_s / ours_s:.2f}x | {loop} |", flush=True)
 
 
 if __name__ == "__main__":
