@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU path in one run, under 8 minutes on one GPU:
+# The GPU path in one run, on one GPU; the two steps are cut off at 180 s and 290 s, so the
+# whole run stays under 8 minutes (the default sizes are meant to finish well within them):
 #   1. the tests marked gpu (tests/test_gpu.py): training steps in fp32, --hf-bf16 and
 #      ParlAI's --fp16, search, length groups and serving, on CUDA;
 #   2. bench/gpu_bench.py: ours vs the transformers Trainer on t5-small and a Qwen2.5-0.5B
@@ -25,15 +26,18 @@ esac
 
 start=$SECONDS
 echo "== 1/2 tests marked gpu on $device"
-DIALOGFT_TEST_DEVICE=$device timeout 210 "$PYTHON" -m pytest -q -m gpu -p no:randomly tests/test_gpu.py \
+DIALOGFT_TEST_DEVICE=$device timeout 180 "$PYTHON" -m pytest -q -m gpu -p no:randomly tests/test_gpu.py \
   2>&1 | tee "$RESULTS/tests.log" | grep -E "passed|failed|skipped|error" || true
+tests_ok=1  # a failed test does not stop the benchmark (device time is scarce); the exit status says it
 if ! grep -qE "[0-9]+ passed" "$RESULTS/tests.log" || grep -qE "[0-9]+ (failed|error)" "$RESULTS/tests.log"; then
   echo "gpu tests failed: $RESULTS/tests.log" >&2
-  exit 1
+  tests_ok=0
 fi
 
 echo "== 2/2 ours vs the Trainer on $device ($((SECONDS - start)) s so far)"
 # The table only; ParlAI's and the Trainer's own lines stay in the log.
-timeout 330 "$PYTHON" bench/gpu_bench.py "${bench_args[@]}" --save "$RESULTS/gpu_bench.json" \
-  2>"$RESULTS/bench.stderr" | tee "$RESULTS/bench.log" | grep -E "^(\||device:)"
+timeout 290 "$PYTHON" bench/gpu_bench.py "${bench_args[@]}" --save "$RESULTS/gpu_bench.json" \
+  2>"$RESULTS/bench.stderr" | tee "$RESULTS/bench.log" | grep -E "^(\||device:)" \
+  || { echo "the benchmark stopped early: its finished runs are the '# ' lines of $RESULTS/bench.log" >&2; exit 1; }
 echo "== done in $((SECONDS - start)) s; log and JSON in $RESULTS"
+[ "$tests_ok" = 1 ] || { echo "gpu tests failed (above)" >&2; exit 1; }

@@ -252,15 +252,16 @@ def add_mfu(run: Run, split, peaks: Dict[str, float]) -> None:
 def print_table(runs: List[Run], peaks: Dict[str, float], device: str, out=sys.stdout) -> None:
     print(f"\ndevice: {device}; matmul peak (measured): "
           + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()), file=out)
-    header = f"| {'shape':<13} | {'precision':<9} | {'side':<22} | {'steps':>5} | {'tokens/s':>10} | {'vs Trainer':>10} | {'TFLOP/s':>8} | {'MFU':>6} | {'peak mem GB':>11} |"
+    header = (f"| {'shape':<13} | {'precision':<9} | {'side':<22} | {'steps':>5} | {'tokens/s':>10} | "
+              f"{'vs Trainer':>10} | {'TFLOP/s':>8} | {'MFU':>6} | {'peak mem GB':>11} |")
     print(header, file=out)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|", file=out)
     for run in runs:
-        ref = next((r for r in runs if r.shape == run.shape and r.precision == run.precision and r.side == "Trainer"), None)
+        ref = next((r for r in runs if (r.shape, r.precision, r.side) == (run.shape, run.precision, "Trainer")), None)
         ratio = f"{run.tokens_per_s / ref.tokens_per_s:.2f}x" if ref and ref.tokens_per_s else "-"
-        print(f"| {run.shape:<13} | {run.precision:<9} | {run.side:<22} | {run.steps:>5} | {run.tokens_per_s:>10,.0f} | "
-              f"{ratio:>10} | {run.extra.get('tflops', 0):>8.2f} | {run.extra.get('mfu', 0):>6.1%} | "
-              f"{run.peak_mem_gb:>11.2f} |", file=out)
+        print(f"| {run.shape:<13} | {run.precision:<9} | {run.side:<22} | {run.steps:>5} | "
+              f"{run.tokens_per_s:>10,.0f} | {ratio:>10} | {run.extra.get('tflops', 0):>8.2f} | "
+              f"{run.extra.get('mfu', 0):>6.1%} | {run.peak_mem_gb:>11.2f} |", file=out)
 
 
 def main(argv: Optional[List[str]] = None) -> List[Run]:
