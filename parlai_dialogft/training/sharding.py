@@ -12,7 +12,8 @@ distributed training (``parlai multiprocessing_train`` or the torchrun launcher)
 
 Why not ParlAI's ``--ddp-backend zero2|zero3``: in ParlAI 1.7.2 they are torch's FSDP1 (not
 fairscale, which ParlAI 1.7.2 uses only for ``--checkpoint-activations`` and fused Adam), set
-up for ParlAI's own transformer: the wrap policy names ParlAI's layer classes (a Hugging Face
+up for ParlAI's own transformer (as read in ``parlai/utils/fsdp.py`` and
+``parlai/core/torch_agent.py``; not run here): the wrap policy names ParlAI's layer classes (a Hugging Face
 model becomes one unit, gathered whole for every forward), the device is ``--gpu`` (-1 on a
 CPU), the optimizer file holds rank 0's shard alone (a resumed run loads it on every rank),
 and gradient clipping takes each rank's local norm. The agent refuses them and names this flag.
@@ -38,7 +39,8 @@ What this module does, and where ParlAI's own agent code calls it from the agent
   for the whole model while evaluating; weights are sharded again at the next training step.
 
 Gradient clipping (``--gradient-clip``, on by default) takes the norm over all shards; with
-clipping off, ParlAI's ``gnorm`` metric is computed by its own helper on rank 0's shards alone.
+clipping off, ParlAI's ``gnorm`` metric comes from its own helper, which sees each rank's
+shards only: a logged figure, not the training, is then off.
 
 Not on CPU, so untested here: ``--fp16`` (refused with this backend: FSDP2 would take a
 ``MixedPrecisionPolicy``, not ParlAI's fp16 optimizer wrappers; ``--hf-bf16`` autocast applies),
