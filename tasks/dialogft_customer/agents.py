@@ -70,7 +70,14 @@ class CustomerServiceTeacher(KnowledgeTeacherMixin, CorpusTeacher):
         return lang, self._with_knowledge(lang, self.check_sources(lang, requested, "--customer-lang/--customer-sources"))
 
     def _with_knowledge(self, lang: str, sources):
-        """Pick the store for the sources' language; gold exists for CrossWOZ alone."""
+        """Pick the store for the sources' language; gold exists for CrossWOZ alone.
+
+        CrossWOZ's gold and entity names are read in every mode: ``none`` is scored against
+        the same gold as ``retrieved`` and ``gold``.
+        """
+        if "crosswoz" in sources:
+            self._crosswoz = {e.entity: e for e in stores.load_store("crosswoz").entries}
+            self.entity_index = metrics.EntityIndex(self._crosswoz)
         if self.knowledge_mode == "none":
             return sources
         langs = {task_oriented.LANGUAGES[s] for s in sources}
@@ -85,13 +92,10 @@ class CustomerServiceTeacher(KnowledgeTeacherMixin, CorpusTeacher):
                 "entities); use -t dialogft_customer:lang=zh, or --customer-knowledge retrieved"
             )
         self.knowledge_store = STORES[langs.pop()]
-        if "crosswoz" in sources:
-            self._crosswoz = {e.entity: e for e in stores.load_store("crosswoz").entries}
-            self.entity_index = metrics.EntityIndex(self._crosswoz)
         return sources
 
     def gold_of(self, message, index):
-        if message.get("source") != "crosswoz" or self.knowledge_mode == "none":
+        if message.get("source") != "crosswoz":
             return Gold()
         from parlai_dialogft.knowledge.gold import crosswoz_turn_gold
 
