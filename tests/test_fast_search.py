@@ -105,3 +105,32 @@ def test_a_watched_search_keeps_parlais_loop(tiny_models, monkeypatch):
     with torch.no_grad():
         agent._generate(batch_of(agent, CONTEXTS[:2]), 1, 5)
     assert advanced and not calls
+
+
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+@pytest.mark.parametrize("inference,beam_size", [("greedy", 1), ("beam", 3)])
+def test_contexts_encoded_in_length_groups_give_the_same_search(context_models, arch, inference, beam_size,
+                                                                monkeypatch):
+    """Seq2seq contexts are encoded in length groups during a search; replies and scores are
+    those of the whole padded batch in one encoder pass (--hf-length-groups false)."""
+    from parlai_dialogft.model import length_groups
+
+    monkeypatch.setattr(length_groups, "CPU_GROUP_COST", 0)  # these short contexts would make one group
+    grouped = make_agent(context_models[arch], inference=inference, beam_size=beam_size)
+    plain = make_agent(context_models[arch], inference=inference, beam_size=beam_size, hf_length_groups=False)
+    passes = []
+    grouped.model.hf.get_encoder().register_forward_hook(lambda _m, _a, out: passes.append(out[0].shape))
+    texts = CONTEXTS[:3]
+    hypotheses = []
+    for agent in (grouped, plain):
+        agent.model.eval()
+        with torch.no_grad():
+            preds, searches = agent._generate(batch_of(agent, texts), beam_size, 40)
+        hypotheses.append([[(t.tolist(), float(s)) for t, s, _ in search.get_rescored_finished()]
+                           for search in searches])
+    assert len(passes) == 3 and len({shape[1] for shape in passes}) == 3  # one pass per context length
+    all_different([row[0][0] for row in hypotheses[0]])
+    assert [[t for t, _ in row] for row in hypotheses[0]] == [[t for t, _ in row] for row in hypotheses[1]]
+    assert [s for row in hypotheses[0] for _, s in row] == pytest.approx(
+        [s for row in hypotheses[1] for _, s in row], abs=1e-4)
+    assert grouped.model.encoder_group_cost is None  # only during the search

@@ -399,13 +399,20 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
     def _generate(self, batch, beam_size, max_ts, prefix_tokens=None):
         model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
         model.beam_size = beam_size
-        with self._autocast():
-            if fast_search.supports(self, beam_size, prefix_tokens):  # greedy: every row in one step
-                try:
-                    return fast_search.greedy_generate(self, model, batch, max_ts)
-                except fast_search.NeedsTreeSearch:
-                    pass
-            return super()._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
+        # Contexts encoded in length groups wherever training groups rows (a CPU by default).
+        grouped = self.opt.get("hf_length_groups")
+        grouped = not self.use_cuda if grouped is None else grouped
+        model.encoder_group_cost = length_groups.CPU_GROUP_COST if grouped and not sharding.is_sharded(self.model) else None
+        try:
+            with self._autocast():
+                if fast_search.supports(self, beam_size, prefix_tokens):  # greedy: every row in one step
+                    try:
+                        return fast_search.greedy_generate(self, model, batch, max_ts)
+                    except fast_search.NeedsTreeSearch:
+                        pass
+                return super()._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
+        finally:
+            model.encoder_group_cost = None
 
     # --- saving -------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ import torch
 from parlai.core.torch_generator_agent import TorchGeneratorModel
 from transformers.modeling_outputs import BaseModelOutput
 
+from parlai_dialogft.model import fast_search
+
 
 def _as_index(indices, device) -> torch.LongTensor:
     if torch.is_tensor(indices):
@@ -141,9 +143,17 @@ class Seq2SeqModel(HFGeneratorModel):
         super().__init__(hf, null_idx, start_idx, end_idx, unk_idx)
         self.decoder_start_idx = decoder_start_idx
 
+    #: Set by the agent around a search: encode the contexts in length groups with this fixed
+    #: cost per pass (see fast_search.grouped_encode); None: the whole batch in one pass.
+    encoder_group_cost: Optional[float] = None
+
     def encoder(self, text_vec: torch.LongTensor) -> Tuple[torch.Tensor, torch.Tensor]:
         mask = text_vec.ne(self.NULL_IDX)  # (B, S)
-        hidden = self.hf.get_encoder()(input_ids=text_vec, attention_mask=mask)[0]  # (B, S, C)
+        if self.encoder_group_cost is not None and not torch.is_grad_enabled():
+            hidden = fast_search.grouped_encode(self.hf.get_encoder(), text_vec, mask, self.NULL_IDX,
+                                                self.encoder_group_cost)
+        else:
+            hidden = self.hf.get_encoder()(input_ids=text_vec, attention_mask=mask)[0]  # (B, S, C)
         return hidden, mask
 
     def decoder(self, decoder_input, encoder_states, incr_state: Optional[dict] = None):
