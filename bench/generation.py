@@ -4,9 +4,9 @@ Same model (random init from a t5-small- or GPT-2-small-shaped config), same con
 dialogft_customer's test split, same batch, beam size and length. Every reply is forced to
 exactly ``--new-tokens`` tokens (min = max length on both sides), so tokens/s compare equal
 work. Prints one table row per setting and the ratio ours / HF measured in this run.
-For greedy search it also times ParlAI's own per-example loop on the same agent
-(``TorchGeneratorAgent._generate``, which the agent ran before parlai_dialogft/model/fast_search.py):
-beam search runs that loop on both counts.
+For greedy search it also times ``TorchGeneratorAgent._generate`` on the same agent: ParlAI's
+search as the agent ran it before parlai_dialogft/model/fast_search.py (one search object
+advanced per example and step; the contexts encoded as one padded batch).
 
     python bench/generation.py                      # t5-small shape, batch 1, 16 and 64, greedy and beam 5
     python bench/generation.py --arch gpt2 --batch 16 --beam 5
@@ -90,7 +90,7 @@ def main():
     texts = contexts(max(args.batch))
     print(f"{args.arch}, {args.new_tokens} new tokens per reply, {args.threads} torch threads, "
           f"median of {args.repeats} after a warm-up", flush=True)
-    print("| model | batch | beam | ParlAI+dialogft tok/s | model.generate tok/s | ratio | ParlAI's loop tok/s |")
+    print("| model | batch | beam | ParlAI+dialogft tok/s | model.generate tok/s | ratio | ParlAI's _generate tok/s |")
     print("|---|---|---|---|---|---|---|")
     for beam in args.beam:
         agent = make_agent(folder, inference="beam" if beam > 1 else "greedy", beam_size=beam,
@@ -125,7 +125,7 @@ def main():
 
             tokens = bsz * args.new_tokens
             ours_s, theirs_s = timed(ours, args.repeats), timed(theirs, args.repeats)
-            loop = f"{tokens / timed(parlai_loop, args.repeats):.0f}" if beam == 1 else "(same as ours)"
+            loop = f"{tokens / timed(parlai_loop, args.repeats):.0f}" if beam == 1 else "not timed"
             print(f"| {args.arch} | {bsz} | {beam} | {tokens / ours_s:.0f} | {tokens / theirs_s:.0f} "
                   f"| {theirs_s / ours_s:.2f}x | {loop} |", flush=True)
 
