@@ -61,8 +61,9 @@ test-all: install
 # One at a time: each benchmark owns every core while it runs. The commands and settings are
 # those of the README's figures; serving.py starts (and stops) the server it measures.
 bench: install
-	$(BIN)/python bench/training.py --arch t5 --examples 960 --seeds 4
-	$(BIN)/python bench/training.py --arch gpt2 --examples 320
+	$(BIN)/python bench/training.py --arch t5 --examples 320 --seeds 2
+	$(BIN)/python bench/training.py --arch gpt2 --examples 128 --seeds 2 --rows group_by_length sft_padding_free sft_packing ours
+	$(BIN)/python bench/profile_step.py --arch t5 --steps 4
 	$(BIN)/python bench/generation.py --arch t5
 	$(BIN)/python bench/serving.py --start
 	$(BIN)/python bench/zoo.py --write
