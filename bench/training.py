@@ -1,4 +1,9 @@
-"""Training speed: ``parlai train_model`` with dialogft_agent vs ``transformers`` ``Trainer``.
+"""Training speed: ``parlai train_model`` with dialogft_agent vs ``transformers`` ``Trainer`` and TRL.
+
+Rows (``--rows``; by default all that apply): the ``Trainer`` at its defaults (the ratios'
+reference), the ``Trainer`` with ``group_by_length=True`` (its own answer to padding), for
+decoder-only models TRL's ``SFTTrainer`` padding-free (each batch flattened into one row) and
+packed (best-fit-decreasing rows of 320 tokens, which TRL runs padding-free), and ours.
 
 Both train the same random-init model (t5-small or GPT-2-small shaped, built from a config)
 on the same examples from dialogft_customer's train split, in the same order (shuffled per
@@ -16,6 +21,10 @@ have then read the same examples, so the same tokens.
     python bench/training.py --bf16                # adds ours under bf16 autocast
     python bench/training.py --whole-batches       # adds ours computing each batch whole
     python bench/training.py --buckets             # adds ours with ParlAI's length buckets
+    python bench/training.py --arch gpt2 --seeds 1 --first-seed 1 --save part2.json   # a table in parts:
+    python bench/training.py --table-from part1.json part2.json                      # one table
+
+MFU: model FLOPs per second over the fp32 matmul peak measured in the same run (bench/mfu.py).
 
 Throughput counts non-padding tokens (context + reply) per second of the training loop,
 from the first step to the last (model building and data reading excluded on both sides).
