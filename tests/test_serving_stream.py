@@ -304,3 +304,38 @@ def test_a_plain_request_whose_client_leaves_mid_search_ends_it(long_server):
         impatient.chat.completions.create(model="m", messages=[{"role": "user", "content": "hello"}])
     wait_for(lambda: metric(url, left) == gone + 1)
     assert metric(url, steps) - before < 45
+
+
+# --- clients coming back one after the other still share a batch --------------------------------
+
+
+def test_the_batching_window_stays_open_while_requests_keep_coming_up_to_a_cap():
+    from parlai_dialogft.serving.batcher import BURST_WAITS, MicroBatcher
+
+    batches = []
+
+    def process(items):
+        batches.append(list(items))
+        return items
+
+    wait = 0.2
+    batcher = MicroBatcher(process, max_batch=64, max_wait_s=wait).start()
+    try:
+        # Six requests 0.08 s apart: 0.4 s from first to last, each within `wait` of the one before.
+        futures = []
+        for i in range(6):
+            futures.append(batcher.submit(i))
+            time.sleep(0.4 * wait)
+        assert [f.result(10) for f in futures] == list(range(6))
+        assert batches == [list(range(6))]  # one batch: a window counted from the first would have split it
+        # A steady stream does not hold the first request for ever: cut at BURST_WAITS windows.
+        batches.clear()
+        futures = []
+        for i in range(int(3 * BURST_WAITS * wait / (0.4 * wait))):
+            futures.append(batcher.submit(i))
+            time.sleep(0.4 * wait)
+        for f in futures:
+            f.result(10)
+        assert len(batches) >= 2 and len(batches[0]) <= BURST_WAITS / 0.4 + 2, [len(b) for b in batches]
+    finally:
+        batcher.close()

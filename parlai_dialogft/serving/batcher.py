@@ -3,9 +3,13 @@
 Generating for 16 prompts at once costs little more than for one (the model runs the same
 number of steps on a wider tensor), so under load the server waits a moment to gather
 requests. The rule: the worker takes the oldest request, then everything already queued,
-then waits at most ``max_wait_s`` (counted from taking the first) for more, up to
-``max_batch``. An idle server therefore adds at most ``max_wait_s`` to a request; a busy one
-adds nothing, because requests pile up while the previous batch generates.
+then waits for more while they keep coming: until ``max_wait_s`` passes without a new one,
+up to ``max_batch``, and never longer than ``BURST_WAITS`` times ``max_wait_s`` from taking
+the first. A lone request therefore waits ``max_wait_s``; a busy server adds nothing, because
+requests pile up while the previous batch generates. The window stays open through a burst
+because clients answered by one batch come back one after the other, each a few
+milliseconds behind the last (their streams end, they reconnect): with a fixed window the
+stragglers miss it and wait a whole generation for a small batch of their own.
 
 The worker thread is the only one that touches the model (torch is not re-entrant per
 model, and ParlAI agents keep per-call state). Callers get a ``concurrent.futures.Future``;
@@ -62,6 +66,9 @@ class _Job(Generic[T, R]):
 
 
 _STOP = object()
+
+#: The longest wait for a batch, in ``max_wait_s``, however steadily requests keep arriving.
+BURST_WAITS = 4
 
 #: Weight of the newest batch in the running mean of batch durations (Retry-After's estimate).
 DURATION_WEIGHT = 0.2
@@ -144,9 +151,10 @@ class MicroBatcher(Generic[T, R]):
             if first is _STOP:
                 return
             batch = [first]
-            deadline = time.monotonic() + self.max_wait_s
+            started = time.monotonic()
+            deadline, last_call = started + self.max_wait_s, started + BURST_WAITS * self.max_wait_s
             while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
+                remaining = min(deadline, last_call) - time.monotonic()
                 try:
                     job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except queue.Empty:
@@ -155,6 +163,7 @@ class MicroBatcher(Generic[T, R]):
                     stopping = True  # run this last batch, then leave
                     break
                 batch.append(job)
+                deadline = time.monotonic() + self.max_wait_s  # one more came: wait for the next
             self._run_batch(batch)  # type: ignore[arg-type]
 
     def _run_batch(self, batch: List[_Job[T, R]]) -> None:
