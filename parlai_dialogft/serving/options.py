@@ -26,7 +26,8 @@ def add_serve_args(parser) -> None:
     group.add_argument("--serve-max-batch", type=int, default=16,
                        help="most requests generated together in one call")
     group.add_argument("--serve-batch-wait-ms", type=float, default=10.0,
-                       help="how long an idle server waits for more requests to batch with the first")
+                       help="how long the server waits for one more request to batch with those it has (a burst "
+                       "keeps the window open, up to 4 times this)")
     group.add_argument("--serve-max-n", type=int, default=4,
                        help="most drafts one request may ask for ('n'); each draft widens the search, "
                        "so a larger n costs every request batched with it")
