@@ -15,6 +15,7 @@ from typing import Iterable, List, Optional, Tuple
 
 from parlai.core.metrics import AverageMetric
 
+from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.knowledge import context, metrics, stores
 
 KNOWLEDGE_MODES = ("none", "gold", "retrieved")
@@ -53,7 +54,7 @@ class KnowledgeTeacherMixin:
     """
 
     #: ``--knowledge-top-k`` changes the retrieved examples: part of the streamed data's key.
-    DATA_OPTION_PREFIXES = ("customer_", "chitchat_", "qa_", "files_", "clean_", "knowledge_")
+    DATA_OPTION_PREFIXES = ConversationTeacher.DATA_OPTION_PREFIXES + ("knowledge_",)
     knowledge_mode: str = "none"
     knowledge_store: Optional[str] = None  # a stores.load_store spec
     knowledge_top_k: int = DEFAULT_TOP_K
