@@ -77,7 +77,8 @@ def retrieval_benchmark(entries: int, top_k: int, queries: int = 1000) -> None:
     from parlai_dialogft.knowledge.stores import load_store
 
     turns = sorted({turn.text for readers in (task_oriented.READERS, chitchat.READERS)
-                    for read in readers.values() for split in read().values() for c in split for turn in c.turns})
+                    for read in readers.values() for split in read().values() for c in split for turn in c.turns
+                    if turn.text.strip()})
     random.Random(0).shuffle(turns)
     if len(turns) < entries + queries:
         raise SystemExit(f"--retrieval {entries}: the corpora have {len(turns)} distinct turns")
