@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import all_different, batch_of, make_agent
 from parlai.core.torch_generator_agent import TorchGeneratorAgent
 
 from parlai_dialogft.model import fast_search
-
-from conftest import all_different, batch_of, make_agent
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = [
@@ -134,3 +133,47 @@ def test_contexts_encoded_in_length_groups_give_the_same_search(context_models, 
     assert [s for row in hypotheses[0] for _, s in row] == pytest.approx(
         [s for row in hypotheses[1] for _, s in row], abs=1e-4)
     assert grouped.model.encoder_group_cost is None  # only during the search
+
+
+def _watched(agent, texts, rows, max_ts, batch_wide):
+    """Replies, scores and per-row (steps, end) of a search watched by the serving stream's hook,
+    through the batch-wide step or (its watcher removed) ParlAI's per-row loop."""
+    from parlai_dialogft.serving.streaming import SearchHook
+
+    hook = SearchHook.on(agent)
+    if not batch_wide:
+        del agent.__dict__[fast_search.WATCHER]
+    agent.model.eval()
+    with torch.no_grad(), hook.watching(rows):
+        preds, _ = agent._generate(batch_of(agent, texts), 1, max_ts)
+    return ([(tokens.tolist(), float(score)) for tokens, score, _ in preds],
+            [(row.channel.steps, row.ended_by, row.text.ids if row.text else None) for row in rows])
+
+
+def test_the_serving_hook_ends_rows_in_the_batch_wide_step_as_in_parlais_loop(context_models, monkeypatch):
+    """Rows the stream ends (a client gone, max_tokens, a stop string) end on the same step with
+    the same reply and score either way; the other rows are untouched."""
+    from parlai_dialogft.serving.streaming import ReplyChannel, RowState
+
+    def rows():
+        gone = ReplyChannel()
+        gone.cancel()
+        return [RowState(ReplyChannel(), max_tokens=2), RowState(gone), RowState(ReplyChannel()),
+                RowState(ReplyChannel(), stops=["l"])]
+
+    results = []
+    for batch_wide in (True, False):
+        agent = make_agent(context_models["gpt2"], inference="greedy")
+        calls = _calls(agent, monkeypatch)
+        results.append(_watched(agent, CONTEXTS, rows(), 40, batch_wide))
+        assert bool(calls) == batch_wide
+    (replies, states), (parlai_replies, parlai_states) = results
+    assert replies == parlai_replies and states == parlai_states
+    assert [ended for _, ended, _ in states] == ["length", "disconnect", None, "stop"]
+    assert [len(tokens) for tokens, _ in replies[:2]] == [4, 2]  # BOS, two tokens, END; BOS, END
+    plain = make_agent(context_models["gpt2"], inference="greedy")
+    plain.model.eval()
+    with torch.no_grad():
+        whole, _ = plain._generate(batch_of(plain, CONTEXTS), 1, 40)
+    assert replies[2][0] == whole[2][0].tolist()
+    assert len(replies[3][0]) < len(whole[3][0])

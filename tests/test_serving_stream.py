@@ -339,3 +339,22 @@ def test_the_batching_window_stays_open_while_requests_keep_coming_up_to_a_cap()
         assert len(batches) >= 2 and len(batches[0]) <= BURST_WAITS / 0.4 + 2, [len(b) for b in batches]
     finally:
         batcher.close()
+
+
+def test_streamed_greedy_replies_take_the_batch_wide_step(server, monkeypatch):
+    """Greedy search steps every row of the batch at once (model/fast_search.py) while it streams
+    and ends rows early: no per-row ``advance`` of ParlAI's loop runs."""
+    from parlai.core.torch_generator_agent import TreeSearch
+
+    from parlai_dialogft.model import fast_search
+
+    batch_wide, advanced = [], []
+    generate, advance = fast_search.greedy_generate, TreeSearch.advance
+    monkeypatch.setattr(fast_search, "greedy_generate", lambda *a, **k: batch_wide.append(1) or generate(*a, **k))
+    monkeypatch.setattr(TreeSearch, "advance", lambda self, *a: advanced.append(1) or advance(self, *a))
+    messages = [{"role": "user", "content": SENTENCES[0]}]
+    text, finish, pieces = streamed(server.client, messages)
+    assert text == SENTENCES[1] and len(pieces) > 1
+    assert streamed(server.client, messages, max_tokens=2)[1] == "length"
+    assert streamed(server.client, messages, stop=" like")[0] == "I would"
+    assert len(batch_wide) == 3 and not advanced, (len(batch_wide), len(advanced))

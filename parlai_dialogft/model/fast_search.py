@@ -19,12 +19,18 @@ instead of whatever the encoder wrote there; the cross-attention masks them eith
 Only plain greedy search takes the batch-wide step; anything that needs a search per example falls
 back to ParlAI's loop (see :func:`supports`): beam search, n-gram or block-list blocking,
 prefix tokens, per-token details, reranking, or a ``_treesearch_factory`` replaced on the
-agent (the serving stream watches each search's ``advance``).
+agent by someone who watches each search's ``advance``.
+
+The serving stream (``serving/streaming.py``) replaces that factory too, but it also installs a
+:class:`StepWatcher` on the agent (the instance attribute :data:`WATCHER`): the batch-wide step
+then runs, tells the watcher each row's new token after every step, and before every step
+asks it which rows must end now; those get every token but END masked out, as the stream
+masks a search it ends in ParlAI's loop.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Protocol, Tuple
 
 import torch
 from parlai.core.torch_generator_agent import GreedySearch, _HypothesisTail
@@ -32,12 +38,38 @@ from parlai.utils.torch import neginf
 
 from parlai_dialogft.model import length_groups
 
+#: The agent instance attribute that holds a :class:`StepWatcher` (set by the serving stream).
+WATCHER = "_dialogft_step_watcher"
+
+
+class StepWatcher(Protocol):
+    """Watches the batch-wide greedy step of one agent, row by row (batch rows, in order)."""
+
+    #: The agent's own tree-search factory, under the watcher's replacement.
+    factory: Callable
+
+    def ending(self, ts: int, live: List[bool]) -> List[bool]:
+        """Before step ``ts`` (the model has scored it): the rows to end now (only ``live`` ones)."""
+
+    def stepped(self, ts: int, tokens: List[int], live: List[bool], ended: List[bool]) -> None:
+        """After step ``ts``: each row's token; ``live`` rows took the step, ``ended`` were ended on it."""
+
+    def abandon(self) -> None:
+        """The steps reported are void: ParlAI's loop runs the search again from the start."""
+
+
+def watcher_of(agent) -> Optional[StepWatcher]:
+    return vars(agent).get(WATCHER)
+
 
 def supports(agent, beam_size: int, prefix_tokens: Optional[torch.Tensor]) -> bool:
     """Whether the agent's search for this call may be run for the whole batch at once."""
-    if beam_size != 1 or prefix_tokens is not None or "_treesearch_factory" in vars(agent):
-        return False  # a replaced factory watches each search (the serving stream)
-    search = agent._treesearch_factory("cpu", verbose=False)
+    if beam_size != 1 or prefix_tokens is not None:
+        return False
+    watcher = watcher_of(agent)
+    if watcher is None and "_treesearch_factory" in vars(agent):
+        return False  # a replaced factory watches each search, and no watcher takes the batch-wide step
+    search = _factory(agent)("cpu", verbose=False)
     return (
         type(search) is GreedySearch  # a subclass may choose its paths otherwise
         and search.block_ngram <= 0
@@ -48,6 +80,11 @@ def supports(agent, beam_size: int, prefix_tokens: Optional[torch.Tensor]) -> bo
     )
 
 
+def _factory(agent) -> Callable:
+    watcher = watcher_of(agent)
+    return watcher.factory if watcher is not None else agent._treesearch_factory
+
+
 class NeedsTreeSearch(Exception):
     """A row's every token scored minus infinity: ParlAI's bookkeeping for that case is its own."""
 
@@ -56,12 +93,14 @@ def greedy_generate(agent, model, batch, max_ts: int) -> Tuple[list, List[Greedy
     """``TorchGeneratorAgent._generate``'s result for greedy search, stepping all rows at once.
 
     Returns ``(beam_preds_scores, searches)`` like ParlAI, or raises :class:`NeedsTreeSearch`
-    (before any result is kept) where only the tree search's own bookkeeping is exact.
+    (before any result is kept) where only the tree search's own bookkeeping is exact; a
+    :class:`StepWatcher` on the agent is then told to :meth:`~StepWatcher.abandon` its steps.
     """
     encoder_states = model.encoder(*agent._encoder_input(batch))
     dev = batch.text_vec.device if batch.text_vec is not None else batch.label_vec.device
     bsz = batch.batchsize
-    searches = [agent._treesearch_factory(dev, verbose=False) for _ in range(bsz)]
+    watcher = watcher_of(agent)
+    searches = [_factory(agent)(dev, verbose=False) for _ in range(bsz)]
     eos, bos, min_length = searches[0].eos, searches[0].bos, searches[0].min_length
     decoder_input = agent._get_initial_decoder_input(bsz, 1, dev)  # (B, 1)
     incr_state = None
@@ -83,8 +122,17 @@ def greedy_generate(agent, model, batch, max_ts: int) -> Tuple[list, List[Greedy
         logprobs = agent._generation_activation(score)  # (B, V), fp32
         if ts < min_length:  # rows still advancing have taken exactly ts steps
             logprobs[:, eos] = neginf(logprobs.dtype)
+        if watcher is not None:
+            live = (~done).tolist()
+            ended = [bool(end) and alive for end, alive in zip(watcher.ending(ts, live), live)]
+            if any(ended):  # END is the only choice left (whatever the minimum length)
+                rows = torch.tensor([row for row, end in enumerate(ended) if end], device=dev)
+                logprobs[rows] = neginf(logprobs.dtype)
+                logprobs[rows, eos] = 0
         best, tokens = logprobs.max(1)
         if bool(torch.isneginf(best[~done]).any()):
+            if watcher is not None:
+                watcher.abandon()
             raise NeedsTreeSearch()
         scores = torch.where(done, scores, best + scores)
         tokens = torch.where(done, eos_fill, tokens)
@@ -92,6 +140,8 @@ def greedy_generate(agent, model, batch, max_ts: int) -> Tuple[list, List[Greedy
         step_scores.append(scores)
         steps += (~done).long()
         done = done | tokens.eq(eos)
+        if watcher is not None:
+            watcher.stepped(ts, tokens.tolist(), live, ended)
         # Greedy keeps every row where it is: the cache needs no reordering.
         decoder_input = torch.cat([decoder_input, tokens.unsqueeze(-1)], dim=-1)
 

@@ -25,6 +25,13 @@ character split over byte tokens is held back until it is whole, whitespace at t
 something follows it (the reply is stripped), and the tail that could be the start of a stop
 string until it is known not to be one.
 
+Greedy search (the common case) does not go through each row's ``advance``: the agent steps
+the whole batch at once (``model/fast_search.py``). The hook is that step's
+:class:`~parlai_dialogft.model.fast_search.StepWatcher` too: it is asked which rows end before
+each step and told each row's token after it, and does for each row what it does in
+``advance`` (the same masking to END, the same counts and text), so a reply, its stream and
+its early end do not depend on which loop ran the search.
+
 Threads: the search runs in the batcher's worker thread; :meth:`ReplyChannel.publish` hands
 each delta to the request's event loop with ``call_soon_threadsafe``.
 """
@@ -37,6 +44,8 @@ from contextlib import contextmanager
 from typing import AsyncIterator, Callable, Iterator, List, Optional, Sequence
 
 from parlai.utils.torch import neginf
+
+from parlai_dialogft.model import fast_search
 
 #: Why a row's search was ended before the model ended it (the ``dialogft_stopped_early`` label).
 DISCONNECT, STOP, LENGTH = "disconnect", "stop", "length"
@@ -100,11 +109,11 @@ class TextStream:
     """Token ids in, text deltas out: the deltas joined are the decoded reply (stripped, and
     cut before the first stop string it contains, as the replier cuts it)."""
 
-    def __init__(self, decode: Callable[[List[int]], str], stops: Sequence[str] = ()):
+    def __init__(self, decode: Callable[[List[int]], str], stops: Sequence[str] = (), sent: str = ""):
         self._decode = decode
         self._stops = tuple(stops)
         self.ids: List[int] = []
-        self.sent = ""
+        self.sent = sent  # text already sent for this row (a search run again sends only what is new)
         self.stopped = False  # a stop string has appeared: the text is final
 
     def push(self, token: int) -> str:
@@ -161,6 +170,7 @@ class SearchHook:
     def __init__(self, agent):
         self._generate = agent._generate
         self._factory = agent._treesearch_factory
+        self.factory = self._factory  # StepWatcher: the searches the batch-wide step fills
         self._start, self._end = agent.START_IDX, agent.END_IDX
         tokenizer = getattr(agent.dict, "hf_tokenizer", None)
         # The same decoding as the dictionary's vec2txt, before its strip.
@@ -170,8 +180,10 @@ class SearchHook:
         self._rows: Optional[Sequence[RowState]] = None
         self._batch_rows: List[RowState] = []
         self._max_ts = 0
+        self._fast_before: Optional[list] = None  # per row (steps, channel's ended_by) before a batch-wide search
         agent._generate = self._watched_generate
         agent._treesearch_factory = self._watched_factory
+        agent.__dict__[fast_search.WATCHER] = self  # greedy keeps its batch-wide step
 
     @classmethod
     def on(cls, agent) -> "SearchHook":
@@ -199,7 +211,7 @@ class SearchHook:
         try:
             return self._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
         finally:
-            self._batch_rows = []
+            self._batch_rows, self._fast_before = [], None
 
     def _watched_factory(self, device, verbose=False):
         search = self._factory(device, verbose=verbose)
@@ -207,18 +219,16 @@ class SearchHook:
             self._watch(search, self._batch_rows.pop(0))
         return search
 
+    # --- ParlAI's loop: one search per row, advanced one by one ----------------------------------
+
     def _watch(self, search, row: RowState) -> None:
         one = search.beam_size == 1
-        if one and (row.stops or (row.stream and row.channel is not None and row.channel.listens)):
-            row.text = TextStream(self._decode, row.stops)
+        self._start_text(row, one)
         advance = search.advance
 
         def step(logprobs, ts):
-            reason = row.ended_by or row.end_reason(ts, one)
+            reason = self._end_reason(row, ts, one)
             if reason is not None:
-                row.ended_by = reason
-                if row.channel is not None and row.channel.ended_by is None:
-                    row.channel.ended_by = reason
                 search.min_length = 0  # END must be allowed now
                 logprobs.fill_(neginf(logprobs.dtype))
                 logprobs[:, search.eos] = 0
@@ -226,12 +236,59 @@ class SearchHook:
             if row.channel is not None:
                 row.channel.steps += 1
             if one and reason is None:
-                self._after_step(search, row, ts)
+                self._after_step(int(search.outputs[-1][0]), row, ts)
 
         search.advance = step
 
-    def _after_step(self, search, row: RowState, ts: int) -> None:
-        token = int(search.outputs[-1][0])
+    # --- the batch-wide greedy step (fast_search.StepWatcher) --------------------------------------
+
+    def ending(self, ts: int, live: List[bool]) -> List[bool]:
+        rows = self._batch_rows
+        if not rows:
+            return [False] * len(live)
+        if self._fast_before is None:  # the search's first step
+            self._fast_before = [(row.channel.steps, row.channel.ended_by) if row.channel is not None else None
+                                 for row in rows]
+            for row in rows:
+                self._start_text(row, True)
+        return [alive and self._end_reason(row, ts, True) is not None for row, alive in zip(rows, live)]
+
+    def stepped(self, ts: int, tokens: List[int], live: List[bool], ended: List[bool]) -> None:
+        for row, token, alive, end in zip(self._batch_rows, tokens, live, ended):
+            if not alive:
+                continue
+            if row.channel is not None:
+                row.channel.steps += 1
+            if not end:
+                self._after_step(token, row, ts)
+
+    def abandon(self) -> None:
+        """ParlAI's loop runs the search again: the counts go back, the text sent stays sent."""
+        for row, before in zip(self._batch_rows, self._fast_before or ()):
+            row.ended_by = None
+            if row.text is not None:
+                row.text = TextStream(self._decode, row.stops, sent=row.text.sent)
+            if before is not None:
+                row.channel.steps, row.channel.ended_by = before
+        self._fast_before = None
+
+    # --- both ---------------------------------------------------------------------------------
+
+    def _start_text(self, row: RowState, one: bool) -> None:
+        if one and (row.stops or (row.stream and row.channel is not None and row.channel.listens)):
+            row.text = TextStream(self._decode, row.stops, sent=row.text.sent if row.text is not None else "")
+
+    @staticmethod
+    def _end_reason(row: RowState, ts: int, one: bool) -> Optional[str]:
+        """Why the row ends before step ``ts`` (None: it goes on); once ended, it stays ended."""
+        reason = row.ended_by or row.end_reason(ts, one)
+        if reason is not None:
+            row.ended_by = reason
+            if row.channel is not None and row.channel.ended_by is None:
+                row.channel.ended_by = reason
+        return reason
+
+    def _after_step(self, token: int, row: RowState, ts: int) -> None:
         # At the last step ParlAI writes END over an unfinished hypothesis' token: not sent.
         if token in (self._end, self._start) or ts >= self._max_ts - 1 or row.text is None:
             return
