@@ -177,3 +177,48 @@ def test_the_serving_hook_ends_rows_in_the_batch_wide_step_as_in_parlais_loop(co
         whole, _ = plain._generate(batch_of(plain, CONTEXTS), 1, 40)
     assert replies[2][0] == whole[2][0].tolist()
     assert len(replies[3][0]) < len(whole[3][0])
+
+
+def test_a_batch_wide_search_given_back_to_parlais_loop_sends_no_text_twice(context_models, monkeypatch):
+    """A row scoring every token minus infinity leaves the batch-wide step for ParlAI's loop
+    mid-search: the hook's counts restart, and the text already streamed is not streamed again."""
+    import asyncio
+
+    from parlai_dialogft.serving.streaming import ReplyChannel, RowState
+
+    loop = asyncio.new_event_loop()
+
+    def run(batch_wide):
+        agent = make_agent(context_models["gpt2"], inference="greedy")
+        activation, calls = agent._generation_activation, []
+
+        def activate(score):
+            logprobs = activation(score)
+            calls.append(1)
+            if batch_wide and len(calls) == 3:  # step 2 of the batch-wide search
+                logprobs[0] = float("-inf")
+            return logprobs
+
+        agent._generation_activation = activate
+        rows = [RowState(ReplyChannel(loop)) for _ in CONTEXTS]
+        fast = _calls(agent, monkeypatch)
+        replies, states = _watched(agent, CONTEXTS, rows, 40, batch_wide)
+        loop.run_until_complete(asyncio.sleep(0))
+        sent = []
+        for row in rows:
+            row.channel.close()
+            loop.run_until_complete(asyncio.sleep(0))
+            sent.append("".join(loop.run_until_complete(_drain(row.channel))))
+        return bool(fast), len(calls), replies, states, sent
+
+    try:
+        given_back, parlai = run(True), run(False)
+    finally:
+        loop.close()
+    assert given_back[0] and given_back[1] > parlai[1] > 3  # it started batch-wide, then ParlAI's loop ran
+    assert given_back[2:] == parlai[2:]
+    assert parlai[4][0], parlai[4]  # the row given back had streamed text before
+
+
+async def _drain(channel):
+    return [delta async for delta in channel.deltas()]
