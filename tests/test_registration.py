@@ -6,7 +6,6 @@ These run real subprocesses in a clean environment (``env -i``), as a user's fre
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
