@@ -35,6 +35,8 @@ TABLE = [
      "--files-datapath {tmp}/chats.jsonl", "{tmp}/chats.jsonl: cannot read the file"),
     ("train-lora-and-freeze", "train_model -t integration_tests -m dialogft_agent -mf {new} --hf-model {t5} "
      "--lora-r 4 --hf-freeze embeddings", "--lora-r 4 with --hf-freeze embeddings"),
+    ("train-teacher-bad-language", "train_model -t dialogft_customer:lang=xx -m dialogft_agent -mf {new} --hf-model {t5}",
+     "--customer-lang/--customer-sources: language must be one of en, zh, all, not 'xx'"),
     ("train-model-dir-under-a-file", "train_model -t integration_tests -m dialogft_agent -mf {tmp}/a-file/m "
      "--hf-model {t5}", "-mf {tmp}/a-file/m: {tmp}/a-file is a file, not a folder"),
     # parlai eval_model
@@ -48,6 +50,8 @@ TABLE = [
     ("interactive-missing-model-file", "interactive -mf {tmp}/nope/model", "-mf {tmp}/nope/model: no such model file"),
     ("interactive-unknown-flag", "interactive -mf {model} --beam-sise 3",
      "unrecognized arguments: --beam-sise (did you mean --beam-size?)"),
+    ("interactive-knowledge-without-store", "interactive -mf {model} --knowledge-retriever bm25",
+     "--knowledge-retriever bm25 needs --knowledge-file"),
     ("interactive-nucleus-top-p", "interactive -mf {model} --inference nucleus --topp 1.5", "--topp 1.5: must be in (0, 1]"),
     # plugin scripts
     ("export-missing-model-file", "dialogft_export -mf {tmp}/nope/model --out {tmp}/out",
@@ -58,6 +62,8 @@ TABLE = [
      "-mf {tmp}/nope/model: no such model file"),
     ("serve-missing-model-file", "dialogft_serve -mf {tmp}/nope/model", "-mf {tmp}/nope/model: no such model file"),
     ("serve-unknown-flag", "dialogft_serve -mf {model} --prot 8080", "unrecognized arguments: --prot (did you mean --port?)"),
+    ("serve-missing-knowledge-file", "dialogft_serve -mf {model} --knowledge-retriever bm25 --knowledge-file {tmp}/faq.jsonl",
+     "--knowledge-file {tmp}/faq.jsonl: no such file"),
     ("serve-open-host-without-keys", "dialogft_serve -mf {model} --host 0.0.0.0",
      "--host 0.0.0.0 lets other machines connect: give --serve-api-keys"),
     # human evaluation

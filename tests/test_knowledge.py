@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.knowledge import context, metrics, stores
 from parlai_dialogft.knowledge.retriever import BM25Retriever, retrieval_tokens
@@ -62,9 +63,9 @@ def test_a_bad_row_names_its_file_and_line(tmp_path, name, content, line, proble
 
 
 def test_an_unknown_store_names_the_flag(tmp_path):
-    with pytest.raises(ValueError, match="--knowledge-file notes.txt: not a shipped store"):
+    with pytest.raises(UserError, match="--knowledge-file notes.txt: not a shipped store"):
         stores.load_store("notes.txt")
-    with pytest.raises(FileNotFoundError, match="--knowledge-file .*missing.jsonl: no such file"):
+    with pytest.raises(UserError, match="--knowledge-file .*missing.jsonl: no such file"):
         stores.load_store(str(tmp_path / "missing.jsonl"))
 
 
@@ -186,7 +187,7 @@ def test_qa_modes_serve_the_same_examples_with_different_knowledge():
 
 def test_the_old_true_false_spellings_still_work():
     assert [m["text"] for m in served("dialogft_qa:knowledge=true")] == [m["text"] for m in served("dialogft_qa:knowledge=gold")]
-    with pytest.raises(ValueError, match="--qa-knowledge must be one of none, gold, retrieved"):
+    with pytest.raises(UserError, match="--qa-knowledge must be one of none, gold, retrieved"):
         served("dialogft_qa:knowledge=maybe")
 
 
@@ -211,7 +212,7 @@ def test_every_crosswoz_mode_is_scored_against_the_same_gold():
 
 
 def test_gold_knowledge_is_refused_where_there_is_none():
-    with pytest.raises(ValueError, match="--customer-knowledge gold: only CrossWOZ"):
+    with pytest.raises(UserError, match="--customer-knowledge gold: only CrossWOZ"):
         served("dialogft_customer:lang=en:knowledge=gold")
 
 
@@ -241,7 +242,7 @@ def test_the_agent_retrieves_for_each_turn_and_keeps_only_the_newest_knowledge(t
 
 
 def test_the_agent_needs_a_store_for_its_retriever(tiny_models):
-    with pytest.raises(ValueError, match="--knowledge-retriever bm25 needs --knowledge-file"):
+    with pytest.raises(UserError, match="--knowledge-retriever bm25 needs --knowledge-file"):
         make_agent(tiny_models["t5"], knowledge_retriever="bm25")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.data import splits
 from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.data_report import build_teacher, episodes
@@ -334,7 +335,7 @@ def test_files_of_different_kinds_in_one_task_are_an_error(tmp_path):
 
 
 def test_the_teacher_needs_a_datapath():
-    with pytest.raises(ValueError, match="--pref-datapath"):
+    with pytest.raises(UserError, match="--pref-datapath"):
         build_teacher("dialogft_preferences", "train")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.data import splits
 from parlai_dialogft.data.cleaning import CleaningOptions, clean_text
 from parlai_dialogft.data.data_report import TEACHERS, build_teacher, count_teacher, datatype, episodes, markdown
@@ -148,9 +149,9 @@ def test_prefixed_flag_and_named_teacher_select_sources():
 
 
 def test_contradictory_language_and_sources_fail_naming_the_flags():
-    with pytest.raises(ValueError, match="--customer-lang/--customer-sources: no source"):
+    with pytest.raises(UserError, match="--customer-lang/--customer-sources: no source"):
         build_teacher("dialogft_customer:lang=zh:sources=sgd", "valid")
-    with pytest.raises(ValueError, match="unknown source"):
+    with pytest.raises(UserError, match="unknown source"):
         build_teacher("dialogft_chitchat:sources=reddit", "valid")
 
 

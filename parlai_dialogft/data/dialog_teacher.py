@@ -22,6 +22,7 @@ from parlai.utils.data import DatatypeHelper
 from parlai_dialogft.data.cleaning import CleaningOptions, CleaningReport, clean_conversations
 from parlai_dialogft.data.conversation import Conversation, DataFormatError, resolve_speakers, to_examples
 from parlai_dialogft.evaluation.teacher_metrics import DialogueMetricsMixin
+from parlai_dialogft.plugin.errors import UserError
 
 Reader = Callable[[], Dict[str, Sequence[Conversation]]]
 LANGS = ("en", "zh", "all")
@@ -203,17 +204,17 @@ class CorpusTeacher(ConversationTeacher):
     def check_sources(cls, lang: str, requested: str, flags: str) -> List[str]:
         """Validate ``--*-lang`` and ``--*-sources`` together; fail naming the flags."""
         if lang not in LANGS:
-            raise ValueError(f"{flags}: language must be one of {', '.join(LANGS)}, not {lang!r}")
+            raise UserError(f"{flags}: language must be one of {', '.join(LANGS)}, not {lang!r}")
         names = list(cls.READERS) if requested in ("", "all") else requested.split(",")
         unknown = [n for n in names if n not in cls.READERS]
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"{flags}: unknown source(s) {', '.join(unknown)}; "
                 f"choose from {', '.join(cls.READERS)}"
             )
         chosen = [n for n in names if lang == "all" or lang in cls.SOURCE_LANGS[n]]
         if not chosen:
-            raise ValueError(f"{flags}: no source among {', '.join(names)} has language {lang}")
+            raise UserError(f"{flags}: no source among {', '.join(names)} has language {lang}")
         return chosen
 
     def load_conversations(self, split: str):

@@ -18,6 +18,7 @@ from typing import List, Optional
 from parlai.core.message import Message
 
 from parlai_dialogft.knowledge import context
+from parlai_dialogft.plugin.errors import UserError
 
 RETRIEVERS = ("none", "bm25")
 
@@ -62,9 +63,9 @@ class KnowledgeAgentMixin:
             return
         top_k = int(opt.get("knowledge_top_k") or 0)
         if top_k < 1:
-            raise ValueError(f"--knowledge-top-k must be at least 1, not {top_k}")
+            raise UserError(f"--knowledge-top-k must be at least 1, not {top_k}")
         if not opt.get("knowledge_file"):
-            raise ValueError("--knowledge-retriever bm25 needs --knowledge-file (a store name or a .jsonl/.csv file)")
+            raise UserError("--knowledge-retriever bm25 needs --knowledge-file (a store name or a .jsonl/.csv file)")
         if shared and shared.get("knowledge_retriever") is not None:
             self.knowledge_retriever = shared["knowledge_retriever"]
         else:

@@ -31,6 +31,7 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.readers.corpus_files import corpus_dir, load_json
+from parlai_dialogft.plugin.errors import UserError
 
 #: Bumped when an entry's text changes for the same source, so cached indexes are rebuilt.
 RENDER_VERSION = "1"
@@ -249,12 +250,12 @@ def _load_one(name: str, flag: str) -> Tuple[List[Entry], str]:
     path = Path(name).expanduser()
     reader = USER_READERS.get(path.suffix.lower())
     if reader is None:
-        raise ValueError(
+        raise UserError(
             f"{flag} {name}: not a shipped store ({', '.join(SHIPPED)}) nor a .jsonl (FAQ pairs, documents) "
             "or .csv (subject,relation,object) file"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"{flag} {name}: no such file")
+        raise UserError(f"{flag} {name}: no such file")
     return reader(path), _digest([path.suffix.encode(), path.read_bytes()])
 
 
@@ -262,13 +263,13 @@ def load_store(spec: str, flag: str = "--knowledge-file") -> Store:
     """The store named by ``spec`` (comma-separated names and paths); errors name ``flag``."""
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
-        raise ValueError(f"{flag} is empty; name a store ({', '.join(SHIPPED)}) or a .jsonl/.csv file")
+        raise UserError(f"{flag} is empty; name a store ({', '.join(SHIPPED)}) or a .jsonl/.csv file")
     entries: List[Entry] = []
     prints: List[bytes] = []
     for name in names:
         part, fingerprint = _load_one(name, flag)
         if not part:
-            raise ValueError(f"{flag} {name}: no entries")
+            raise UserError(f"{flag} {name}: no entries")
         entries.extend(part)
         prints.append(fingerprint.encode())
     return Store(spec, tuple(entries), _digest(prints))

@@ -17,6 +17,7 @@ from parlai.core.metrics import AverageMetric
 
 from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.knowledge import context, metrics, stores
+from parlai_dialogft.plugin.errors import UserError
 
 KNOWLEDGE_MODES = ("none", "gold", "retrieved")
 DEFAULT_TOP_K = 3
@@ -27,7 +28,7 @@ _BOOL_MODES = {"true": "gold", "false": "none", "1": "gold", "0": "none", True: 
 def knowledge_mode(value, flag: str) -> str:
     mode = _BOOL_MODES.get(value if isinstance(value, bool) else str(value).lower(), value)
     if mode not in KNOWLEDGE_MODES:
-        raise ValueError(f"{flag} must be one of {', '.join(KNOWLEDGE_MODES)}, not {value!r}")
+        raise UserError(f"{flag} must be one of {', '.join(KNOWLEDGE_MODES)}, not {value!r}")
     return mode
 
 

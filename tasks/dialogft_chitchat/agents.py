@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from parlai_dialogft.data.dialog_teacher import LANGS, CorpusTeacher, opt_value
 from parlai_dialogft.data.readers import chitchat
+from parlai_dialogft.plugin.errors import UserError
 
 SPEAKER_CHOICES = ("first", "second", "both")
 
@@ -58,7 +59,7 @@ class ChitChatTeacher(CorpusTeacher):
 
 def check_speaker(value: str, flag: str) -> str:
     if value not in SPEAKER_CHOICES:
-        raise ValueError(f"{flag}: choose one of {', '.join(SPEAKER_CHOICES)}, not {value!r}")
+        raise UserError(f"{flag}: choose one of {', '.join(SPEAKER_CHOICES)}, not {value!r}")
     return value
 
 

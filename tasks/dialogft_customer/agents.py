@@ -28,6 +28,7 @@ from parlai_dialogft.knowledge.teacher_mixin import (
     add_knowledge_arg,
     knowledge_mode,
 )
+from parlai_dialogft.plugin.errors import UserError
 
 #: The knowledge store of each language's databases.
 STORES = {"zh": "crosswoz", "en": "multiwoz"}
@@ -82,12 +83,12 @@ class CustomerServiceTeacher(KnowledgeTeacherMixin, CorpusTeacher):
             return sources
         langs = {task_oriented.LANGUAGES[s] for s in sources}
         if len(langs) != 1:
-            raise ValueError(
+            raise UserError(
                 f"--customer-knowledge {self.knowledge_mode}: one language at a time "
                 f"(--customer-lang {lang} mixes {', '.join(sorted(langs))})"
             )
         if self.knowledge_mode == "gold" and sources != ["crosswoz"]:
-            raise ValueError(
+            raise UserError(
                 "--customer-knowledge gold: only CrossWOZ has gold knowledge (dialogue acts naming database "
                 "entities); use -t dialogft_customer:lang=zh, or --customer-knowledge retrieved"
             )

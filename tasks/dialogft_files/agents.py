@@ -20,6 +20,7 @@ from parlai_dialogft.data.cleaning import CleaningReport, clean_conversations
 from parlai_dialogft.data.conversation import Conversation, DataFormatError, resolve_speakers
 from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.data.readers.user_files import FORMATS, read_user_file
+from parlai_dialogft.plugin.errors import UserError
 
 
 class UserFilesTeacher(ConversationTeacher):
@@ -52,7 +53,7 @@ class UserFilesTeacher(ConversationTeacher):
 
     def __init__(self, opt, shared=None):
         if not opt.get("files_datapath"):
-            raise ValueError("dialogft_files needs --files-datapath PATH (a data file)")
+            raise UserError("dialogft_files needs --files-datapath PATH (a data file)")
         self.paths = [p.strip() for p in str(opt["files_datapath"]).split(",") if p.strip()]
         self.file_format = opt.get("files_format", "auto")
         self.model_speaker = opt.get("files_model_speaker", "auto")

@@ -30,6 +30,7 @@ from parlai_dialogft.data.readers.preferences import (
     clean_preferences,
     read_preference_file,
 )
+from parlai_dialogft.plugin.errors import UserError
 
 
 class PreferenceTeacher(ConversationTeacher):
@@ -62,7 +63,7 @@ class PreferenceTeacher(ConversationTeacher):
 
     def __init__(self, opt, shared=None):
         if not opt.get("pref_datapath"):
-            raise ValueError("dialogft_preferences needs --pref-datapath PATH (a preference JSONL file)")
+            raise UserError("dialogft_preferences needs --pref-datapath PATH (a preference JSONL file)")
         self.paths = [p.strip() for p in str(opt["pref_datapath"]).split(",") if p.strip()]
         self.kind = opt.get("pref_kind", "auto")
         self.split_mode = opt.get("pref_split", "none")
