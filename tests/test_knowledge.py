@@ -62,6 +62,17 @@ def test_a_bad_row_names_its_file_and_line(tmp_path, name, content, line, proble
     assert str(err.value).startswith(f"{path}, line {line}: ")
 
 
+@pytest.mark.parametrize("name", ["faq.jsonl", "kb.csv"])
+def test_a_store_that_is_not_utf8_names_its_line(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b'subject,relation,object\n' if name.endswith(".csv") else b'{"question": "q", "answer": "a"}\n')
+    with open(path, "ab") as f:
+        f.write(b"caf\xe9,is,open\n")  # Latin-1, not UTF-8
+    with pytest.raises(DataFormatError) as err:
+        stores.load_store(str(path))
+    assert str(err.value).startswith(f"{path}, line 2: not valid UTF-8")
+
+
 def test_an_unknown_store_names_the_flag(tmp_path):
     with pytest.raises(UserError, match="--knowledge-file notes.txt: not a shipped store"):
         stores.load_store("notes.txt")

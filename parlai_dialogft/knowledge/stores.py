@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.readers.corpus_files import corpus_dir, load_json
+from parlai_dialogft.data.readers.user_files import decoded_lines, json_lines
 from parlai_dialogft.plugin.errors import UserError
 
 #: Bumped when an entry's text changes for the same source, so cached indexes are rebuilt.
@@ -175,33 +175,26 @@ def _field(record: dict, key: str, path: Path, line: int) -> str:
 def read_jsonl(path: Path) -> List[Entry]:
     """FAQ pairs and documents, one JSON object per line (blank lines allowed)."""
     entries: List[Entry] = []
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, line_no, f"not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise DataFormatError(path, line_no, "each line must be a JSON object")
-            if "question" in record or "answer" in record:
-                question = _field(record, "question", path, line_no)
-                answer = _field(record, "answer", path, line_no)
-                entries.append(Entry(f"{question} | {answer}", question))
-            elif "text" in record:
-                text = _field(record, "text", path, line_no)
-                title = record.get("title")
-                if title is not None and not isinstance(title, str):
-                    raise DataFormatError(path, line_no, f'"title" must be a string, got {title!r}')
-                title = " ".join((title or "").split())
-                for passage in _passages(text):
-                    entries.append(Entry(f"{title} | {passage}" if title else passage, title))
-            else:
-                raise DataFormatError(
-                    path, line_no, 'expected {"question": ..., "answer": ...} (FAQ) or {"text": ...} (document), '
-                    f"got keys {sorted(record)}"
-                )
+    for line_no, record in json_lines(path, decoded_lines(path)):
+        if not isinstance(record, dict):
+            raise DataFormatError(path, line_no, "each line must be a JSON object")
+        if "question" in record or "answer" in record:
+            question = _field(record, "question", path, line_no)
+            answer = _field(record, "answer", path, line_no)
+            entries.append(Entry(f"{question} | {answer}", question))
+        elif "text" in record:
+            text = _field(record, "text", path, line_no)
+            title = record.get("title")
+            if title is not None and not isinstance(title, str):
+                raise DataFormatError(path, line_no, f'"title" must be a string, got {title!r}')
+            title = " ".join((title or "").split())
+            for passage in _passages(text):
+                entries.append(Entry(f"{title} | {passage}" if title else passage, title))
+        else:
+            raise DataFormatError(
+                path, line_no, 'expected {"question": ..., "answer": ...} (FAQ) or {"text": ...} (document), '
+                f"got keys {sorted(record)}"
+            )
     return entries
 
 
@@ -211,7 +204,7 @@ TRIPLE_HEADER = ["subject", "relation", "object"]
 def read_triples_csv(path: Path) -> List[Entry]:
     """``subject,relation,object`` rows (quoted as CSV when a field holds a comma)."""
     entries: List[Entry] = []
-    text = path.read_text(encoding="utf-8-sig")
+    text = "\n".join(decoded_lines(path))
     reader = csv.reader(io.StringIO(text, newline=""))
     for row in reader:
         line_no = reader.line_num

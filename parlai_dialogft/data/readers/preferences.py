@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from parlai_dialogft.data.cleaning import CleaningOptions, CleaningReport, clean_text, clean_turns
 from parlai_dialogft.data.conversation import DataFormatError, Turn
-from parlai_dialogft.data.readers.user_files import decoded_lines, file_version, guess_lang
+from parlai_dialogft.data.readers.user_files import decoded_lines, file_version, guess_lang, json_lines
 
 PAIRED, UNPAIRED = "paired", "unpaired"
 KINDS = ("auto", PAIRED, UNPAIRED)
@@ -93,16 +92,7 @@ def _read_cached(path_str: str, _mtime: int, _size: int, kind: str) -> Tuple[Pre
     # What fixed the kind, for the message when a record disagrees: the flag or a line.
     decided_by = "" if kind == "auto" else f"--pref-kind is {kind}"
     records: List[PreferenceRecord] = []
-    for number, text in enumerate(decoded_lines(path), 1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(
-                path, number, f"not valid JSON ({err.msg} at column {err.colno}); "
-                "a preference file holds one JSON object per line"
-            ) from None
+    for number, record in json_lines(path, decoded_lines(path), "a preference file holds one JSON object per line"):
         if not isinstance(record, dict):
             raise DataFormatError(path, number, f"expected a JSON object, found {_type_name(record)}")
         found = kind_of(path, number, record)

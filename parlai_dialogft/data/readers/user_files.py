@@ -33,7 +33,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from parlai_dialogft.data.conversation import Conversation, DataFormatError, Turn
 
@@ -123,6 +123,22 @@ def decoded_lines(path: Path) -> List[str]:
                 f"{err.start + 1}); save the file as UTF-8"
             ) from None
     return lines
+
+
+def json_lines(path: Path, lines: List[str], hint: str = "") -> Iterator[Tuple[int, Any]]:
+    """``(line number, parsed value)`` for each non-blank line of a JSONL file's ``lines``.
+
+    A line that is not JSON is an error on it; ``hint`` (e.g. what the file should hold) is
+    added to that message.
+    """
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as err:
+            problem = f"not valid JSON ({err.msg} at column {err.colno})"
+            raise DataFormatError(path, number, f"{problem}; {hint}" if hint else problem) from None
 
 
 def _pair(path: Path, line: int, prompt: Any, response: Any) -> Tuple[int, Conversation]:
@@ -241,16 +257,7 @@ def _conversation(path: Path, line: int, turns, model_speaker: str) -> Conversat
 
 
 def _read_jsonl(path: Path, lines: List[str]):
-    found = []
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(path, number, f"not valid JSON ({err.msg} at column {err.colno})") from None
-        found.append(_from_record(path, number, record))
-    return found
+    return [_from_record(path, number, record) for number, record in json_lines(path, lines)]
 
 
 def _read_literal(path: Path, lines: List[str]):
