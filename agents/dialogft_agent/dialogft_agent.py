@@ -369,6 +369,14 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         self.record_per_token_metrics(batch, loss_per_token)
         return summed / target_tokens.sum()
 
+    def _groups_rows(self) -> bool:
+        """Whether batches are computed in length groups here: --hf-length-groups, on a CPU by
+        default, never when sharded."""
+        grouped = self.opt.get("hf_length_groups")
+        if grouped is None:
+            grouped = not self.use_cuda
+        return bool(grouped) and not sharding.is_sharded(self.model)
+
     def _length_groups(self, batch):
         """(row indices, sub-batch trimmed to its own widths) for each group of the batch.
 
@@ -377,10 +385,7 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         sharded (every rank must make the same number of passes).
         """
         text, labels = batch.text_vec, batch.label_vec
-        grouped = self.opt.get("hf_length_groups")
-        if grouped is None:
-            grouped = not self.use_cuda
-        if not grouped or sharding.is_sharded(self.model):
+        if not self._groups_rows():
             return [(torch.arange(len(labels), device=labels.device), batch)]
         left = not self.dict.is_seq2seq  # decoder-only contexts are padded on the left
         # Measured from the tensors: ParlAI 1.7.2's batchify computes each row's length but
@@ -400,9 +405,7 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
         model.beam_size = beam_size
         # Contexts encoded in length groups wherever training groups rows (a CPU by default).
-        grouped = self.opt.get("hf_length_groups")
-        grouped = not self.use_cuda if grouped is None else grouped
-        model.encoder_group_cost = length_groups.CPU_GROUP_COST if grouped and not sharding.is_sharded(self.model) else None
+        model.encoder_group_cost = length_groups.CPU_GROUP_COST if self._groups_rows() else None
         try:
             with self._autocast():
                 if fast_search.supports(self, beam_size, prefix_tokens):  # greedy: every row in one step
