@@ -227,9 +227,10 @@ def test_32_concurrent_clients_each_get_the_reply_they_get_alone(server):
         together = list(pool.map(client, PROMPTS, timeout=120))
     assert together == alone
     after = metrics(server.url)
-    batches = metric(after, "dialogft_batch_size_count") - metric(before, "dialogft_batch_size_count")
-    served = metric(after, "dialogft_batch_size_sum") - metric(before, "dialogft_batch_size_sum")
-    assert served == len(PROMPTS) and batches < len(PROMPTS) / 2  # shared generation calls
+    # Generation calls (decoding steps of the running batch) and the rows they computed.
+    calls = metric(after, "dialogft_batch_size_count") - metric(before, "dialogft_batch_size_count")
+    rows = metric(after, "dialogft_batch_size_sum") - metric(before, "dialogft_batch_size_sum")
+    assert rows / calls > 2  # requests shared them
     errors = sum(v for (name, _), v in after.items() if name == "dialogft_request_errors_total")
     assert errors == sum(v for (name, _), v in before.items() if name == "dialogft_request_errors_total")
 

@@ -193,7 +193,7 @@ def test_the_streamed_text_is_the_plain_reply(server, sentence):
 def test_each_row_of_a_batch_streams_its_own_reply_to_its_own_client(server):
     asked = [[{"role": "user", "content": sentence}] for sentence in SENTENCES[:4] + SENTENCES[5:7]]
     alone = [plain(server.client, messages).message.content for messages in asked]
-    batches = metric(server.url, "dialogft_batch_size_count")
+    calls, rows = metric(server.url, "dialogft_batch_size_count"), metric(server.url, "dialogft_batch_size_sum")
     start = threading.Barrier(len(asked))
 
     def send(messages):
@@ -202,7 +202,8 @@ def test_each_row_of_a_batch_streams_its_own_reply_to_its_own_client(server):
 
     with ThreadPoolExecutor(len(asked)) as pool:
         together = list(pool.map(send, asked, timeout=120))
-    assert metric(server.url, "dialogft_batch_size_count") - batches < len(asked)  # some shared a batch
+    calls = metric(server.url, "dialogft_batch_size_count") - calls  # generation calls (decoding steps)
+    assert (metric(server.url, "dialogft_batch_size_sum") - rows) / calls > 1  # rows shared them
     assert [text for text, _, _ in together] == alone
     assert all(len(pieces) > 1 for _, _, pieces in together)
 
@@ -341,20 +342,63 @@ def test_the_batching_window_stays_open_while_requests_keep_coming_up_to_a_cap()
         batcher.close()
 
 
-def test_streamed_greedy_replies_take_the_batch_wide_step(server, monkeypatch):
-    """Greedy search steps every row of the batch at once (model/fast_search.py) while it streams
-    and ends rows early: no per-row ``advance`` of ParlAI's loop runs."""
+@pytest.fixture(scope="module")
+def micro_server(context_models, tmp_path_factory):
+    with serving(context_models["gpt2"], tmp_path_factory.mktemp("micro"), batch_wait_s=0.2, batching="micro") as s:
+        yield s
+
+
+@pytest.mark.parametrize("batching, loop", [("micro", "greedy_generate"), ("continuous", "step")])
+def test_streamed_greedy_replies_step_every_row_at_once(server, micro_server, batching, loop, monkeypatch):
+    """Greedy search steps every row of the batch at once while it streams and ends rows early
+    (micro-batches: model/fast_search.py; continuous batching: model/continuous.py): no
+    per-row ``advance`` of ParlAI's loop runs."""
     from parlai.core.torch_generator_agent import TreeSearch
 
-    from parlai_dialogft.model import fast_search
+    from parlai_dialogft.model import continuous, fast_search
 
+    owner = fast_search if batching == "micro" else continuous.ContinuousGreedy
     batch_wide, advanced = [], []
-    generate, advance = fast_search.greedy_generate, TreeSearch.advance
-    monkeypatch.setattr(fast_search, "greedy_generate", lambda *a, **k: batch_wide.append(1) or generate(*a, **k))
+    run, advance = getattr(owner, loop), TreeSearch.advance
+    monkeypatch.setattr(owner, loop, lambda *a, **k: batch_wide.append(1) or run(*a, **k))
     monkeypatch.setattr(TreeSearch, "advance", lambda self, *a: advanced.append(1) or advance(self, *a))
+    client = (micro_server if batching == "micro" else server).client
     messages = [{"role": "user", "content": SENTENCES[0]}]
-    text, finish, pieces = streamed(server.client, messages)
+    text, finish, pieces = streamed(client, messages)
     assert text == SENTENCES[1] and len(pieces) > 1
-    assert streamed(server.client, messages, max_tokens=2)[1] == "length"
-    assert streamed(server.client, messages, stop=" like")[0] == "I would"
-    assert len(batch_wide) == 3 and not advanced, (len(batch_wide), len(advanced))
+    assert streamed(client, messages, max_tokens=2)[1] == "length"
+    assert streamed(client, messages, stop=" like")[0] == "I would"
+    assert batch_wide and not advanced, (len(batch_wide), len(advanced))
+    if batching == "micro":
+        assert len(batch_wide) == 3  # one search per request
+
+
+# --- continuous batching: requests join a running search ----------------------------------------
+
+
+@pytest.mark.parametrize("batching", ["continuous", "micro"])
+def test_a_request_joins_the_search_that_is_running(server, micro_server, batching):
+    """Continuous batching: a request sent while another's search runs starts decoding at the
+    next step, not when that search ends (micro-batching makes it wait: the contrast shows the
+    test can fail). Both get the reply each gets alone."""
+    target = server if batching == "continuous" else micro_server
+    first, second = [[{"role": "user", "content": SENTENCES[i]}] for i in (1, 5)]
+    alone = [plain(target.client, messages).message.content for messages in (first, second)]
+    streaming = metric(target.url, "dialogft_time_to_first_token_seconds_count")
+    results = {}
+
+    def first_request():
+        results["first"] = streamed(target.client, first)[0]
+        results["first_end"] = time.perf_counter()
+
+    thread = threading.Thread(target=first_request)
+    thread.start()
+    # The second leaves once the first has streamed a token: its search is running.
+    wait_for(lambda: metric(target.url, "dialogft_time_to_first_token_seconds_count") > streaming)
+    sent = time.perf_counter()
+    text, _, pieces = streamed(target.client, second)
+    thread.join(60)
+    assert [results["first"], text] == alone
+    first_piece = sent + pieces[0][0]
+    assert (first_piece < results["first_end"]) == (batching == "continuous"), (
+        first_piece - sent, results["first_end"] - sent)

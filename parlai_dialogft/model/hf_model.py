@@ -158,6 +158,7 @@ class Seq2SeqModel(HFGeneratorModel):
 
     def decoder(self, decoder_input, encoder_states, incr_state: Optional[dict] = None):
         hidden, mask = encoder_states
+        decoder_mask = None
         if incr_state is None:
             decoder_input = decoder_input.clone()
             decoder_input[:, 0] = self.decoder_start_idx
@@ -165,16 +166,21 @@ class Seq2SeqModel(HFGeneratorModel):
         else:
             decoder_input = decoder_input[:, -1:]  # (B, 1): the cache holds the prefix
             cache = incr_state["cache"]
+            if "decoder_mask" in incr_state:  # rows of unequal lengths, left-padded (model/continuous.py)
+                decoder_mask = torch.cat([incr_state["decoder_mask"], incr_state["decoder_mask"].new_ones(len(hidden), 1)], 1)
         out = self.hf(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
             attention_mask=mask,
             decoder_input_ids=decoder_input,
+            **({} if decoder_mask is None else {"decoder_attention_mask": decoder_mask.long()}),
             **{self._cache_kw: cache},
             # A one-token input is a search step (forced decoding sees whole labels).
             use_cache=cache is not None or decoder_input.size(1) == 1,
         )
         new_cache = _returned_cache(out)
         new_state = {"cache": new_cache} if new_cache is not None else None
+        if new_state is not None and decoder_mask is not None:
+            new_state["decoder_mask"] = decoder_mask
         return out.logits, new_state  # (B, T, V)
 
 

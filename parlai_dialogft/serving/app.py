@@ -14,7 +14,9 @@
 Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx
 status, so OpenAI client libraries raise their usual exceptions with our message.
 
-The app owns the :class:`~.batcher.MicroBatcher`: started at startup, and closed at shutdown,
+The app owns the batcher (:class:`~.continuous.ContinuousBatcher` where the model's search
+allows it and ``--serve-batching`` is ``continuous``, else :class:`~.batcher.MicroBatcher`):
+started at startup, and closed at shutdown,
 after uvicorn has let in-flight requests finish, so every accepted request is answered (and
 logged: a reply is written to the log before its response is sent).
 
@@ -50,6 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parlai_dialogft.serving import protocol
 from parlai_dialogft.serving.batcher import Closed, MicroBatcher, QueueFull
+from parlai_dialogft.serving.continuous import ContinuousBatcher, continuous_engine
 from parlai_dialogft.serving.dashboard import add_dashboard_routes
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge, bearer_token, key_matches
 from parlai_dialogft.serving.live_eval import LiveEvaluation
@@ -70,10 +73,11 @@ def create_app(settings: ServeSettings, generate: Generate,
     """``generate`` is called in the batcher's thread only (a :class:`~.replier.Replier`);
     ``live`` measures each reply (live_eval.py) for /metrics and /dashboard."""
     metrics = ServingMetrics()
-    batcher: MicroBatcher[Prompt, Reply] = MicroBatcher(
-        generate, max_batch=settings.max_batch, max_wait_s=settings.batch_wait_s,
-        max_queue=settings.max_queue, on_batch=metrics.observe_batch,
-    )
+    batching = dict(max_batch=settings.max_batch, max_wait_s=settings.batch_wait_s,
+                    max_queue=settings.max_queue, on_batch=metrics.observe_batch)
+    engine = continuous_engine(generate) if settings.batching == "continuous" else None
+    batcher: MicroBatcher[Prompt, Reply] = (
+        ContinuousBatcher(generate, engine, **batching) if engine is not None else MicroBatcher(generate, **batching))
     metrics.watch_queue(lambda: batcher.depth)
     if store is not None:
         metrics.watch_store(store.aggregates)

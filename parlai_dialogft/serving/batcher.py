@@ -150,25 +150,32 @@ class MicroBatcher(Generic[T, R]):
             first = self._queue.get()
             if first is _STOP:
                 return
-            batch = [first]
-            started = time.monotonic()
-            deadline, last_call = started + self.max_wait_s, started + BURST_WAITS * self.max_wait_s
-            while len(batch) < self.max_batch:
-                remaining = min(deadline, last_call) - time.monotonic()
-                try:
-                    job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stopping = True  # run this last batch, then leave
-                    break
-                batch.append(job)
-                deadline = time.monotonic() + self.max_wait_s  # one more came: wait for the next
-            self._run_batch(batch)  # type: ignore[arg-type]
+            batch, stopping = self._gather(first)
+            self._run_batch(batch)
+
+    def _gather(self, first: "_Job[T, R]") -> "tuple[List[_Job[T, R]], bool]":
+        """``first`` and the jobs that join it within the window; True when the stop came too."""
+        batch = [first]
+        started = time.monotonic()
+        deadline, last_call = started + self.max_wait_s, started + BURST_WAITS * self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = min(deadline, last_call) - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return batch, True  # run this last batch, then leave
+            batch.append(job)  # type: ignore[arg-type]
+            deadline = time.monotonic() + self.max_wait_s  # one more came: wait for the next
+        return batch, False
 
     def _run_batch(self, batch: List[_Job[T, R]]) -> None:
         # A client that gave up (cancelled future) is not worth generating for.
-        live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        self._process_jobs([job for job in batch if job.future.set_running_or_notify_cancel()])
+
+    def _process_jobs(self, live: List[_Job[T, R]]) -> None:
+        """``process`` on running jobs; each job's future gets its result or its exception."""
         if not live:
             return
         start = time.monotonic()
@@ -185,13 +192,16 @@ class MicroBatcher(Generic[T, R]):
                     self._run_alone(job)
             return
         finally:
-            seconds = time.monotonic() - start
-            self._batch_s = seconds if not self._batch_s else (
-                DURATION_WEIGHT * seconds + (1 - DURATION_WEIGHT) * self._batch_s)
-            if self._on_batch is not None:
-                self._on_batch(len(live), seconds)
+            self._took(len(live), time.monotonic() - start)
         for job, result in zip(live, results):
             job.future.set_result(result)
+
+    def _took(self, size: int, seconds: float) -> None:
+        """A batch of ``size`` took ``seconds``: the running mean for Retry-After, and metrics."""
+        self._batch_s = seconds if not self._batch_s else (
+            DURATION_WEIGHT * seconds + (1 - DURATION_WEIGHT) * self._batch_s)
+        if self._on_batch is not None:
+            self._on_batch(size, seconds)
 
     def _run_alone(self, job: _Job[T, R]) -> None:
         try:

@@ -43,10 +43,11 @@ class ServingMetrics:
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
         self.prompt_tokens = Counter("dialogft_prompt_tokens", "tokens read by the model", registry=r)
         self.generated_tokens = Counter("dialogft_generated_tokens", "tokens in replies sent", registry=r)
-        self.batch_size = Histogram("dialogft_batch_size", "requests per generation call",
+        self.batch_size = Histogram("dialogft_batch_size", "rows per generation call (a decoding step of the running "
+                                    "batch, or a micro-batch)",
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.batch_seconds = Histogram("dialogft_batch_seconds", "seconds per generation call",
-                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_seconds = Histogram("dialogft_batch_seconds", "seconds per generation call (a step, or a "
+                                       "micro-batch)", buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("dialogft_queue_depth", "requests waiting for a batch", registry=r)
         self.feedback = Counter("dialogft_feedback", "feedback received since start", ["rating"], registry=r)
         self.time_to_first_token = Histogram("dialogft_time_to_first_token_seconds",

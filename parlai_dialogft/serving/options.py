@@ -14,6 +14,9 @@ from typing import FrozenSet, Optional, Tuple
 from parlai_dialogft.serving import guard
 from parlai_dialogft.serving.adapters import parse_serve_lora
 
+#: --serve-batching choices (serving/continuous.py, serving/batcher.py).
+BATCHING = ("continuous", "micro")
+
 
 def add_serve_args(parser) -> None:
     group = parser.add_argument_group("dialogft_serve: HTTP server")
@@ -25,6 +28,10 @@ def add_serve_args(parser) -> None:
                        help="the model id clients send in 'model' (default: the -mf folder's name, or --hf-model's)")
     group.add_argument("--serve-max-batch", type=int, default=16,
                        help="most requests generated together in one call")
+    group.add_argument("--serve-batching", type=str, default="continuous", choices=BATCHING,
+                       help="continuous: requests join the running greedy search between its steps (others, "
+                       "and searches that are not plain greedy, are micro-batched); micro: each batch of "
+                       "requests is one generation call, run to its end")
     group.add_argument("--serve-batch-wait-ms", type=float, default=10.0,
                        help="how long the server waits for one more request to batch with those it has (a burst "
                        "keeps the window open, up to 4 times this)")
@@ -60,6 +67,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_batch: int = 16
+    batching: str = "continuous"
     batch_wait_s: float = 0.01
     max_queue: int = 1024
     max_n: int = 4
@@ -111,6 +119,7 @@ def settings_from_opt(opt) -> ServeSettings:
         host=opt["serve_host"],
         port=opt["serve_port"],
         max_batch=opt["serve_max_batch"],
+        batching=opt.get("serve_batching") or "continuous",
         batch_wait_s=opt["serve_batch_wait_ms"] / 1000.0,
         max_queue=opt["serve_max_queue"],
         max_n=opt["serve_max_n"],

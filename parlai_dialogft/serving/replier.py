@@ -119,6 +119,10 @@ class Replier:
                                          states[k * copies:(k + 1) * copies])
         return replies
 
+    def observe(self, prompts: Sequence[Prompt]) -> List[Message]:
+        """Each prompt's observation, vectorised by the agent (a slot each, free again after)."""
+        return [self._observe(slot, prompt) for slot, prompt in zip(self._slots_for(len(prompts)), prompts)]
+
     def _slots_for(self, count: int) -> list:
         """``count`` slots: the batch's own, plus clones kept for sampled drafts beyond them."""
         while len(self._slots) + len(self._extra_slots) < count:
@@ -186,20 +190,20 @@ class Replier:
                states: Sequence[RowState]) -> Reply:
         """One reply from its prompt's acts: one act (its beams the drafts), or one per sample."""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
-        drafts = [self._draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or ""), prompt,
+        drafts = [self.draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or ""), prompt,
                               ended_at_length=state.ended_by == LENGTH)
                   for act, state in zip(acts, states)]
         act = acts[0]
         if prompt.decoding.n > 1 and len(acts) == 1:
             # beam_texts[0] is `best`; a later hypothesis' tokens are counted from its text.
             for text, _score in (act.get("beam_texts") or [])[1:]:
-                drafts.append(self._draft(text, len(self.agent.dict.txt2vec(text)), prompt))
+                drafts.append(self.draft(text, len(self.agent.dict.txt2vec(text)), prompt))
         distinct: Dict[str, Draft] = {}
         for draft in drafts:  # cut first: two drafts may differ only past max_tokens
             distinct.setdefault(same_text(draft.text), draft)
         return Reply(tuple(distinct.values())[: prompt.decoding.n], prompt_tokens)
 
-    def _draft(self, text: str, generated: int, prompt: Prompt, ended_at_length: bool = False) -> Draft:
+    def draft(self, text: str, generated: int, prompt: Prompt, ended_at_length: bool = False) -> Draft:
         if ended_at_length:  # the search ended this row at max_tokens: its text is those tokens
             draft = Draft(text, "length", generated)
         else:

@@ -223,11 +223,11 @@ class SearchHook:
 
     def _watch(self, search, row: RowState) -> None:
         one = search.beam_size == 1
-        self._start_text(row, one)
+        self.start_text(row, one)
         advance = search.advance
 
         def step(logprobs, ts):
-            reason = self._end_reason(row, ts, one)
+            reason = self.end_reason(row, ts, one)
             if reason is not None:
                 search.min_length = 0  # END must be allowed now
                 logprobs.fill_(neginf(logprobs.dtype))
@@ -236,7 +236,7 @@ class SearchHook:
             if row.channel is not None:
                 row.channel.steps += 1
             if one and reason is None:
-                self._after_step(int(search.outputs[-1][0]), row, ts)
+                self.after_step(int(search.outputs[-1][0]), row, ts)
 
         search.advance = step
 
@@ -250,8 +250,8 @@ class SearchHook:
             self._fast_before = [(row.channel.steps, row.channel.ended_by) if row.channel is not None else None
                                  for row in rows]
             for row in rows:
-                self._start_text(row, True)
-        return [alive and self._end_reason(row, ts, True) is not None for row, alive in zip(rows, live)]
+                self.start_text(row, True)
+        return [alive and self.end_reason(row, ts, True) is not None for row, alive in zip(rows, live)]
 
     def stepped(self, ts: int, tokens: List[int], live: List[bool], ended: List[bool]) -> None:
         for row, token, alive, end in zip(self._batch_rows, tokens, live, ended):
@@ -260,7 +260,7 @@ class SearchHook:
             if row.channel is not None:
                 row.channel.steps += 1
             if not end:
-                self._after_step(token, row, ts)
+                self.after_step(token, row, ts)
 
     def abandon(self) -> None:
         """ParlAI's loop runs the search again: the counts go back, the text sent stays sent."""
@@ -272,14 +272,14 @@ class SearchHook:
                 row.channel.steps, row.channel.ended_by = before
         self._fast_before = None
 
-    # --- both ---------------------------------------------------------------------------------
+    # --- every loop (ParlAI's, the batch-wide step, continuous batching) -----------------------
 
-    def _start_text(self, row: RowState, one: bool) -> None:
+    def start_text(self, row: RowState, one: bool) -> None:
         if one and (row.stops or (row.stream and row.channel is not None and row.channel.listens)):
             row.text = TextStream(self._decode, row.stops, sent=row.text.sent if row.text is not None else "")
 
     @staticmethod
-    def _end_reason(row: RowState, ts: int, one: bool) -> Optional[str]:
+    def end_reason(row: RowState, ts: int, one: bool) -> Optional[str]:
         """Why the row ends before step ``ts`` (None: it goes on); once ended, it stays ended."""
         reason = row.ended_by or row.end_reason(ts, one)
         if reason is not None:
@@ -288,9 +288,10 @@ class SearchHook:
                 row.channel.ended_by = reason
         return reason
 
-    def _after_step(self, token: int, row: RowState, ts: int) -> None:
+    def after_step(self, token: int, row: RowState, ts: int, max_ts: Optional[int] = None) -> None:
         # At the last step ParlAI writes END over an unfinished hypothesis' token: not sent.
-        if token in (self._end, self._start) or ts >= self._max_ts - 1 or row.text is None:
+        last = (self._max_ts if max_ts is None else max_ts) - 1
+        if token in (self._end, self._start) or ts >= last or row.text is None:
             return
         delta = row.text.push(token)
         if delta and row.stream and row.channel is not None:
