@@ -9,6 +9,7 @@ on a random-init model that does not end earlier, so every reply is the same wor
 
     python bench/serving.py --start                       # ours and transformers serve, 1 and 16 clients
     python bench/serving.py --start --servers ours        # ours alone
+    python bench/serving.py --start --servers ours ours-micro transformers  # and ours micro-batching
     parlai dialogft_serve -mf /tmp/m/model --port 8080 &  # or a server of your own:
     python bench/serving.py --url http://127.0.0.1:8080 --concurrency 1 4 16 32 --requests 128
 
@@ -16,7 +17,8 @@ on a random-init model that does not end earlier, so every reply is the same wor
 parameters), saves it as a ParlAI model file and exports it with ``parlai dialogft_export``
 (a ``save_pretrained`` folder with the chat template that writes the context as the agent
 does). Then, one server at a time on a free loopback port with ``--server-threads`` torch
-threads: ``parlai dialogft_serve -mf MODEL`` (greedy; micro-batching), and ``transformers
+threads: ``parlai dialogft_serve -mf MODEL`` (greedy; continuous batching, or micro-batches
+with ``ours-micro``), and ``transformers
 serve EXPORT --continuous-batching --device cpu`` (greedy, from the export's generation
 config; continuous batching with paged attention runs on CPU in transformers 5). Each is
 warmed up with one round of requests at the highest concurrency (transformers' continuous
@@ -226,11 +228,12 @@ def server_env(threads: int) -> Dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
 
 
-def start_ours(model_file: str, reply_tokens: int, threads: int, log) -> Tuple[str, str, Optional[str], object]:
+def start_ours(model_file: str, reply_tokens: int, threads: int, log,
+               batching: str = "continuous") -> Tuple[str, str, Optional[str], object]:
     """(base URL, health path, model field, process) of ``parlai dialogft_serve`` on the model."""
     port = free_port()
     command = [sys.executable, "-m", "parlai", "dialogft_serve", "-mf", model_file, "--port", str(port),
-               "--inference", "greedy", "--label-truncate", str(reply_tokens + 8)]
+               "--inference", "greedy", "--label-truncate", str(reply_tokens + 8), "--serve-batching", batching]
     proc = subprocess.Popen(command, env=server_env(threads), stdout=log, stderr=subprocess.STDOUT)
     return f"http://127.0.0.1:{port}", "/healthz", None, proc
 
@@ -297,8 +300,10 @@ def main() -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
     parser.add_argument("--start", action="store_true",
                         help="build a model, start (and stop) each of --servers on it; ignores --url")
-    parser.add_argument("--servers", nargs="+", choices=["ours", "transformers"], default=["ours", "transformers"],
-                        help="with --start: which servers to measure, one after the other")
+    parser.add_argument("--servers", nargs="+", choices=["ours", "ours-micro", "transformers"],
+                        default=["ours", "transformers"],
+                        help="with --start: which servers to measure, one after the other (ours-micro: "
+                        "dialogft_serve --serve-batching micro)")
     parser.add_argument("--no-continuous-batching", action="store_true",
                         help="with --start: transformers serve without continuous batching")
     parser.add_argument("--reply-tokens", type=int, default=32, help="max_tokens of every request")
@@ -326,9 +331,10 @@ def main() -> None:
     rows, replies = [], {}
     for name in args.servers:
         log = open(os.path.join(folder, f"{name}.log"), "w")
-        if name == "ours":
-            label = "dialogft_serve"
-            base, health, model, proc = start_ours(model_file, args.reply_tokens, args.server_threads, log)
+        if name.startswith("ours"):
+            batching = "micro" if name == "ours-micro" else "continuous"
+            label = "dialogft_serve" if batching == "continuous" else "dialogft_serve (micro)"
+            base, health, model, proc = start_ours(model_file, args.reply_tokens, args.server_threads, log, batching)
         else:
             label = "transformers serve" + (" (no CB)" if args.no_continuous_batching else " (CB)")
             base, health, model, proc = start_transformers(export, args.server_threads,

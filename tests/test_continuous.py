@@ -143,3 +143,37 @@ def test_the_cache_shrinks_when_long_rows_leave(context_models):
     assert bool(mask[:, 0].all()) and mask.size(1) < wide
     assert all(layer.keys.size(2) == mask.size(1) for layer in engine._incr_state["cache"].layers)
     torch.testing.assert_close(engine._incr_state["positions"][0, -1], mask.sum() - 1)
+
+
+# --- the server's batcher around it (serving/continuous.py) ---------------------------------------
+
+
+def test_a_failed_step_answers_every_running_request_and_the_batcher_goes_on(context_models):
+    from parlai_dialogft.serving.continuous import ContinuousBatcher, continuous_engine
+    from parlai_dialogft.serving.protocol import Prompt
+    from parlai_dialogft.serving.replier import Replier
+
+    agent = make_agent(context_models["gpt2"], inference="greedy", label_truncate=40)
+    agent.model.eval()
+    replier = Replier(agent, 4)
+    batcher = ContinuousBatcher(replier, continuous_engine(replier), max_batch=4, max_wait_s=0.2).start()
+    decoder, calls = agent.model.decoder, []
+
+    def failing_decoder(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the running batch's second step
+            raise RuntimeError("out of memory")
+        return decoder(*args, **kwargs)
+
+    try:
+        expected = [alone(agent, text) for text in CONTEXTS[:2]]
+        agent.model.decoder = failing_decoder
+        futures = [batcher.submit(Prompt((), text)) for text in CONTEXTS[:2]]
+        for future in futures:
+            with pytest.raises(RuntimeError, match="out of memory"):
+                future.result(60)
+        again = [batcher.submit(Prompt((), text)) for text in CONTEXTS[:2]]
+        assert [future.result(60).text for future in again] == expected
+    finally:
+        agent.model.decoder = decoder
+        batcher.close(30)

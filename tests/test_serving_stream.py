@@ -402,3 +402,27 @@ def test_a_request_joins_the_search_that_is_running(server, micro_server, batchi
     first_piece = sent + pieces[0][0]
     assert (first_piece < results["first_end"]) == (batching == "continuous"), (
         first_piece - sent, results["first_end"] - sent)
+
+
+def test_requests_the_running_batch_cannot_take_run_between_its_steps(server):
+    """An ``n=2`` request (a beam search) sent while greedy replies stream is answered as a
+    micro-batch between two steps; the running rows pause and go on with their own replies."""
+    greedy = [[{"role": "user", "content": SENTENCES[i]}] for i in (0, 5)]
+    drafts = [{"role": "user", "content": SENTENCES[2]}]
+    alone = [plain(server.client, messages).message.content for messages in greedy]
+    two = server.client.chat.completions.create(model="m", messages=drafts, n=2)
+    streaming = metric(server.url, "dialogft_time_to_first_token_seconds_count")
+
+    def stream_and_end(messages):
+        return streamed(server.client, messages)[0], time.perf_counter()
+
+    with ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(stream_and_end, messages) for messages in greedy]
+        wait_for(lambda: metric(server.url, "dialogft_time_to_first_token_seconds_count") > streaming)
+        sent = time.perf_counter()
+        during = server.client.chat.completions.create(model="m", messages=drafts, n=2)
+        results = [future.result(60) for future in running]
+    assert [text for text, _ in results] == alone
+    assert sent < max(end for _, end in results)  # sent while the batch ran
+    assert [c.message.content for c in during.choices] == [c.message.content for c in two.choices]
+    assert len(during.choices) == 2
