@@ -7,6 +7,7 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.protocol`  the chat-completions wire format and how messages become a ParlAI history
 * :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out
 * :mod:`.batcher`   micro-batching in one worker thread that owns the model (no web imports)
+* :mod:`.continuous` continuous batching: requests join the running greedy search between steps
 * :mod:`.streaming` the search's tokens as each row's text, per step; ending a row's search early
 * :mod:`.metrics`   the Prometheus registry and the middleware that counts requests
 * :mod:`.live_eval` each reply and request measured (length, repetition, generic replies,
@@ -19,6 +20,6 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.options`   the ``--serve-*`` flags and their validation
 * :mod:`.app`       the FastAPI routes that tie these together
 
-Only :mod:`.app` and :mod:`.dashboard` import FastAPI; only :mod:`.replier`, :mod:`.streaming` and
-:mod:`.adapters` touch ParlAI, torch or peft.
+Only :mod:`.app` and :mod:`.dashboard` import FastAPI; only :mod:`.replier`, :mod:`.streaming`,
+:mod:`.continuous` and :mod:`.adapters` touch ParlAI, torch or peft.
 """

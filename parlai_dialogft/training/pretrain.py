@@ -42,6 +42,17 @@ PRETRAIN_TASKS = REPLY_TASKS + "," + DENOISE_TASKS
 #: Chinese span infilling (one short example per draw, where a dialogue gives several).
 PRETRAIN_TASK_WEIGHTS = "2,2,4,2,1,1"
 
+#: --pretrain-batching: how the train_model command batches. Length buckets pack short
+#: examples (a span-infilling turn) many to a batch, so infilling made about a quarter of the
+#: examples; batches as drawn, computed in length groups, cost 0.13 less validation loss in
+#: bench/training.py's fine-tuning, but pretrained this way (same 3000 updates) the model
+#: transferred worse in both languages (README, "The pretrained default").
+BATCHING = {
+    "buckets": ["--dynamic-batching", "full"],
+    "groups": ["--dynamic-batching", "none", "--hf-length-groups", "true"],
+}
+
+
 @dataclass
 class Recipe:
     """Sizes and budget. The defaults made the released model; tests shrink them."""
@@ -53,7 +64,10 @@ class Recipe:
     layers: int = field(default=4, metadata={"help": "encoder and decoder layers (each)"})
     max_train_steps: int = field(default=3000, metadata={"help": "pretraining budget in updates (the LR decays to 0 over it)"})
     max_train_time: float = field(default=4500.0, metadata={"help": "a cap on the budget, seconds"})
-    batchsize: int = field(default=32, metadata={"help": "examples per batch (computed in length groups)"})
+    batchsize: int = field(default=32, metadata={"help": "examples per batch (buckets: about that many)"})
+    batching: str = field(default="buckets", metadata={
+        "help": "buckets: ParlAI's length buckets (--dynamic-batching full; the released weights); groups: "
+                "batches as drawn, computed in length groups (transferred worse: README)"})
     learningrate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
     max_texts: int = field(default=0, metadata={"help": "cap on tokenizer texts (0: all); tests use a few hundred"})
     datapath: str = field(default="", metadata={"help": "ParlAI --datapath (default: ParlAI's)"})
@@ -63,6 +77,8 @@ class Recipe:
         if not self.out:
             raise ValueError("--out is required: the folder to write the model into")
         self.work = self.work or self.out.rstrip("/") + ".work"
+        if self.batching not in BATCHING:
+            raise ValueError(f"--pretrain-batching {self.batching}: choose {' or '.join(BATCHING)}")
 
 
 def training_messages(tasks: str = REPLY_TASKS, datapath: str = "") -> Iterator[dict]:
@@ -114,11 +130,7 @@ def train_args(recipe: Recipe, init_dir: str) -> List[str]:
         "--evaltask", REPLY_TASKS,
         "-m", "dialogft_agent", "--hf-model", init_dir,
         "-mf", os.path.join(recipe.work, "pretrain", "model"),
-        # Batches of exactly --batchsize, drawn as ParlAI draws them, each computed in length
-        # groups (rows of similar length padded together). ParlAI's length buckets
-        # (--dynamic-batching) are as fast but batch rows from one position in their dialogues,
-        # which cost 0.13 of validation loss in bench/training.py.
-        "-bs", str(recipe.batchsize), "--dynamic-batching", "none", "--hf-length-groups", "true",
+        "-bs", str(recipe.batchsize), *BATCHING[recipe.batching],
         "-lr", str(recipe.learningrate), "--lr-scheduler", "linear", "--warmup-updates", str(min(200, recipe.max_train_steps // 10)),
         "--text-truncate", "128", "--label-truncate", "48", "--gradient-clip", "1.0",
         "--max-train-time", str(recipe.max_train_time), "--max-train-steps", str(recipe.max_train_steps),
@@ -173,6 +185,10 @@ def model_card(card: dict) -> str:
     return top + CARD.format(
         parameters=f"{card['parameters'] / 1e6:.1f}M", command=" ".join(card["train_model"]), rows=rows,
         updates=card.get("updates", recipe["max_train_steps"]), valid_examples=CARD_VALID_EXAMPLES,
+        batches=(f"about {recipe['batchsize']} examples each (ParlAI dynamic batching)" if recipe.get("batching", "buckets") == "buckets"
+                 else f"{recipe['batchsize']} examples each (computed in length groups)"),
+        infilling_share=(": quickly batched, it made about a quarter of the examples in a sample of the first batches"
+                         if recipe.get("batching", "buckets") == "buckets" else ""),
         **{k: recipe[k] for k in ("vocab_size", "d_model", "layers", "max_train_steps", "max_train_time",
                                   "batchsize", "learningrate")},
     )
@@ -211,8 +227,8 @@ Objective: the next reply given the dialogue history (what fine-tuning optimises
 span infilling on customer-service turns (a turn with about a quarter of its words or
 characters masked in, the whole turn out; `--mutators dialogft_denoise`), which teaches the
 decoder to read the encoder. Infilling gets one in six of the draws of a new episode; an
-infilling episode is one short example, where a dialogue gives several.
-{updates} updates of {batchsize} examples each (computed in length groups), AdamW,
+infilling episode is one short example, where a dialogue gives several{infilling_share}.
+{updates} updates of {batches}, AdamW,
 peak learning rate {learningrate} with linear decay planned over {max_train_steps} updates; the
 run stops at whichever of {max_train_steps} updates or {max_train_time:g} seconds comes first,
 on a 2-core x86 CPU (AVX2). `WORK` is the recipe's scratch folder (`--pretrain-work`):
