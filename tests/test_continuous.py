@@ -148,7 +148,7 @@ def test_the_cache_shrinks_when_long_rows_leave(context_models):
 # --- the server's batcher around it (serving/continuous.py) ---------------------------------------
 
 
-def test_a_failed_step_answers_every_running_request_and_the_batcher_goes_on(context_models):
+def test_a_failed_join_or_step_answers_its_requests_and_the_batcher_goes_on(context_models):
     from parlai_dialogft.serving.continuous import ContinuousBatcher, continuous_engine
     from parlai_dialogft.serving.protocol import Prompt
     from parlai_dialogft.serving.replier import Replier
@@ -167,6 +167,9 @@ def test_a_failed_step_answers_every_running_request_and_the_batcher_goes_on(con
 
     try:
         expected = [alone(agent, text) for text in CONTEXTS[:2]]
+        agent.model.decoder = lambda *a, **k: 1 / 0  # a join's first step fails
+        with pytest.raises(ZeroDivisionError):
+            batcher.submit(Prompt((), CONTEXTS[0])).result(60)
         agent.model.decoder = failing_decoder
         futures = [batcher.submit(Prompt((), text)) for text in CONTEXTS[:2]]
         for future in futures:

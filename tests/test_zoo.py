@@ -30,7 +30,9 @@ def test_pretraining_reads_no_dialogue_of_the_customer_evaluation_splits():
     assert not seen & held_out
 
 
-def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path, monkeypatch):
+# Length buckets (the default) spend minutes more at this size: ParlAI's dynamic batching.
+@pytest.mark.parametrize("batching", ["groups", pytest.param("buckets", marks=pytest.mark.slow)])
+def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path, monkeypatch, batching):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from parlai_dialogft.plugin import progress
@@ -38,7 +40,7 @@ def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path, monkeypatch):
     stages = []
     monkeypatch.setattr(progress, "stage", lambda number, of, what: stages.append((number, of)))
     recipe = Recipe(out=str(tmp_path / "model"), vocab_size=300, d_model=32, layers=1, max_train_steps=4,
-                    batchsize=8, max_texts=3000, datapath=str(tmp_path / "data"))
+                    batchsize=8, max_texts=3000, datapath=str(tmp_path / "data"), batching=batching)
     out = pretrain(recipe)
     assert stages == [(1, 4), (2, 4), (3, 4), (4, 4)]  # each step announced: the recipe runs for an hour
 

@@ -24,12 +24,13 @@ times each step (a join's first step included).
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from parlai_dialogft.model.continuous import ContinuousGreedy, Unsupported, unsupported
-from parlai_dialogft.serving.batcher import _STOP, MicroBatcher, _Job
+from parlai_dialogft.serving.batcher import _STOP, DURATION_WEIGHT, MicroBatcher, _Job
 from parlai_dialogft.serving.protocol import Prompt
 from parlai_dialogft.serving.replier import Replier, Reply
 from parlai_dialogft.serving.streaming import LENGTH, RowState, SearchHook
@@ -120,7 +121,7 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
         while len(jobs) < room:
             try:
                 job = self._queue.get_nowait()
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 break
             if job is _STOP:
                 return jobs, True
@@ -152,14 +153,14 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
         for owner in owners:
             self._engine.watcher.hook.start_text(owner.state, True)
         try:
-            self._timed(lambda: self._engine.admit(batch, owners), len(owners))
+            self._timed(lambda: self._engine.admit(batch, owners), len(owners), joining=owners)
         except Unsupported as exc:  # found on the first join, before any row runs
             log.info("continuous batching off (%s); micro-batching", exc)
             self._engine = None
             self._process_jobs([owner.job for owner in owners])
 
-    def _timed(self, run, size: int) -> None:
-        """``run()`` (a join or a step) timed for the metrics; its finished rows answered."""
+    def _timed(self, run, size: int, joining: List[_Running] = ()) -> None:
+        """``run()`` (a join of ``joining``, or a step) timed for the metrics; finished rows answered."""
         start = time.monotonic()
         try:
             finished = run()
@@ -167,8 +168,9 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
             raise
         except Exception as exc:  # noqa: BLE001 - the running batch is lost; every caller hears why
             log.exception("the running batch failed")
-            for owner in self._engine.clear():
-                owner.job.future.set_exception(exc)
+            for owner in {*self._engine.clear(), *joining}:
+                if not owner.job.future.done():
+                    owner.job.future.set_exception(exc)
             return
         if self._on_batch is not None:
             self._on_batch(size, time.monotonic() - start)
@@ -184,4 +186,4 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
 
     def _reply_seconds(self, seconds: float) -> float:
         """Running mean of a reply's time in the batch (Retry-After: one per ``max_batch`` waiting)."""
-        return seconds if not self._batch_s else 0.2 * seconds + 0.8 * self._batch_s
+        return seconds if not self._batch_s else DURATION_WEIGHT * seconds + (1 - DURATION_WEIGHT) * self._batch_s
