@@ -401,8 +401,12 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
             groups.append((index, Batch(text_vec=group_text, label_vec=labels[index, :label_width])))
         return groups
 
+    def bare_model(self):
+        """The HFGeneratorModel itself, out of DDP's wrapper when there is one."""
+        return self.model.module if hasattr(self.model, "module") else self.model
+
     def _generate(self, batch, beam_size, max_ts, prefix_tokens=None):
-        model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
+        model = self.bare_model()
         model.beam_size = beam_size
         # Contexts encoded in length groups wherever training groups rows (a CPU by default).
         model.encoder_group_cost = length_groups.CPU_GROUP_COST if self._groups_rows() else None
@@ -431,7 +435,7 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
         checkpoint.save_agent(self, path, self._write_hf_dir, hf_loading.hf_dir_for(path))
 
     def _write_hf_dir(self, hf_dir: str) -> None:
-        model = self.model.module if hasattr(self.model, "module") else self.model  # DDP
+        model = self.bare_model()
         model.hf.config.save_pretrained(hf_dir)
         self.dict.hf_tokenizer.save_pretrained(hf_dir)
         with open(os.path.join(hf_dir, "dialogft.json"), "w") as f:

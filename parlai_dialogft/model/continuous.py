@@ -76,17 +76,12 @@ class _Row:
     ended: bool = False  # the watcher ended it (its last step picked END)
 
 
-def _model(agent):
-    return agent.model.module if hasattr(agent.model, "module") else agent.model  # DDP
-
-
 def unsupported(agent) -> Optional[str]:
     """Why ``agent``'s search cannot run here, or None when it can."""
     if not fast_search.supports(agent, agent.beam_size, None) or agent.opt.get("inference", "greedy") != "greedy":
         return "only plain greedy search joins a running batch"
-    model = _model(agent)
-    if getattr(model, "decoder_start_idx", None) is not None:  # seq2seq
-        model_type = getattr(model.hf.config, "model_type", "")
+    if agent.dict.is_seq2seq:
+        model_type = getattr(agent.dict.config, "model_type", "")
         if model_type not in RELATIVE_SEQ2SEQ:
             return f"{model_type} decoders have absolute positions (T5-family seq2seq models only)"
     return None
@@ -103,10 +98,10 @@ class ContinuousGreedy:
         if why is not None:
             raise Unsupported(why)
         self.agent = agent
-        self.model = _model(agent)
+        self.model = agent.bare_model()
         self.watcher = watcher
         self.max_ts = max_ts or agent.label_truncate or 256  # ParlAI's eval_step limit
-        self.seq2seq = getattr(self.model, "decoder_start_idx", None) is not None
+        self.seq2seq = agent.dict.is_seq2seq
         self._rows: List[_Row] = []
         self._encoder_states: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._incr_state: Optional[dict] = None
@@ -244,7 +239,8 @@ class ContinuousGreedy:
         return owners
 
     def _leave(self, gone: List[int]) -> None:
-        keep = [i for i in range(len(self._rows)) if i not in set(gone)]
+        gone = set(gone)
+        keep = [i for i in range(len(self._rows)) if i not in gone]
         self._rows = [self._rows[i] for i in keep]
         if not keep:
             self._encoder_states = self._incr_state = self._scores = self._last = None

@@ -107,10 +107,11 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
             else:
                 jobs, stop = self._waiting(self.max_batch - self._engine.size)
                 stopping = stopping or stop
-            others = [job for job in jobs if not self._joins(job.item)]
+            joining = [job.item.decoding.model_search for job in jobs]
+            others = [job for job, joins in zip(jobs, joining) if not joins]
             if others:
                 self._run_batch(others)
-            self._admit([job for job in jobs if self._joins(job.item) and job.future.set_running_or_notify_cancel()])
+            self._admit([job for job, joins in zip(jobs, joining) if joins and job.future.set_running_or_notify_cancel()])
             if self._engine is not None and self._engine.size:
                 size = self._engine.size
                 self._timed(self._engine.step, size)
@@ -127,10 +128,6 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
                 return jobs, True
             jobs.append(job)  # type: ignore[arg-type]
         return jobs, False
-
-    def _joins(self, prompt: Prompt) -> bool:
-        decoding = prompt.decoding
-        return decoding.n == 1 and not decoding.sample
 
     def _admit(self, jobs: List[_Job]) -> None:
         if not jobs:

@@ -278,6 +278,11 @@ class Decoding:
     top_p: float = 1.0
     seed: Optional[int] = None
 
+    @property
+    def model_search(self) -> bool:
+        """One draft from the served model's own search (the common case)."""
+        return self.n == 1 and not self.sample
+
 
 @dataclass(frozen=True)
 class Prompt:

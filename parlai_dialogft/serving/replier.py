@@ -160,7 +160,7 @@ class Replier:
         (its tree-search factory), ``beam_size`` (the tensors' width) and ``temperature``.
         """
         agent = self.agent
-        if not decoding.sample and decoding.n == 1:
+        if decoding.model_search:
             yield  # the model's own decoding, untouched
             return
         saved_opt = {key: agent.opt.get(key) for key in ("inference", "beam_size", "topp")}
