@@ -75,7 +75,7 @@ for prefix, root in PACKAGE_ROOTS.items():
 
 setup(
     name="parlai_dialogft",
-    version="0.1.0",
+    version="0.2.0",
     description="Fine-tune HuggingFace language models for dialogue with ParlAI",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -37,7 +37,7 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from parlai_dialogft.plugin.progress import Progress  # noqa: E402
+from parlai_dialogft.utils.progress import Progress  # noqa: E402
 
 START = "zoo:dialogft/customer_t5"
 DECODING = dict(inference="beam", beam_size=4, beam_block_ngram=3)

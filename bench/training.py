@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # importable fro
 
 from child import run_child  # noqa: E402
 
-from parlai_dialogft.plugin.progress import Progress
+from parlai_dialogft.utils.progress import Progress
 
 TEXT_TRUNCATE, LABEL_TRUNCATE, BATCH, LR, CLIP = 256, 64, 16, 5e-4, 1.0
 

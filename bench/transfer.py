@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 
-from parlai_dialogft.plugin.progress import Progress
+from parlai_dialogft.utils.progress import Progress
 
 ZOO = "zoo:dialogft/bilingual_t5"
 METRICS = ("ppl", "bleu-4", "rouge-L", "f1")

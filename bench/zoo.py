@@ -22,7 +22,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from parlai_dialogft.plugin.progress import Progress  # noqa: E402
+from parlai_dialogft.utils.progress import Progress  # noqa: E402
 
 MODELS = ("bilingual_t5", "customer_t5")
 METRICS = ("ppl", "f1", "bleu-4", "rouge-L", "dist-2", "len")

@@ -12,7 +12,7 @@ import sys
 def main() -> int:
     from parlai_dialogft import __version__
     from parlai_dialogft.plugin import compat
-    from parlai_dialogft.plugin.errors import ParlAIMissing
+    from parlai_dialogft.utils.errors import ParlAIMissing
 
     try:
         compat.require_parlai()

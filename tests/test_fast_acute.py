@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import TEXTS, train_briefly
-from parlai_dialogft.plugin.errors import UserError
+
 from parlai_dialogft.human_eval import fast_acute, formats
+from parlai_dialogft.utils.errors import UserError
 
 
 def _parlai(*args, timeout=600):

@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from parlai_dialogft.plugin.errors import UserError
-from parlai_dialogft.training import sharding
-
 from test_torchrun import BIN, SHARDS, _env, _free_port
+
+from parlai_dialogft.training import sharding
+from parlai_dialogft.utils.errors import UserError
 
 STEPS, BS = 4, 32
 
@@ -236,7 +235,6 @@ def _evaluate_unequally_then_train(rank: int, port: int, model_dir: str, out: st
 
 def _two_ranks(tiny_models, tmp_path: Path, gather: bool, timeout: float = 120):
     import torch.multiprocessing as mp
-
     from test_torchrun import _free_port
 
     context = mp.start_processes(_evaluate_unequally_then_train, nprocs=2, join=False, start_method="spawn",

@@ -44,7 +44,7 @@ import sys
 import pytest
 
 from parlai_dialogft.human_eval import analysis
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 P_AB, P_AC, P_BC = 598 / 4096, 422 / 2**20, 74 / 256
 UNITS = (

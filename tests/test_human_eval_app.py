@@ -17,8 +17,17 @@ import sys
 
 import pytest
 from conftest import parlai_server
-from human_eval_support import (ADMIN, http, link_worker, onboarding_pairings, pairing, session_of, start_url, study,
-                                task_pairings)
+from human_eval_support import (
+    ADMIN,
+    http,
+    link_worker,
+    onboarding_pairings,
+    pairing,
+    session_of,
+    start_url,
+    study,
+    task_pairings,
+)
 
 from parlai_dialogft.human_eval.db import chat_records, pairwise_records
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
@@ -484,7 +493,7 @@ def test_the_command_prints_links_and_refuses_bad_input_in_one_line(tmp_path):
 
 
 def test_pairing_with_onboarding_needs_a_correct_answer(tmp_path):
-    from parlai_dialogft.plugin.errors import UserError
+    from parlai_dialogft.utils.errors import UserError
 
     broken = pairing("a", "b", "tea", onboarding=True)
     with pytest.raises(UserError, match="onboarding pairing 1: 'correct_answer' must name one of speakers_to_eval"):

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from parlai_dialogft.human_eval import formats
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 
 def dialogue(model, texts, other="human_evaluator"):

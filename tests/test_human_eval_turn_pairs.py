@@ -16,14 +16,23 @@ import subprocess
 import sys
 
 import pytest
-from human_eval_support import (ADMIN, http, link_worker, session_of, study, task_pairings, turn_items,
-                                turn_onboarding, turn_pair)
+from human_eval_support import (
+    ADMIN,
+    http,
+    link_worker,
+    session_of,
+    study,
+    task_pairings,
+    turn_items,
+    turn_onboarding,
+    turn_pair,
+)
 
 from parlai_dialogft.human_eval.db import turn_records
 from parlai_dialogft.human_eval.preferences import export_preferences
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
 from parlai_dialogft.human_eval.turn_items import read_turn_pairs
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 WHY = "it answers what the person said"
 

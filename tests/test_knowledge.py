@@ -6,13 +6,11 @@ import json
 import random
 
 import pytest
+from conftest import make_agent
 
-from parlai_dialogft.plugin.errors import UserError
-from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.knowledge import context, metrics, stores
 from parlai_dialogft.knowledge.retriever import BM25Retriever, retrieval_tokens
-
-from conftest import make_agent
+from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 # --- the context format -------------------------------------------------------------------------
 

@@ -11,9 +11,8 @@ import math
 
 import pytest
 import torch
-from parlai.core.message import Message
-
 from conftest import make_agent
+from parlai.core.message import Message
 
 PAIRS = [
     # Prompts end on punctuation and replies start a word: no BPE merge across the boundary,
@@ -196,7 +195,7 @@ def test_kto_scores_good_and_bad_replies_against_the_batch_reference_point(polic
 
 
 def test_the_reference_is_scored_once_and_a_resumed_run_never_rescores_it(policy_and_reference, tmp_path):
-    from parlai_dialogft.plugin.errors import UserError
+    from parlai_dialogft.utils.errors import UserError
 
     policy, reference = policy_and_reference["t5"]
     data = _parlai_file(tmp_path / "pairs.txt", PAIRS)

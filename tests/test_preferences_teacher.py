@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.data import splits
-from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.data_report import build_teacher, episodes
 from parlai_dialogft.data.readers.preferences import read_preference_file
+from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "preferences"
 PAIRED_FIXTURE = FIXTURES / "paired_conversational.jsonl"

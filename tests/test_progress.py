@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from parlai_dialogft.plugin import progress
+from parlai_dialogft.utils import progress
 
 
 @pytest.fixture

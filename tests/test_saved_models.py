@@ -10,6 +10,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 FIXTURE = Path(__file__).parent / "fixtures" / "saved_model_0.1.0"
 
 
@@ -19,15 +21,29 @@ def _copy(tmp_path) -> str:
     return str(folder / "model")
 
 
-def test_the_dictionary_class_named_by_an_old_opt_resolves():
-    """ParlAI's ``build_dict`` builds the dictionary from the saved ``dict_class`` string."""
+def test_the_dictionary_class_named_by_an_old_opt_is_upgraded_to_its_path_today():
+    """ParlAI's ``build_dict`` builds the dictionary from the saved ``dict_class`` string; the
+    agent's ``upgrade_opt`` (ParlAI's hook for older saved options) rewrites the 0.1.0 path."""
+    from parlai.core.opt import Opt
     from parlai.core.params import str2class
 
+    from parlai_dialogft.agents.dialogft_agent.dialogft_agent import DialogftAgent
     from parlai_dialogft.model.hf_dict import HFDictionaryAgent
 
-    saved_opt = json.loads((FIXTURE / "model.opt").read_text())
+    saved_opt = Opt(json.loads((FIXTURE / "model.opt").read_text()))
     assert saved_opt["dict_class"] == "parlai_dialogft.hf_dict:HFDictionaryAgent"
-    assert str2class(saved_opt["dict_class"]) is HFDictionaryAgent
+    with pytest.raises(ModuleNotFoundError):
+        str2class(saved_opt["dict_class"])  # the 0.1.0 module path is gone since 0.2.0
+    upgraded = DialogftAgent.upgrade_opt(saved_opt)
+    assert str2class(upgraded["dict_class"]) is HFDictionaryAgent
+
+
+def test_a_model_saved_by_0_1_0_evaluates_with_mf(tmp_path):
+    from parlai.scripts.eval_model import EvalModel
+
+    report = EvalModel.main(model_file=_copy(tmp_path), task="integration_tests", num_examples=4,
+                            datapath=str(tmp_path / "data"), batchsize=2)
+    assert report["exs"] == 4 and report["ppl"] > 1
 
 
 def test_a_model_saved_by_0_1_0_loads_with_mf_and_keeps_its_weights(tmp_path):

@@ -21,8 +21,8 @@ from typing import Callable
 import pytest
 
 from parlai_dialogft.human_eval import db as study_db
-from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving import store
+from parlai_dialogft.utils.errors import UserError
 
 
 @dataclass

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.data import splits
 from parlai_dialogft.data.cleaning import CleaningOptions, clean_text
 from parlai_dialogft.data.data_report import TEACHERS, build_teacher, count_teacher, datatype, episodes, markdown
 from parlai_dialogft.data.readers import chitchat, task_oriented
 from parlai_dialogft.data.readers.task_oriented import content_key
+from parlai_dialogft.utils.errors import UserError
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "data.md"
 README = DOCS.parent.parent / "README.md"

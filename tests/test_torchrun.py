@@ -21,8 +21,8 @@ from typing import Dict, List
 
 import pytest
 
-from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.training import launch
+from parlai_dialogft.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "torchrun_two_nodes.sh"
@@ -158,9 +158,8 @@ def test_two_nodes_train_as_one_process_with_their_global_batch(sharded_runs, ti
     """Same per-step losses (ParlAI's report gathers both ranks' examples) and the same final
     weights as one process whose batch is both ranks' batches together, to float rounding."""
     import torch
-    from transformers import AutoTokenizer
-
     from rank_weights_agent import NUM_EXAMPLES, example
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["t5"])
     lengths = {(len(tokenizer(e["text"]).input_ids), len(tokenizer(e["labels"][0]).input_ids))
@@ -225,7 +224,6 @@ def test_a_job_with_a_killed_node_resumes_with_the_same_commands(tiny_models, tm
     process only), so the resumed steps are not compared with an uninterrupted run's.
     """
     import torch
-
     from rank_weights_agent import state_digest
 
     model_file = tmp_path / "model"

@@ -11,10 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.data_report import build_teacher, episodes
 from parlai_dialogft.data.readers.user_files import read_user_file
-
+from parlai_dialogft.utils.errors import DataFormatError
 
 _UNIQUE = itertools.count()
 

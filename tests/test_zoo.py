@@ -35,7 +35,7 @@ def test_pretraining_reads_no_dialogue_of_the_customer_evaluation_splits():
 def test_the_recipe_runs_end_to_end_at_tiny_size(tmp_path, monkeypatch, batching):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from parlai_dialogft.plugin import progress
+    from parlai_dialogft.utils import progress
 
     stages = []
     monkeypatch.setattr(progress, "stage", lambda number, of, what: stages.append((number, of)))

@@ -134,6 +134,20 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, 
     def dictionary_class():
         return HFDictionaryAgent
 
+    # Class paths that models saved by 0.1.0 name in their .opt, before the package was
+    # grouped into subpackages (removed in 0.2.0, CHANGELOG.md).
+    SAVED_CLASS_PATHS = {"parlai_dialogft.hf_dict:HFDictionaryAgent": "parlai_dialogft.model.hf_dict:HFDictionaryAgent"}
+
+    @classmethod
+    def upgrade_opt(cls, opt_from_disk):
+        """ParlAI's hook for options of older saved models: old class paths become today's."""
+        opt_from_disk = super().upgrade_opt(opt_from_disk)
+        old = opt_from_disk.get("dict_class")
+        if old in cls.SAVED_CLASS_PATHS:
+            opt_from_disk["dict_class"] = cls.SAVED_CLASS_PATHS[old]
+            logging.warning(f"dict_class {old} of a model saved by 0.1.0 is now {opt_from_disk['dict_class']}")
+        return opt_from_disk
+
     def __init__(self, opt, shared=None):
         datatype = opt.get("datatype", "")
         # `parlai interactive` runs with datatype train; it trains nothing.

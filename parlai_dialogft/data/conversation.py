@@ -12,17 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Sequence, Tuple
 
 
-class DataFormatError(ValueError):
-    """Bad input data, reported as one line that names the file and the line to fix."""
-
-    def __init__(self, path: object, line: int | None, problem: str):
-        self.path = str(path)
-        self.line = line
-        self.problem = problem
-        where = f"{self.path}, line {line}" if line is not None else self.path
-        super().__init__(f"{where}: {problem}")
-
-
 @dataclass(frozen=True)
 class Turn:
     speaker: str

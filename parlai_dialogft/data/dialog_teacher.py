@@ -20,9 +20,9 @@ from parlai.utils import logging
 from parlai.utils.data import DatatypeHelper
 
 from parlai_dialogft.data.cleaning import CleaningOptions, CleaningReport, clean_conversations
-from parlai_dialogft.data.conversation import Conversation, DataFormatError, resolve_speakers, to_examples
+from parlai_dialogft.data.conversation import Conversation, resolve_speakers, to_examples
 from parlai_dialogft.evaluation.teacher_metrics import DialogueMetricsMixin
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 Reader = Callable[[], Dict[str, Sequence[Conversation]]]
 LANGS = ("en", "zh", "all")

@@ -38,7 +38,7 @@ from parlai_dialogft.evaluation.metrics import precision_recall_f1
 from parlai_dialogft.evaluation.probe_plots import BIAS_PNG, GAP_PNG, draw
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize, detect_lang
 from parlai_dialogft.mutators.wordlists import load_lexicon, load_pairs, load_words, longest_match
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 DEFAULT_NOISE = "dialogft_typos+dialogft_case_punct+dialogft_fillers"
 GAP_METRICS = ("ppl", "token_acc", "f1", "bleu-4", "sacrebleu", "rouge-L", "len")
@@ -226,7 +226,7 @@ def generate(agent, prompts: Sequence[str], batchsize: int, desc: str = "dialogf
     """The agent's reply to each prompt on its own (a fresh episode, no history)."""
     from parlai.core.message import Message
 
-    from parlai_dialogft.plugin.progress import Progress
+    from parlai_dialogft.utils.progress import Progress
 
     slots = [agent.clone() for _ in range(min(batchsize, max(1, len(prompts))))]
     replies: List[str] = []

@@ -32,6 +32,7 @@ from parlai_dialogft.evaluation.report_plots import (
     plot_validation,
 )
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize
+from parlai_dialogft.utils.errors import UserError
 
 SPLITS = ("valid", "test")
 LOSS_PNG = "training_curves.png"
@@ -65,7 +66,7 @@ CONTEXT_TURNS = 3  # the last turns of a context a sample shows
 MAX_CELL_CHARS = 400
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """What stops a report; the message names the flag or file to fix."""
 
 

@@ -44,12 +44,12 @@ def evaluate_split(agent, opt, split: str, max_exs: int, desc: str = "evaluating
     """Run ``agent`` on the first ``max_exs`` examples of ``split`` of ``opt['task']``.
 
     Generation takes minutes on a CPU: progress goes out as ``desc: split`` (see
-    :mod:`parlai_dialogft.plugin.progress`).
+    :mod:`parlai_dialogft.utils.progress`).
     """
     from parlai.core.metrics import dict_report
     from parlai.core.worlds import create_task
 
-    from parlai_dialogft.plugin.progress import Progress
+    from parlai_dialogft.utils.progress import Progress
 
     task_opt = opt.copy()
     task_opt["datatype"] = split

@@ -34,8 +34,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from parlai_dialogft.human_eval import formats, stats
 from parlai_dialogft.human_eval.questions import ACUTE_QUESTIONS, NONE_PROBLEM, RATING_SCALE
-from parlai_dialogft.plugin.errors import UserError
-from parlai_dialogft.plugin.progress import Progress
+from parlai_dialogft.utils.errors import UserError
+from parlai_dialogft.utils.progress import Progress
 
 Record = Mapping[str, Any]
 

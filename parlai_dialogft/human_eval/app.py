@@ -54,8 +54,8 @@ from parlai_dialogft.human_eval.questions import NONE_PROBLEM
 from parlai_dialogft.human_eval.tasks import Assigner, TaskSettings
 from parlai_dialogft.human_eval.turn_tasks import TurnAssigner
 from parlai_dialogft.human_eval.work_queue import Refused
-from parlai_dialogft.plugin.errors import UserError
 from parlai_dialogft.serving.guard import BodyLimitMiddleware, BodyTooLarge
+from parlai_dialogft.utils.errors import UserError
 
 STATIC = ("page.js", "work.html", "work.js", "turns.html", "turns.js", "admin.html", "admin.js", "style.css")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from parlai_dialogft.plugin import sqlite_schema
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils import sqlite_schema
+from parlai_dialogft.utils.errors import UserError
 
 #: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
 SCHEMA_VERSION = 2

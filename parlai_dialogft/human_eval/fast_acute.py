@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from parlai_dialogft.human_eval import formats
 from parlai_dialogft.human_eval.onboarding import onboarding_pairings
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from parlai_dialogft.human_eval import stats
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 # ParlAI's name for the speaker who is not evaluated in a self-chat.
 OTHER_SPEAKER = "other_speaker"

@@ -24,7 +24,7 @@ from parlai_dialogft.human_eval import qc
 from parlai_dialogft.human_eval.db import Database, new_id
 from parlai_dialogft.human_eval.questions import NONE_PROBLEM, RATING_SCALE
 from parlai_dialogft.human_eval.work_queue import Refused
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 #: ``messages`` (OpenAI-style role/content dicts, the worker last) -> the model's reply.
 ChatModel = Callable[[List[Dict[str, str]]], str]

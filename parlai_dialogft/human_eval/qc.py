@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 #: What an attention check's broken speaker says instead of every one of its turns:
 #: no reader could prefer it on any ACUTE question.

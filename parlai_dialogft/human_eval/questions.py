@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping
 
 import yaml
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 # key -> {"question", "s1_choice", "s2_choice", "parlai_type"}; "<Speaker 1>" / "<Speaker 2>"
 # are replaced by the page with the names it shows (left / right).

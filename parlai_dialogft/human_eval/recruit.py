@@ -28,7 +28,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from parlai_dialogft.human_eval.db import Database
 from parlai_dialogft.human_eval.work_queue import Refused
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 PLATFORMS = ("link", "prolific", "mturk")
 _PLATFORM_PARAM = {"prolific": "PROLIFIC_PID", "mturk": "workerId"}

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from parlai_dialogft.human_eval import qc
 from parlai_dialogft.human_eval.db import Database, new_id, pair_id
 from parlai_dialogft.human_eval.work_queue import Tables, WorkQueue
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any, Dict, List
 
 from parlai_dialogft.human_eval.db import Database, pair_id
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 SIDES = ("a", "b")
 

@@ -18,7 +18,7 @@ from typing import List, Optional
 from parlai.core.message import Message
 
 from parlai_dialogft.knowledge import context
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 RETRIEVERS = ("none", "bm25")
 

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
-from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.readers.corpus_files import corpus_dir, load_json
-from parlai_dialogft.data.readers.user_files import decoded_lines, json_lines
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import DataFormatError, UserError
+from parlai_dialogft.utils import jsonl
 
 #: Bumped when an entry's text changes for the same source, so cached indexes are rebuilt.
 RENDER_VERSION = "1"
@@ -175,7 +174,7 @@ def _field(record: dict, key: str, path: Path, line: int) -> str:
 def read_jsonl(path: Path) -> List[Entry]:
     """FAQ pairs and documents, one JSON object per line (blank lines allowed)."""
     entries: List[Entry] = []
-    for line_no, record in json_lines(path, decoded_lines(path)):
+    for line_no, record in jsonl.read_jsonl(path):
         if not isinstance(record, dict):
             raise DataFormatError(path, line_no, "each line must be a JSON object")
         if "question" in record or "answer" in record:
@@ -204,7 +203,7 @@ TRIPLE_HEADER = ["subject", "relation", "object"]
 def read_triples_csv(path: Path) -> List[Entry]:
     """``subject,relation,object`` rows (quoted as CSV when a field holds a comma)."""
     entries: List[Entry] = []
-    text = "\n".join(decoded_lines(path))
+    text = "\n".join(jsonl.decoded_lines(path))
     reader = csv.reader(io.StringIO(text, newline=""))
     for row in reader:
         line_no = reader.line_num

@@ -17,7 +17,7 @@ from parlai.core.metrics import AverageMetric
 
 from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.knowledge import context, metrics, stores
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 KNOWLEDGE_MODES = ("none", "gold", "retrieved")
 DEFAULT_TOP_K = 3

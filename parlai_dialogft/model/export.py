@@ -30,10 +30,12 @@ from typing import Any, Dict
 
 from parlai.utils import logging
 
+from parlai_dialogft.utils.errors import UserError
+
 AGENT_NAMES = ("dialogft_agent",)
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """What stops an export; the message names the file or flag."""
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from parlai_dialogft.utils.errors import UserError
 
-class HFLoadError(ValueError):
+
+class HFLoadError(UserError):
     """A model, tokenizer or option the agent cannot use; the message says what to change."""
 
 

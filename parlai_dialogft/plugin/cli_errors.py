@@ -3,9 +3,10 @@
 ParlAI 1.7.2 answers a mistyped flag with its whole ``--help`` (hundreds of lines) and the
 error below it, and a mistyped task or agent name, a missing ``-mf`` file or a bad option
 with a traceback. :func:`install` wraps ``superscript_main`` (the ``parlai`` command, every
-script of ParlAI and of this plugin): the exceptions recognised here as user mistakes are
-printed as ``parlai COMMAND: message`` with a suggestion where one is close; anything
-else is a bug and keeps its traceback.
+script of ParlAI and of this plugin): our :class:`~parlai_dialogft.utils.errors.UserError`
+and the ParlAI exceptions recognised here as user mistakes are printed by
+:func:`~parlai_dialogft.utils.errors.one_line_errors` as ``parlai COMMAND: message``, with a
+suggestion where one is close; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pkgutil
 import re
 import sys
 from typing import Iterable, List, Optional
+
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -44,14 +47,6 @@ def known_agents() -> List[str]:
     return _package_names("parlai.agents", "parlai_dialogft.agents")
 
 
-def _user_error_types() -> tuple:
-    from parlai_dialogft.data.conversation import DataFormatError
-    from parlai_dialogft.model.hf_loading import HFLoadError
-    from parlai_dialogft.plugin.errors import ParlAIMissing, UserError
-
-    return (UserError, HFLoadError, DataFormatError, ParlAIMissing)
-
-
 _NO_TEACHER = re.compile(r"module '(?P<module>[\w.]+)\.agents' has no attribute '(?P<cls>\w+)'")
 _NO_MODEL_FILE = "WARNING: Model file does not exist, check to make sure it is correct: "
 _NO_MODEL = "Need to set `model` argument"
@@ -59,7 +54,7 @@ _NO_MODEL = "Need to set `model` argument"
 
 def user_message(exc: BaseException) -> Optional[str]:
     """One line for a user mistake, or None when ``exc`` is not one (a bug: keep the traceback)."""
-    if isinstance(exc, _user_error_types()):
+    if isinstance(exc, UserError):
         return str(exc)
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         # Only the task or agent module itself missing; a module *it* imports is a real bug.
@@ -156,15 +151,14 @@ def install(script) -> None:
     original = script.superscript_main
 
     def superscript_main(args=None):
-        try:
-            return original(args)
-        except Exception as exc:
-            message = user_message(exc)
-            if message is None:
-                raise
-            argv = sys.argv[1:] if args is None else args
-            command = f"parlai {argv[0]}" if argv else "parlai"
-            print(f"{command}: {message}", file=sys.stderr)
-            raise SystemExit(2) from None
+        argv = sys.argv[1:] if args is None else args
+        with one_line_errors(f"parlai {argv[0]}" if argv else "parlai"):
+            try:
+                return original(args)
+            except Exception as exc:
+                message = user_message(exc)
+                if message is None or isinstance(exc, UserError):
+                    raise
+                raise UserError(message) from None
 
     script.superscript_main = superscript_main

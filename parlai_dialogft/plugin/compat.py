@@ -14,11 +14,10 @@ What is *not* patched, because a dependency pin fixes it: ``parlai.core.opt`` im
 from __future__ import annotations
 
 import re
-import sys
 import types
 from typing import Callable, Dict
 
-from parlai_dialogft.plugin.errors import ParlAIMissing
+from parlai_dialogft.utils.errors import ParlAIMissing
 
 PATCHED_ATTR = "_dialogft_patched"
 

@@ -22,13 +22,13 @@ still works, and applies the patches the agent needs in that process only.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os
 import sys
 from typing import Callable, Dict, List
-
-from parlai_dialogft.plugin.moved import alias_spec
 
 DISABLE_ENV = "PARLAI_DIALOGFT_DISABLE"
 
@@ -88,6 +88,36 @@ def _extend_mutator_registry(mutators_module) -> None:
 
     setup_mutator_registry._dialogft = True  # type: ignore[attr-defined]
     mutators_module.setup_mutator_registry = setup_mutator_registry
+
+
+class AliasLoader(importlib.abc.Loader):
+    """Imports a module under a second name: the real module object, not a copy, so a class
+    has one identity and registers once."""
+
+    def __init__(self, real_name: str):
+        self.real_name = real_name
+
+    def create_module(self, spec):
+        return None  # a throwaway module; exec_module swaps in the real one
+
+    def exec_module(self, module) -> None:
+        # The import system re-reads sys.modules after exec_module, so the second name ends
+        # up bound to the real module object.
+        sys.modules[module.__name__] = importlib.import_module(self.real_name)
+
+
+def alias_spec(fullname: str, real_name: str):
+    """A spec that imports ``real_name`` when ``fullname`` is imported; None when ``real_name``
+    does not exist (the import then fails as usual)."""
+    try:
+        real_spec = importlib.util.find_spec(real_name)
+    except ModuleNotFoundError:
+        return None
+    if real_spec is None:
+        return None
+    return importlib.machinery.ModuleSpec(
+        fullname, AliasLoader(real_name), is_package=real_spec.submodule_search_locations is not None
+    )
 
 
 class _PostImportLoader(importlib.abc.Loader):

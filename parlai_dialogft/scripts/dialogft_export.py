@@ -8,8 +8,8 @@
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.model.export import ExportError, export
-from parlai_dialogft.plugin.errors import one_line_errors
+from parlai_dialogft.model.export import export
+from parlai_dialogft.utils.errors import one_line_errors
 
 
 @register_script("dialogft_export", hidden=False)
@@ -27,7 +27,7 @@ class DialogftExport(ParlaiScript):
         )
         return parser
 
-    @one_line_errors("dialogft_export", ExportError)
+    @one_line_errors("dialogft_export")
     def run(self):
         out = export(self.opt["model_file"], self.opt["out"], self.opt["overwrite"], self.opt["export_adapter"])
         print(f"exported {self.opt['model_file']} to {out}")

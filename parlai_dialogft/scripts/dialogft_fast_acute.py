@@ -11,7 +11,7 @@ from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
 from parlai_dialogft.human_eval.fast_acute import FastAcuteOptions, run
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 D = FastAcuteOptions.__dataclass_fields__
 

@@ -28,7 +28,7 @@ import secrets
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 def add_human_eval_args(parser) -> None:

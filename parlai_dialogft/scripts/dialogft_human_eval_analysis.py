@@ -18,7 +18,7 @@ from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
 from parlai_dialogft.human_eval.analysis import AnalysisOptions, analyze
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 DEFAULTS = AnalysisOptions(out="")
 

@@ -12,7 +12,7 @@ is in :mod:`parlai_dialogft.human_eval.preferences`.
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 @register_script("dialogft_human_eval_preferences", hidden=False)

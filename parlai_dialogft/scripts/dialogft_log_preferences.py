@@ -10,8 +10,8 @@ The files are TRL's conversational preference formats; see :mod:`parlai_dialogft
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
 from parlai_dialogft.serving.preferences import export_preferences
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 @register_script("dialogft_log_preferences", hidden=False)

@@ -11,8 +11,8 @@ from dataclasses import MISSING, fields
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
 from parlai_dialogft.training.pretrain import Recipe, pretrain
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 @register_script("dialogft_pretrain", hidden=False)

@@ -11,7 +11,7 @@ from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
 from parlai_dialogft.evaluation.probe import TEMPLATE_LANGS, ProbeOptions, markdown, run
-from parlai_dialogft.plugin.errors import one_line_errors
+from parlai_dialogft.utils.errors import one_line_errors
 
 DEFAULTS = ProbeOptions(model_file="", task="")
 

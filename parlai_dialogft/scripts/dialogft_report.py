@@ -12,8 +12,8 @@ import os
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.evaluation.report import SUMMARY_TXT, ReportError, ReportOptions, build
-from parlai_dialogft.plugin.errors import one_line_errors
+from parlai_dialogft.evaluation.report import SUMMARY_TXT, ReportOptions, build
+from parlai_dialogft.utils.errors import one_line_errors
 
 DEFAULTS = ReportOptions(model_file="", task="", out="")
 DECODING = ("inference", "beam_size", "beam_block_ngram", "beam_min_length")
@@ -42,7 +42,7 @@ class DialogftReport(ParlaiScript):
         decoding.add_argument("--beam-min-length", type=int, default=None)
         return parser
 
-    @one_line_errors("dialogft_report", ReportError)
+    @one_line_errors("dialogft_report")
     def run(self):
         options = ReportOptions(
             model_file=self.opt["model_file"],

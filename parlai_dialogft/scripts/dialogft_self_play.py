@@ -9,8 +9,8 @@ The logic is in :mod:`parlai_dialogft.training.self_play`; this module only read
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import one_line_errors
 from parlai_dialogft.training.self_play import SelfPlayOptions, run
+from parlai_dialogft.utils.errors import one_line_errors
 
 DEFAULTS = SelfPlayOptions(model_file="", task="", out="")
 

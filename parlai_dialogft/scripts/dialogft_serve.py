@@ -17,10 +17,9 @@ from parlai.core.agents import create_agent
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
-from parlai_dialogft.serving.guard import GuardError
-from parlai_dialogft.serving.live_eval import ProfileError, add_live_eval_args, find_profile, live_settings_from_opt
+from parlai_dialogft.serving.live_eval import add_live_eval_args, find_profile, live_settings_from_opt
 from parlai_dialogft.serving.options import add_serve_args, settings_from_opt
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 @register_script("dialogft_serve", hidden=False)
@@ -32,7 +31,7 @@ class DialogftServe(ParlaiScript):
         add_live_eval_args(parser)
         return parser
 
-    @one_line_errors("dialogft_serve", GuardError, ProfileError)
+    @one_line_errors("dialogft_serve")
     def run(self):
         settings = settings_from_opt(self.opt)  # before the model loads: flags fail fast
         live_settings = live_settings_from_opt(self.opt)

@@ -19,8 +19,8 @@ import os
 from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
 from parlai_dialogft.serving.live_eval import TrainingProfile, context_stats, episode_contexts, profile_path
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 
 @register_script("dialogft_train_profile", hidden=False)

@@ -14,8 +14,10 @@ import ipaddress
 import os
 from typing import FrozenSet, Optional
 
+from parlai_dialogft.utils.errors import UserError
 
-class GuardError(ValueError):
+
+class GuardError(UserError):
     """A setting that makes serving unsafe or impossible; the message names the flag."""
 
 

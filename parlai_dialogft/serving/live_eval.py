@@ -48,6 +48,7 @@ from typing import Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Opt
 from parlai_dialogft.evaluation.metrics import REP_ORDER, repetition_rate
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize, detect_lang
 from parlai_dialogft.serving.guard import GuardError
+from parlai_dialogft.utils.errors import UserError
 
 PROFILE_SUFFIX = ".train_profile.json"
 PROFILE_FORMAT = 1
@@ -63,7 +64,7 @@ LANGS = ("en", "zh")
 Tokenize = Callable[[str], Sequence[int]]
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError):
     """A training profile that cannot be read; the message names the file."""
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-from parlai_dialogft.plugin import sqlite_schema
+from parlai_dialogft.utils import sqlite_schema
 
 #: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
 #: 1: replies and thumbs. 2: every draft of a reply, the draft a user chose, thumbs per draft.

@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from parlai_dialogft.plugin.errors import UserError, one_line_errors
+from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 PROG = "parlai_dialogft.training.launch"
 

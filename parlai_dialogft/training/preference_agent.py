@@ -27,10 +27,10 @@ from parlai.core.metrics import AverageMetric
 from parlai.core.torch_generator_agent import PPLMetric
 from parlai.utils import logging
 
-from parlai_dialogft.plugin.errors import UserError
-from parlai_dialogft.plugin.progress import Progress
 from parlai_dialogft.training import preference
 from parlai_dialogft.training.reference import ReferenceLogps, example_key
+from parlai_dialogft.utils.errors import UserError
+from parlai_dialogft.utils.progress import Progress
 
 #: Examples per batch of the reference pass (no gradients: memory is the logits').
 REFERENCE_BATCH = 16

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 #: A checkpoint holds the weights and AdamW's two moment buffers (three copies of the
 #: weights); a save writes the new one beside the previous one before replacing it.

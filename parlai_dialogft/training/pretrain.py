@@ -285,7 +285,7 @@ def pretrain(recipe: Recipe) -> str:
     """Run the whole recipe; returns the released folder."""
     from parlai.scripts.train_model import TrainModel
 
-    from parlai_dialogft.plugin.progress import stage
+    from parlai_dialogft.utils.progress import stage
 
     stage(1, 4, f"a {recipe.vocab_size}-token tokenizer and a random-init T5 (d_model {recipe.d_model}, "
                 f"{recipe.layers}+{recipe.layers} layers) in {os.path.join(recipe.work, 'init')}")

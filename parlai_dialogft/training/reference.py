@@ -19,7 +19,7 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 
 def example_key(*sequences: Sequence[int]) -> str:

@@ -24,7 +24,7 @@ from parlai_dialogft.evaluation.metrics import precision_recall_f1
 from parlai_dialogft.evaluation.report_eval import Sample
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize
 from parlai_dialogft.model.chat_format import to_messages
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 NEAR_EQUAL = "near-equal replies (token F1 >= --sp-max-f1)"
 EMPTY = "empty sampled replies"

@@ -53,7 +53,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 #: The ``--ddp-backend`` value that tells ParlAI's code the agent shards the model itself.
 BACKEND = "fsdp"

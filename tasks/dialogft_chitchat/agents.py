@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from parlai_dialogft.data.dialog_teacher import LANGS, CorpusTeacher, opt_value
 from parlai_dialogft.data.readers import chitchat
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 SPEAKER_CHOICES = ("first", "second", "both")
 

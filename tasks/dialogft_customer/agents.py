@@ -28,7 +28,7 @@ from parlai_dialogft.knowledge.teacher_mixin import (
     add_knowledge_arg,
     knowledge_mode,
 )
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 #: The knowledge store of each language's databases.
 STORES = {"zh": "crosswoz", "en": "multiwoz"}

@@ -17,10 +17,10 @@ from typing import List
 
 from parlai_dialogft.data import splits
 from parlai_dialogft.data.cleaning import CleaningReport, clean_conversations
-from parlai_dialogft.data.conversation import Conversation, DataFormatError, resolve_speakers
+from parlai_dialogft.data.conversation import Conversation, resolve_speakers
 from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.data.readers.user_files import FORMATS, read_user_file
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 
 class UserFilesTeacher(ConversationTeacher):

@@ -20,7 +20,6 @@ from typing import Iterable, List, Optional, Tuple
 from parlai.utils import logging
 
 from parlai_dialogft.data import splits
-from parlai_dialogft.data.conversation import DataFormatError
 from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.data.readers.preferences import (
     KINDS,
@@ -30,7 +29,7 @@ from parlai_dialogft.data.readers.preferences import (
     clean_preferences,
     read_preference_file,
 )
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 
 class PreferenceTeacher(ConversationTeacher):

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from parlai_dialogft.data.conversation import DataFormatError
+from parlai_dialogft.utils.errors import DataFormatError
 
 T = TypeVar("T")
 CORPORA_DIR = Path(__file__).resolve().parent.parent / "corpora"

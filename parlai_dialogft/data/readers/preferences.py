@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from parlai_dialogft.data.cleaning import CleaningOptions, CleaningReport, clean_text, clean_turns
-from parlai_dialogft.data.conversation import DataFormatError, Turn
-from parlai_dialogft.data.readers.user_files import decoded_lines, file_version, guess_lang, json_lines
+from parlai_dialogft.data.conversation import Turn
+from parlai_dialogft.data.readers.user_files import file_version, guess_lang
+from parlai_dialogft.utils.errors import DataFormatError
+from parlai_dialogft.utils.jsonl import read_jsonl
 
 PAIRED, UNPAIRED = "paired", "unpaired"
 KINDS = ("auto", PAIRED, UNPAIRED)
@@ -92,7 +94,7 @@ def _read_cached(path_str: str, _mtime: int, _size: int, kind: str) -> Tuple[Pre
     # What fixed the kind, for the message when a record disagrees: the flag or a line.
     decided_by = "" if kind == "auto" else f"--pref-kind is {kind}"
     records: List[PreferenceRecord] = []
-    for number, record in json_lines(path, decoded_lines(path), "a preference file holds one JSON object per line"):
+    for number, record in read_jsonl(path, "a preference file holds one JSON object per line"):
         if not isinstance(record, dict):
             raise DataFormatError(path, number, f"expected a JSON object, found {_type_name(record)}")
         found = kind_of(path, number, record)

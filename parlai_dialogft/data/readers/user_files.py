@@ -27,15 +27,16 @@ cleaning step drops such pairs and counts them.
 from __future__ import annotations
 
 import ast
-import codecs
 import csv
 import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from parlai_dialogft.data.conversation import Conversation, DataFormatError, Turn
+from parlai_dialogft.data.conversation import Conversation, Turn
+from parlai_dialogft.utils.errors import DataFormatError
+from parlai_dialogft.utils.jsonl import decoded_lines, json_lines
 
 FORMATS = ("auto", "csv", "tsv", "jsonl", "json", "parlai")
 PROMPT_KEYS = ("prompt", "input", "question", "query", "instruction", "context", "text")
@@ -104,41 +105,6 @@ def _read_cached(path_str: str, _mtime: int, _size: int, fmt: str) -> Tuple[Conv
             who = f"only {speakers[0]!r}" if speakers else "no turns"
             raise DataFormatError(path, line, f"the conversation has {who}; a teacher needs two sides")
     return tuple(conversation for _, conversation in found)
-
-
-def decoded_lines(path: Path) -> List[str]:
-    """The file's lines as text; invalid UTF-8 is an error on its line, not a crash later."""
-    data = path.read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    if not data.strip():
-        raise DataFormatError(path, 1, "the file is empty")
-    lines = []
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        try:
-            lines.append(raw.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as err:
-            raise DataFormatError(
-                path, number, f"not valid UTF-8 (byte {raw[err.start]:#04x} at column "
-                f"{err.start + 1}); save the file as UTF-8"
-            ) from None
-    return lines
-
-
-def json_lines(path: Path, lines: List[str], hint: str = "") -> Iterator[Tuple[int, Any]]:
-    """``(line number, parsed value)`` for each non-blank line of a JSONL file's ``lines``.
-
-    A line that is not JSON is an error on it; ``hint`` (e.g. what the file should hold) is
-    added to that message.
-    """
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as err:
-            problem = f"not valid JSON ({err.msg} at column {err.colno})"
-            raise DataFormatError(path, number, f"{problem}; {hint}" if hint else problem) from None
 
 
 def _pair(path: Path, line: int, prompt: Any, response: Any) -> Tuple[int, Conversation]:

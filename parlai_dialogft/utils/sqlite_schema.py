@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable, Mapping
 
-from parlai_dialogft.plugin.errors import UserError
+from parlai_dialogft.utils.errors import UserError
 
 
 def statements(sql: str):
