@@ -271,7 +271,7 @@ def test_the_parlai_script_writes_the_report_from_record_files(tmp_path):
     [
         (["--he-out", "OUT"], "--he-db (or --he-judgments / --he-chats) is required"),
         (["--he-db", "NOPE.sqlite", "--he-out", "OUT"], "--he-db NOPE.sqlite: no such file"),
-        (["--he-judgments", "BAD", "--he-out", "OUT"], "BAD:2: missing winner"),
+        (["--he-judgments", "BAD", "--he-out", "OUT"], "BAD, line 2: missing winner"),
     ],
 )
 def test_the_parlai_script_reports_bad_input_in_one_line(tmp_path, args, message):

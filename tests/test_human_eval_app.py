@@ -482,7 +482,7 @@ def test_the_command_prints_links_and_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "p.jsonl").write_text('{"speakers_to_eval": ["a"]}\n')
     for args, says in [
         (("--he-db", "s.sqlite"), "nothing to evaluate: give --he-pairings FILE and/or --he-model-file MODEL"),
-        (("--he-db", "s.sqlite", "--he-pairings", "p.jsonl"), "p.jsonl:1:"),
+        (("--he-db", "s.sqlite", "--he-pairings", "p.jsonl"), "p.jsonl, line 1: speakers_to_eval must be a list of two"),
         (("--he-db", "s.sqlite", "--he-model-file", "nope/model"), "--he-model-file nope/model: no such model file"),
         (("--he-db", "s.sqlite", "--he-model-file", "x", "--he-questions", "wit"), "unknown question 'wit'"),
         (("--he-db", "no/such/dir/s.sqlite",), "the folder no/such/dir does not exist"),

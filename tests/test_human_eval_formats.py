@@ -62,17 +62,32 @@ def test_read_pairings_names_file_and_line_of_a_bad_pairing(tmp_path, mutate, me
     bad = pairing()
     mutate(bad)
     path = write_lines(tmp_path / "p.jsonl", [json.dumps(pairing()), json.dumps(bad)])
-    with pytest.raises(UserError, match=f"p.jsonl:2: .*{message}"):
+    with pytest.raises(UserError, match=f"p.jsonl, line 2: .*{message}"):
         formats.read_pairings(path)
 
 
 def test_read_pairings_bad_json_missing_and_empty_files(tmp_path):
-    with pytest.raises(UserError, match=r"p.jsonl:1: not valid JSON"):
+    with pytest.raises(UserError, match=r"p.jsonl, line 1: not valid JSON"):
         formats.read_pairings(write_lines(tmp_path / "p.jsonl", ["{nope"]))
     with pytest.raises(UserError, match="no such pairings file"):
         formats.read_pairings(tmp_path / "absent.jsonl")
     with pytest.raises(UserError, match="no pairings in the file"):
         formats.read_pairings(write_lines(tmp_path / "e.jsonl", ["", "  "]))
+
+
+def test_read_pairings_takes_a_bom_and_names_the_line_that_is_not_utf8(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(pairing()).encode() + b"\n")
+    assert formats.read_pairings(path)[0]["speakers_to_eval"] == ["alpha", "beta"]
+    path.write_bytes(json.dumps(pairing()).encode() + b"\n" + b'{"x": "caf\xe9"}\n')
+    with pytest.raises(UserError, match=r"bom.jsonl, line 2: not valid UTF-8"):
+        formats.read_pairings(path)
+
+
+def test_an_empty_conversation_log_holds_no_conversations(tmp_path):
+    assert formats.read_conversations(write_lines(tmp_path / "c.jsonl", ["", " "])) == []
+    with pytest.raises(UserError, match="absent.jsonl: no such conversation log"):
+        formats.read_conversations(tmp_path / "absent.jsonl")
 
 
 def test_write_pairings_round_trips_and_refuses_a_bad_pairing(tmp_path):
@@ -108,10 +123,10 @@ def test_read_conversations_agrees_with_parlais_own_reader(tmp_path):
 
 def test_read_conversations_rejects_what_is_not_a_conversation_log(tmp_path):
     path = write_lines(tmp_path / "c.jsonl", [json.dumps(SELF_CHAT_LINE), json.dumps({"text": "hi"})])
-    with pytest.raises(UserError, match=r"c.jsonl:2: expected a ParlAI conversation"):
+    with pytest.raises(UserError, match=r"c.jsonl, line 2: expected a ParlAI conversation"):
         formats.read_conversations(path)
     path = write_lines(tmp_path / "d.jsonl", [json.dumps({"dialog": [[{"text": "no id"}]]})])
-    with pytest.raises(UserError, match=r"d.jsonl:1: dialog\[0\] has an act without"):
+    with pytest.raises(UserError, match=r"d.jsonl, line 1: dialog\[0\] has an act without"):
         formats.read_conversations(path)
 
 

@@ -250,7 +250,7 @@ def test_a_bad_items_file_is_refused_at_its_line_naming_the_field(tmp_path, line
     path.write_text(json.dumps({**GOOD, "id": 7}) + "\n\n" + line + "\n", encoding="utf-8")
     with pytest.raises(UserError) as caught:
         read_turn_pairs(path)
-    assert str(caught.value).startswith(f"{path}:3: ") and says in str(caught.value), str(caught.value)
+    assert str(caught.value).startswith(f"{path}, line 3: ") and says in str(caught.value), str(caught.value)
 
 
 def test_a_good_items_file_is_read_normalised_and_loading_it_twice_adds_nothing(tmp_path):
@@ -360,7 +360,7 @@ def _parlai(*args, cwd):
 def test_the_commands_refuse_a_bad_items_file_and_a_missing_flag_in_one_line(tmp_path):
     (tmp_path / "items.jsonl").write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "a": None}) + "\n")
     for args, says in [
-        (("dialogft_human_eval", "--he-db", "s.sqlite", "--he-turn-pairs", "items.jsonl"), "items.jsonl:2: a: "),
+        (("dialogft_human_eval", "--he-db", "s.sqlite", "--he-turn-pairs", "items.jsonl"), "items.jsonl, line 2: a: "),
         (("dialogft_human_eval", "--he-db", "s.sqlite", "--he-turn-pairs", "none.jsonl"),
          "--he-turn-pairs none.jsonl: no such file"),
         (("dialogft_human_eval_preferences", "--he-db", "s.sqlite"), "give --he-preferences-out"),

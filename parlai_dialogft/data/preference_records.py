@@ -3,14 +3,13 @@
 The serving log, crowd judgments and self-play all write the conversational formats that
 ``-t dialogft_preferences`` reads: ``{"prompt", "chosen", "rejected"}`` (paired) and
 ``{"prompt", "completion", "label"}`` (unpaired), the prompt a list of chat messages and
-each reply one assistant message.
+each reply one assistant message. They are written with
+:func:`parlai_dialogft.utils.jsonl.write_jsonl`, all of a file or nothing.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Dict, Iterable, List
+from typing import Dict, List
 
 Messages = List[Dict[str, str]]
 
@@ -25,12 +24,3 @@ def paired(prompt: Messages, chosen: str, rejected: str) -> dict:
 
 def unpaired(prompt: Messages, completion: str, label: bool) -> dict:
     return {"prompt": prompt, "completion": assistant(completion), "label": label}
-
-
-def write_jsonl(path: str, records: Iterable[dict]) -> None:
-    """All of it or nothing: a reader never sees half a file (written aside, then renamed)."""
-    partial = str(path) + ".partial"
-    with open(partial, "w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(partial, path)

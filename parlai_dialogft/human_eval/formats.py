@@ -4,7 +4,7 @@
   ``{"is_onboarding", "speakers_to_eval": [m1, m2], "correct_answer"?, "dialogue_dicts":
   [d1, d2]}`` where ``d1`` is ``m1``'s conversation: ``{"speakers": [...], "id"?,
   "dialogue": [{"id": speaker, "text": ...}, ...]}``. :func:`read_pairings` checks every
-  line and names ``file:line`` in its one-line errors; extra keys (``tags``,
+  line and names ``FILE, line N`` in its one-line errors; extra keys (``tags``,
   ``dialogue_ids``, ...) are kept.
 * ParlAI ``Conversations`` JSONL, as ``parlai self_chat --outfile x.jsonl`` and the world
   logger write it: ``{"dialog": [[act, act], ...], "context": [...]}``
@@ -17,8 +17,8 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
-import json
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 from parlai_dialogft.human_eval import stats
 from parlai_dialogft.utils.errors import UserError
+from parlai_dialogft.utils.jsonl import read_jsonl, write_jsonl
 
 # ParlAI's name for the speaker who is not evaluated in a self-chat.
 OTHER_SPEAKER = "other_speaker"
@@ -79,37 +80,31 @@ def validate_pairing(pairing: Any, where: str) -> Dict[str, Any]:
     return {**pairing, "is_onboarding": onboarding}
 
 
-def _jsonl_objects(path: Path, what: str) -> Iterator[Tuple[str, Any]]:
-    """``(file:line, parsed JSON)`` for each non-blank line; user errors name the file and line."""
+def jsonl_records(path: str | Path, missing: str) -> Iterator[Tuple[str, int, Any]]:
+    """``(where, line number, value)`` for each non-blank line of a JSONL file (:func:`read_jsonl`).
+
+    ``where`` is ``FILE, line N``, as :class:`~parlai_dialogft.utils.errors.DataFormatError`
+    names a line: the prefix of every error about it. A missing file is the one-line error
+    ``missing`` (which names the flag or what the file should be); a file without a line
+    holds no records, and the caller says whether that is a mistake.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such {what}")
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        raise UserError(missing)
+    if not path.read_bytes().lstrip(codecs.BOM_UTF8).strip():
+        return
+    for number, value in read_jsonl(path):
+        yield f"{path}, line {number}", number, value
 
 
 def read_pairings(path: str | Path) -> List[Dict[str, Any]]:
     """Every pairing of an ACUTE pairings JSONL file, checked (blank lines skipped)."""
     path = Path(path)
-    pairings = [validate_pairing(obj, where) for where, obj in _jsonl_objects(path, "pairings file")]
+    records = jsonl_records(path, f"{path}: no such pairings file")
+    pairings = [validate_pairing(obj, where) for where, _, obj in records]
     if not pairings:
         raise UserError(f"{path}: no pairings in the file")
     return pairings
-
-
-def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def write_pairings(path: str | Path, pairings: Sequence[Mapping[str, Any]]) -> Path:
@@ -122,7 +117,7 @@ def write_pairings(path: str | Path, pairings: Sequence[Mapping[str, Any]]) -> P
 def read_conversations(path: str | Path) -> List[Dict[str, Any]]:
     """Episodes of a ParlAI ``Conversations`` JSONL file (``dialog``: a list of turns of acts)."""
     episodes = []
-    for where, episode in _jsonl_objects(Path(path), "conversation log"):
+    for where, _, episode in jsonl_records(path, f"{path}: no such conversation log"):
         dialog = episode.get("dialog") if isinstance(episode, dict) else None
         if not isinstance(dialog, list):
             raise UserError(f"{where}: expected a ParlAI conversation with a 'dialog' list")

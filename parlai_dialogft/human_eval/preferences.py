@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from parlai_dialogft.data.preference_records import paired, write_jsonl
+from parlai_dialogft.data.preference_records import paired
 from parlai_dialogft.human_eval.db import Database, turn_records
 from parlai_dialogft.human_eval.turn_items import other_side
 from parlai_dialogft.model.chat_format import to_messages
 from parlai_dialogft.utils.errors import UserError
+from parlai_dialogft.utils.jsonl import write_jsonl
 
 
 @dataclass

@@ -12,7 +12,7 @@ candidates answer it (the roles are counted back from the newest turn, as
 two models or be two drafts of one model. A line with ``"is_onboarding": true`` and
 ``"correct_answer": "a"`` (or ``"b"``) is a practice item with a known answer, shown before
 any real one, as ACUTE's onboarding pairings are. :func:`read_turn_pairs` stops at the first
-bad line with ``file:line: field: what is wrong``.
+bad line with ``FILE, line N: field: what is wrong``.
 
 Attention checks are derived, not written: a copy of a real item whose one candidate is
 :data:`~.qc.BROKEN_TURN`, so the other is the known answer (:func:`attention_check`).
@@ -21,12 +21,12 @@ Attention checks are derived, not written: a copy of a real item whose one candi
 from __future__ import annotations
 
 import copy
-import json
 import random
 from pathlib import Path
 from typing import Any, Dict, List
 
 from parlai_dialogft.human_eval.db import Database, pair_id
+from parlai_dialogft.human_eval.formats import jsonl_records
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
 from parlai_dialogft.utils.errors import UserError
 
@@ -78,25 +78,14 @@ def validate_turn_pair(record: Any, where: str) -> Dict[str, Any]:
 
 def read_turn_pairs(path: str | Path) -> List[Dict[str, Any]]:
     """Every item of a ``--he-turn-pairs`` file, checked (blank lines skipped; ids unique)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--he-turn-pairs {path}: no such file")
     items: List[Dict[str, Any]] = []
     first_line: Dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-            item = validate_turn_pair(record, where)
-            if item["id"] in first_line:  # the export names items by id: two would be one
-                raise UserError(f"{where}: id: {item['id']!r} is already the id of line {first_line[item['id']]}")
-            first_line[item["id"]] = number
-            items.append(item)
+    for where, number, record in jsonl_records(path, f"--he-turn-pairs {path}: no such file"):
+        item = validate_turn_pair(record, where)
+        if item["id"] in first_line:  # the export names items by id: two would be one
+            raise UserError(f"{where}: id: {item['id']!r} is already the id of line {first_line[item['id']]}")
+        first_line[item["id"]] = number
+        items.append(item)
     if not items:
         raise UserError(f"--he-turn-pairs {path}: no items in the file")
     return items

@@ -10,7 +10,6 @@ and ``report.md`` with plots. The logic is in :mod:`parlai_dialogft.human_eval.a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,6 +17,7 @@ from parlai.core.params import ParlaiParser
 from parlai.core.script import ParlaiScript, register_script
 
 from parlai_dialogft.human_eval.analysis import AnalysisOptions, analyze
+from parlai_dialogft.human_eval.formats import jsonl_records
 from parlai_dialogft.utils.errors import UserError, one_line_errors
 
 DEFAULTS = AnalysisOptions(out="")
@@ -28,21 +28,12 @@ CHAT_KEYS = ("chat_id", "worker_id", "model", "turns", "bot_turn_problems", "rat
 
 
 def _read_records(path: str, keys, flag: str) -> List[Dict[str, Any]]:
-    """JSONL records of the db.py shapes, each checked for its keys (file:line on error)."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{flag} {path}: no such file")
+    """JSONL records of the db.py shapes, each checked for its keys (file and line on error)."""
     records = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    for where, _, record in jsonl_records(path, f"{flag} {path}: no such file"):
         missing = [k for k in keys if not isinstance(record, dict) or k not in record]
         if missing:
-            raise UserError(f"{path}:{number}: missing {', '.join(missing)}")
+            raise UserError(f"{where}: missing {', '.join(missing)}")
         records.append(record)
     return records
 

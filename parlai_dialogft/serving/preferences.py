@@ -31,10 +31,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List
 
-from parlai_dialogft.data.preference_records import paired, unpaired, write_jsonl
+from parlai_dialogft.data.preference_records import paired, unpaired
 from parlai_dialogft.serving.protocol import same_text
 from parlai_dialogft.serving.store import open_schema
 from parlai_dialogft.utils.errors import UserError
+from parlai_dialogft.utils.jsonl import write_jsonl
 
 PAIRED = "paired.jsonl"
 UNPAIRED = "unpaired.jsonl"

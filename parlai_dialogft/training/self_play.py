@@ -19,12 +19,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable
 
-from parlai_dialogft.data.preference_records import paired, write_jsonl
+from parlai_dialogft.data.preference_records import paired
 from parlai_dialogft.evaluation.metrics import precision_recall_f1
 from parlai_dialogft.evaluation.report_eval import Sample
 from parlai_dialogft.evaluation.text import cjk_aware_tokenize
 from parlai_dialogft.model.chat_format import to_messages
 from parlai_dialogft.utils.errors import UserError
+from parlai_dialogft.utils.jsonl import write_jsonl
 
 NEAR_EQUAL = "near-equal replies (token F1 >= --sp-max-f1)"
 EMPTY = "empty sampled replies"
