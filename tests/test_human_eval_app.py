@@ -492,6 +492,20 @@ def test_the_command_prints_links_and_refuses_bad_input_in_one_line(tmp_path):
         assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
 
 
+def test_the_task_settings_check_the_questions_and_the_queue_flags():
+    from parlai_dialogft.human_eval.tasks import TaskSettings
+    from parlai_dialogft.human_eval.work_queue import QueueSettings
+    from parlai_dialogft.utils.errors import UserError
+
+    assert isinstance(TaskSettings(), QueueSettings)  # what both queues read, and ACUTE's questions
+    with pytest.raises(UserError, match="--he-questions: give at least one question key"):
+        TaskSettings(questions=())
+    with pytest.raises(UserError, match="--he-comparisons 0: must be at least 1"):
+        TaskSettings(comparisons_per_task=0)
+    with pytest.raises(UserError, match="--he-tasks-per-worker 0: must be at least 1"):
+        QueueSettings(tasks_per_worker=0)
+
+
 def test_pairing_with_onboarding_needs_a_correct_answer(tmp_path):
     from parlai_dialogft.utils.errors import UserError
 

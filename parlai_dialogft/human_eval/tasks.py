@@ -1,46 +1,36 @@
 """ACUTE-Eval task assignment and the judgments that come back.
 
-The queue protocol (practice first, least-judged pairings, attention checks, quality
-control) is :mod:`.work_queue`'s. Here: the settings, the pairings and their attention
-checks, and what an ACUTE comparison is. Each shows the two models' conversations on a side
-chosen at random, recorded as ``left_model``; the page never learns model names. A worker
-never sees a pairing twice (``UNIQUE (worker_id, pair_id)`` in the database).
+The queue protocol (loading, practice first, least-judged pairings, attention checks,
+quality control) is :mod:`.work_queue`'s, as for the per-turn task (:mod:`.turn_tasks`).
+Here: the questions asked, the pairings with their attention checks
+(:func:`~.qc.attention_check`), and what an ACUTE comparison is. Each shows the two
+models' conversations on a side chosen at random, recorded as ``left_model``; the page
+never learns model names. A worker never sees a pairing twice (``UNIQUE (worker_id,
+pair_id)`` in the database).
 """
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from parlai_dialogft.human_eval import qc
-from parlai_dialogft.human_eval.db import Database, new_id, pair_id
-from parlai_dialogft.human_eval.work_queue import Tables, WorkQueue
+from parlai_dialogft.human_eval.db import Database, new_id
+from parlai_dialogft.human_eval.work_queue import QueueSettings, Tables, WorkQueue, load_items
 from parlai_dialogft.utils.errors import UserError
 
 
 @dataclass(frozen=True)
-class TaskSettings:
+class TaskSettings(QueueSettings):
+    """The ACUTE task's settings: the queue's, and the questions its comparisons ask."""
+
     questions: Tuple[str, ...] = ("engagingness",)  # keys of the question table, asked in turn
-    comparisons_per_task: int = 5
-    checks_per_task: int = 1  # attention checks added to each task
-    tasks_per_worker: int = 1
-    judgments_per_pair: int = 0  # stop assigning a pair after this many workers (0: no cap)
-    # An unanswered assignment holds its pair's place under judgments_per_pair this long;
-    # after that a worker who left no longer keeps others from judging it.
-    hold_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.questions:
             raise UserError("--he-questions: give at least one question key")
-        for flag, value, least in (("--he-comparisons", self.comparisons_per_task, 1),
-                                   ("--he-checks-per-task", self.checks_per_task, 0),
-                                   ("--he-tasks-per-worker", self.tasks_per_worker, 1),
-                                   ("--he-judgments-per-pair", self.judgments_per_pair, 0),
-                                   ("--he-hold-minutes", self.hold_s, 0)):
-            if value < least:
-                raise UserError(f"{flag} {value}: must be at least {least}")
+        super().__post_init__()
 
 
 def load_pairings(db: Database, pairings: List[Dict[str, Any]], checks_per_task: int, seed: int = 0) -> Dict[str, int]:
@@ -49,22 +39,13 @@ def load_pairings(db: Database, pairings: List[Dict[str, Any]], checks_per_task:
     for number, p in enumerate(onboarding, 1):
         if p.get("correct_answer") not in p["speakers_to_eval"]:
             raise UserError(f"onboarding pairing {number}: 'correct_answer' must name one of speakers_to_eval")
-    real = [p for p in pairings if not p.get("is_onboarding")]
-    db.add_pairings(onboarding, "onboarding")
-    db.add_pairings(real, "task")
-    rng = random.Random(seed)
-    checks = []
-    for p in real if checks_per_task else []:
-        check = qc.attention_check(p, rng)
-        check["check_of"] = pair_id(p, "task")  # so a task never holds a pairing and its own check
-        checks.append(check)
-    db.add_pairings(checks, "attention")
-    return {"onboarding": len(onboarding), "task": len(real), "attention": len(checks)}
+    return load_items(db.add_pairings, pairings, checks_per_task, qc.attention_check, seed)
 
 
 class Assigner(WorkQueue):
     """The ACUTE task: pairs of conversations, one question per comparison."""
 
+    settings: TaskSettings
     tables = Tables(items="pairings", item_id="pair_id", assignments="assignments", judgments="judgments",
                     onboarding="onboarding", left="left_model", failed_check_flag="failed_check", noun="comparison")
     item_columns = "i.kind, i.correct_answer, i.model_a, i.model_b"

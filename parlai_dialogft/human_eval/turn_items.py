@@ -16,6 +16,8 @@ bad line with ``FILE, line N: field: what is wrong``.
 
 Attention checks are derived, not written: a copy of a real item whose one candidate is
 :data:`~.qc.BROKEN_TURN`, so the other is the known answer (:func:`attention_check`).
+:func:`load_turn_pairs` stores the items and their checks as the pairings are stored,
+through :func:`~.work_queue.load_items`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import random
 from pathlib import Path
 from typing import Any, Dict, List
 
-from parlai_dialogft.human_eval.db import Database, pair_id
+from parlai_dialogft.human_eval.db import Database
 from parlai_dialogft.human_eval.formats import jsonl_records
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
+from parlai_dialogft.human_eval.work_queue import load_items
 from parlai_dialogft.utils.errors import UserError
 
 SIDES = ("a", "b")
@@ -104,15 +107,4 @@ def attention_check(item: Dict[str, Any], rng: random.Random) -> Dict[str, Any]:
 def load_turn_pairs(db: Database, items: List[Dict[str, Any]], checks_per_task: int,
                     seed: int = 0) -> Dict[str, int]:
     """Store a file's items, plus one attention check derived from each real item."""
-    onboarding = [i for i in items if i["is_onboarding"]]
-    real = [i for i in items if not i["is_onboarding"]]
-    db.add_turn_items(onboarding, "onboarding")
-    db.add_turn_items(real, "task")
-    rng = random.Random(seed)
-    checks = []
-    for item in real if checks_per_task else []:
-        check = attention_check(item, rng)
-        check["check_of"] = pair_id(item, "task")  # so a task never holds an item and its own check
-        checks.append(check)
-    db.add_turn_items(checks, "attention")
-    return {"onboarding": len(onboarding), "task": len(real), "attention": len(checks)}
+    return load_items(db.add_turn_items, items, checks_per_task, attention_check, seed)

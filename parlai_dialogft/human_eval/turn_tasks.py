@@ -1,8 +1,9 @@
 """The per-turn pairwise task: which next reply is better, and why.
 
-The queue protocol of the ACUTE task (:mod:`.work_queue`), on the ``turn_*`` tables. Each
-item's candidates are shown on a side drawn per assignment (``left_side``); the page gets
-texts only, never the models. ``UNIQUE (worker_id, item_id)`` keeps it to one judgment per
+The queue protocol of :mod:`.work_queue`, as the ACUTE task (:mod:`.tasks`), on the
+``turn_*`` tables; its items are read and loaded by :mod:`.turn_items`. Each item's
+candidates are shown on a side drawn per assignment (``left_side``); the page gets texts
+only, never the models. ``UNIQUE (worker_id, item_id)`` keeps it to one judgment per
 worker per item. Blocked workers are on the shared blocklist, so the export leaves them out.
 """
 

@@ -1,7 +1,9 @@
 """A worker's queue of judgments: the protocol shared by the ACUTE and per-turn tasks.
 
-A worker gets the practice items (``kind = 'onboarding'``) first, once, then tasks of
-``TaskSettings.comparisons_per_task`` items: the least-judged ones the worker has not seen
+:func:`load_items` stores a run's items the same way for both tasks: practice items
+(``kind = 'onboarding'``), real ones (``'task'``) and an attention check derived from each
+real one (``'attention'``). A worker gets the practice items first, once, then tasks of
+``QueueSettings.comparisons_per_task`` items: the least-judged ones the worker has not seen
 (ties at random), with ``checks_per_task`` attention checks at random positions, checks of
 items outside the task first. Fetching an item marks it shown, the start of its minimum
 time. An answer is refused with a message when :mod:`.qc` says so; a failed practice round
@@ -19,10 +21,13 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from parlai_dialogft.human_eval import qc
-from parlai_dialogft.human_eval.db import Database
+from parlai_dialogft.human_eval.db import Database, pair_id
+from parlai_dialogft.utils.errors import UserError
+
+Item = Dict[str, Any]
 
 
 class Refused(Exception):
@@ -48,10 +53,54 @@ class Tables:
     noun: str  # what the page calls an item, in refusals
 
 
+@dataclass(frozen=True)
+class QueueSettings:
+    """How work is handed out, the same for both tasks (the ACUTE task adds its questions)."""
+
+    comparisons_per_task: int = 5
+    checks_per_task: int = 1  # attention checks added to each task
+    tasks_per_worker: int = 1
+    judgments_per_pair: int = 0  # stop assigning a pair after this many workers (0: no cap)
+    # An unanswered assignment holds its pair's place under judgments_per_pair this long;
+    # after that a worker who left no longer keeps others from judging it.
+    hold_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for flag, value, least in (("--he-comparisons", self.comparisons_per_task, 1),
+                                   ("--he-checks-per-task", self.checks_per_task, 0),
+                                   ("--he-tasks-per-worker", self.tasks_per_worker, 1),
+                                   ("--he-judgments-per-pair", self.judgments_per_pair, 0),
+                                   ("--he-hold-minutes", self.hold_s, 0)):
+            if value < least:
+                raise UserError(f"{flag} {value}: must be at least {least}")
+
+
+def load_items(store: Callable[[List[Item], str], object], items: Sequence[Item], checks_per_task: int,
+               attention_check: Callable[[Item, random.Random], Item], seed: int = 0) -> Dict[str, int]:
+    """Store a run's items, plus one attention check derived from each real item.
+
+    ``store(items, kind)`` is the task's :class:`~.db.Database` method (idempotent: loading
+    a file again adds nothing); ``attention_check(item, rng)`` turns a real item into one
+    with a known answer.
+    """
+    onboarding = [i for i in items if i.get("is_onboarding")]
+    real = [i for i in items if not i.get("is_onboarding")]
+    store(onboarding, "onboarding")
+    store(real, "task")
+    rng = random.Random(seed)
+    checks = []
+    for item in real if checks_per_task else []:
+        check = attention_check(item, rng)
+        check["check_of"] = pair_id(item, "task")  # so a task never holds an item and its own check
+        checks.append(check)
+    store(checks, "attention")
+    return {"onboarding": len(onboarding), "task": len(real), "attention": len(checks)}
+
+
 @dataclass
 class WorkQueue:
     db: Database
-    settings: Any  # tasks.TaskSettings
+    settings: QueueSettings
     qc_settings: qc.QcSettings
     rng: random.Random = field(default_factory=random.Random)
 
