@@ -7,7 +7,7 @@ For each task (``dialogft_qa:speaker=second``: KdConv, the answering side; and
 ``parlai eval_model`` scores the first ``--eval-examples`` test examples in file order, with the
 same mode. Retrieval is BM25 over the task's store (``kdconv`` triples, the ``crosswoz``
 database), top ``--top-k``, the query being the turn and the reply before it. Prints the
-README's table: F1, BLEU-4, knowledge F1, recall@k (retrieved rows), entity-exists share
+table of docs/knowledge.md: F1, BLEU-4, knowledge F1, recall@k (retrieved rows), entity-exists share
 (CrossWOZ).
 
     python bench/knowledge.py                          # 120 updates per run, 200 test examples

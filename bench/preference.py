@@ -17,7 +17,7 @@ The start is ``zoo:dialogft/customer_t5`` (fine-tuned on customer service). Per 
    start is larger for the chosen reply than for the rejected one; a tie counts half, so
    the start itself scores 0.5).
 
-Prints the README's table, mean ± sd over seeds. Run it alone (two cores). A rerun with
+Prints the table of docs/preferences.md, mean ± sd over seeds. Run it alone (two cores). A rerun with
 the same ``--out`` reuses the pair files and finished models it finds there.
 
     python bench/preference.py                          # en and zh, 2 seeds

@@ -1,4 +1,4 @@
-"""Robustness and bias before/after augmentation: the README's figures.
+"""Robustness and bias before/after augmentation: the figures of docs/robustness.md.
 
 Three fine-tunings of the same base model on the same task with the same budget of
 updates (not of seconds: on a shared machine a time budget buys each run a different

@@ -5,7 +5,7 @@ the starting weights (the zoo's pretrained ones, or a random init of its config)
 is ``parlai train_model`` on ``dialogft_customer:lang=L``, then ``parlai eval_model`` on
 the first ``--eval-examples`` of its test split (in file order, the same examples for every
 run), with the decoding of ``make demo``
-(beam 4, trigram blocking). Prints the README's table.
+(beam 4, trigram blocking). Prints the table of docs/zoo.md.
 
     python bench/transfer.py                        # en and zh, 4 minutes of training each
     python bench/transfer.py --minutes 10 --eval-examples 1000

@@ -3,9 +3,9 @@
 Each zoo entry, with the decoding its model file carries, on the first ``--eval-examples``
 test examples of ``dialogft_customer`` in each language (file order, the same examples for
 every model). The pretrained default has read only the training splits, once, among other
-corpora; ``customer_t5`` is it fine-tuned on customer service. Prints the table of the
-README and of customer_t5's model card; ``--write`` stores the figures in that card's
-``dialogft_card.json``, from which ``python docs/figures.py`` draws the README's chart.
+corpora; ``customer_t5`` is it fine-tuned on customer service. Prints the table of
+customer_t5's model card; ``--write`` stores the figures in that card's
+``dialogft_card.json``, from which ``python docs/figures.py`` draws the chart in docs/zoo.md.
 
     python bench/zoo.py                      # 200 examples per language
     python bench/zoo.py --eval-examples 500 --write

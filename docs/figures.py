@@ -1,4 +1,4 @@
-"""The README's pictures, drawn from files in the repository: ``python docs/figures.py``.
+"""The pictures of docs/zoo.md, drawn from files in the repository: ``python docs/figures.py``.
 
 * ``docs/images/customer_t5_training.png``: loss and perplexity while ``zoo:dialogft/customer_t5``
   was fine-tuned (its ParlAI trainstats, shipped beside the weights as ``training.trainstats``);

@@ -13,8 +13,8 @@ from conftest import png_is_drawn
 
 ROOT = Path(__file__).resolve().parent.parent
 PICTURES = {
-    "README.md": ["docs/images/zoo_results.png", "docs/images/customer_t5_training.png"],
     "docs/data.md": ["images/turn_lengths.png"],
+    "docs/zoo.md": ["images/zoo_results.png", "images/customer_t5_training.png"],
 }
 
 
