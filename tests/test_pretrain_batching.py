@@ -2,7 +2,7 @@
 batches as drawn, computed in length groups (``--pretrain-batching groups``).
 
 Groups cost 0.13 less validation loss in bench/training.py's fine-tuning, but the model
-pretrained with them transferred worse in both languages (README, "The pretrained default"),
+pretrained with them transferred worse in both languages (docs/zoo.md, "The pretrained default"),
 so the default stays the recipe that made the shipped weights.
 """
 

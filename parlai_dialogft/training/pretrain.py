@@ -46,7 +46,7 @@ PRETRAIN_TASK_WEIGHTS = "2,2,4,2,1,1"
 #: examples (a span-infilling turn) many to a batch, so infilling made about a quarter of the
 #: examples; batches as drawn, computed in length groups, cost 0.13 less validation loss in
 #: bench/training.py's fine-tuning, but pretrained this way (same 3000 updates) the model
-#: transferred worse in both languages (README, "The pretrained default").
+#: transferred worse in both languages (`docs/zoo.md`, "The pretrained default").
 BATCHING = {
     "buckets": ["--dynamic-batching", "full"],
     "groups": ["--dynamic-batching", "none", "--hf-length-groups", "true"],
@@ -67,7 +67,7 @@ class Recipe:
     batchsize: int = field(default=32, metadata={"help": "examples per batch (buckets: about that many)"})
     batching: str = field(default="buckets", metadata={
         "help": "buckets: ParlAI's length buckets (--dynamic-batching full; the released weights); groups: "
-                "batches as drawn, computed in length groups (transferred worse: README)"})
+                "batches as drawn, computed in length groups (transferred worse: docs/zoo.md)"})
     learningrate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
     max_texts: int = field(default=0, metadata={"help": "cap on tokenizer texts (0: all); tests use a few hundred"})
     datapath: str = field(default="", metadata={"help": "ParlAI --datapath (default: ParlAI's)"})
@@ -247,7 +247,7 @@ byte-level BPE tokens, so not comparable with other tokenizers):
 {rows}
 
 Fine-tuned on `dialogft_customer` versus the same model trained from scratch: see the
-"Pretrained default" section of the project README (`python bench/transfer.py`).
+"From scratch or from the zoo" section of the project's `docs/zoo.md` (`python bench/transfer.py`).
 
 ## Intended use and limits
 
