@@ -12,14 +12,19 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 * :mod:`.metrics`   the Prometheus registry and the middleware that counts requests
 * :mod:`.live_eval` each reply and request measured (length, repetition, generic replies,
   language, drift against the training profile, feedback) for /metrics and the dashboard
-* :mod:`.dashboard` the built-in dashboard page (static/dashboard.html) and its data route
 * :mod:`.adapters`  --serve-lora: several LoRA models on one base, split by adapter per batch
 * :mod:`.store`     opt-in SQLite log of replies, their drafts and user feedback, with retention
 * :mod:`.preferences` the log as preference data (TRL's paired and unpaired JSONL)
 * :mod:`.guard`     API keys, loopback detection and the request-size limit
 * :mod:`.options`   the ``--serve-*`` flags and their validation
-* :mod:`.app`       the FastAPI routes that tie these together
+* :mod:`.app`       the FastAPI app: the batcher's life, the middleware, the error format, the routers
+* :mod:`.routes`    one router per concern: :mod:`.routes.openai_api` (/v1/chat/completions,
+  /v1/models), :mod:`.routes.feedback` (/v1/feedback), :mod:`.routes.pages` (the chat page,
+  /dashboard), :mod:`.routes.operations` (/healthz, /metrics)
+* :mod:`.state`     what the routes share (:class:`~.state.ServingState`: settings, batcher,
+  metrics, log) and the API-key check, as FastAPI dependencies
 
-Only :mod:`.app` and :mod:`.dashboard` import FastAPI; only :mod:`.replier`, :mod:`.streaming`,
+Read :mod:`.app`, then :mod:`.routes.openai_api`, to follow a request from HTTP to the batcher.
+Only :mod:`.app`, :mod:`.state` and :mod:`.routes` import FastAPI; only :mod:`.replier`, :mod:`.streaming`,
 :mod:`.continuous` and :mod:`.adapters` touch ParlAI, torch or peft.
 """
