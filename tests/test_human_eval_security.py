@@ -74,6 +74,7 @@ def test_a_worker_cannot_write_into_or_finish_another_worker_s_chat(tmp_path):
 
 
 WORKER_ROUTES = [("GET", "/api/me"), ("GET", "/api/pairwise/next"), ("POST", "/api/pairwise/as_x"),
+                 ("GET", "/api/turns/next"), ("POST", "/api/turns/ta_x"),
                  ("GET", "/api/chat"), ("POST", "/api/chat/chat_x/message"), ("POST", "/api/chat/chat_x/finish"),
                  ("GET", "/api/done")]
 
@@ -86,6 +87,15 @@ def test_every_worker_call_needs_a_valid_session(tmp_path, method, path):
                         {"Authorization": f"Bearer {ADMIN}"}):
             status, _, answer = http(s.url + path, method, body, headers=headers)
             assert status == 401 and "open your start link again" in answer["error"], (headers, answer)
+
+
+def test_a_stranger_is_refused_before_a_malformed_query_is_looked_at(tmp_path):
+    with study(tmp_path, task_pairings()) as s:
+        for path, says in (("/api/pairwise/next?more=x", "open your start link again"),
+                           ("/api/turns/next?more=x", "open your start link again"),
+                           ("/admin/api/judgments?limit=x", "admin token")):
+            status, _, answer = http(s.url + path)
+            assert status == 401 and says in answer["error"], (path, answer)
 
 
 ADMIN_ROUTES = [("GET", "/admin"), ("GET", "/admin/api/progress"), ("GET", "/admin/api/workers"),
