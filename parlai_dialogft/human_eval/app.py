@@ -2,8 +2,8 @@
 
     GET  /start?worker=ID&token=T | ?PROLIFIC_PID=.. | ?workerId=..   [&task=pairwise|chat|turns]
                                    -> a session, then the worker page (/work#s=SESSION, /turns#s=SESSION)
-    GET  /work                     the worker page (static/work.html + work.js)
-    GET  /turns                    the per-turn page (static/turns.html + turns.js)
+    GET  /work                     the worker page (static/work.html + page.js, judgment.js, work.js)
+    GET  /turns                    the per-turn page (static/turns.html + page.js, judgment.js, turns.js)
     GET  /api/me                   the worker's protocol, the questions and categories to show
     GET  /api/pairwise/next[?more=1]   the next comparison (or the stage: done, blocked, ...)
     POST /api/pairwise/{assignment_id} {"choice": "left"|"right", "justification": "..."}

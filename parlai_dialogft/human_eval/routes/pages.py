@@ -2,8 +2,8 @@
 
     GET /start?worker=ID&token=T | ?PROLIFIC_PID=.. | ?workerId=..   [&task=pairwise|chat|turns]
                          -> a session, then the worker page (/work#s=SESSION, /turns#s=SESSION)
-    GET /work            the ACUTE and live-chat page (static/work.html)
-    GET /turns           the per-turn page (static/turns.html)
+    GET /work            the ACUTE and live-chat page (static/work.html: page.js, judgment.js, work.js)
+    GET /turns           the per-turn page (static/turns.html: page.js, judgment.js, turns.js)
     GET /static/{name}   one of :data:`STATIC`, nothing else
 """
 
@@ -19,7 +19,10 @@ from parlai_dialogft.human_eval import recruit
 from parlai_dialogft.human_eval.state import StudyState, study_state
 from parlai_dialogft.human_eval.work_queue import Refused
 
-STATIC = ("page.js", "work.html", "work.js", "turns.html", "turns.js", "admin.html", "admin.js", "style.css")
+# page.js: what every worker page needs (elements, the API with the session, the endings);
+# judgment.js: the judgment form of both task pages.
+STATIC = ("page.js", "judgment.js", "work.html", "work.js", "turns.html", "turns.js", "admin.html", "admin.js",
+          "style.css")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 
 router = APIRouter(include_in_schema=False)

@@ -1,5 +1,6 @@
 // What the worker pages (work.js, turns.js) share: elements, messages, the API with the
-// worker's session, and the two endings. Every text from the server goes in with
+// worker's session, and the endings (finished, blocked, stopped). Their judgment form is
+// judgment.js. Every text from the server goes in with
 // textContent (never innerHTML): conversations and justifications are data, not markup.
 // Each page script defines `state` (with `session`) and `show(section)`.
 "use strict";
@@ -56,4 +57,8 @@ function stop(name, text) {
   show(null);
   say(text);
   setState(name);
+}
+
+function blocked(reason) {
+  stop("blocked", "Thank you for your time. You cannot continue: " + reason + ".");
 }

@@ -1,5 +1,5 @@
 // The worker page: ACUTE comparisons or a live chat, by the study's protocol. Shared parts:
-// page.js.
+// page.js, and judgment.js for the comparisons' form.
 "use strict";
 
 const state = { session: null, me: null, current: null, chat: null };
@@ -23,50 +23,25 @@ function choiceText(template) {
   return template.replaceAll("<Speaker 1>", "Speaker 1").replaceAll("<Speaker 2>", "Speaker 2");
 }
 
-async function nextComparison(more) {
-  const next = await api("GET", "/api/pairwise/next" + (more ? "?more=1" : ""));
-  if (next.stage === "done") return finished(next.more_available);
-  if (next.stage === "blocked") return stop("blocked", "Thank you for your time. You cannot continue: " + next.reason + ".");
-  if (next.stage === "no_work") return stop("no_work", "There is no comparison left for you right now. Thank you!");
-  state.current = next;
+function fillComparison(next) {
   const q = state.me.questions[next.question];
-  $("stage-note").textContent = next.stage === "onboarding"
-    ? "Practice round: these comparisons have a right answer you must find to continue." : "";
-  $("progress").textContent = (next.stage === "onboarding" ? "Practice " : "Comparison ") + next.number + " of " + next.total;
   fillDialogue($("left"), next.left, "Speaker 1");
   fillDialogue($("right"), next.right, "Speaker 2");
   $("question").textContent = q.question;
   $("choice-left-text").textContent = choiceText(q.s1_choice);
   $("choice-right-text").textContent = choiceText(q.s2_choice);
-  $("choice-left").checked = $("choice-right").checked = false;
-  $("justification").value = "";
-  updateSubmit();
-  show("pairwise");
-  setState(next.stage === "onboarding" ? "onboarding" : "pairwise");
-  window.scrollTo(0, 0);
 }
 
-function updateSubmit() {
-  const chosen = $("choice-left").checked || $("choice-right").checked;
-  const explained = $("justification").value.trim().length >= state.me.min_justification_chars;
-  $("submit").disabled = !(chosen && explained);
-}
-
-async function submitJudgment(event) {
-  event.preventDefault();
-  const choice = $("choice-left").checked ? "left" : "right";
-  $("submit").disabled = true;
-  try {
-    const result = await api("POST", "/api/pairwise/" + encodeURIComponent(state.current.assignment_id),
-                             { choice, justification: $("justification").value });
-    if (result.stage === "blocked") return stop("blocked", "Thank you for your time. You cannot continue: " + result.reason + ".");
-    say(result.onboarding === "passed" ? "You passed the practice round. Now the real comparisons." : "");
-    await nextComparison(false);
-  } catch (error) {
-    say(error.message);
-    updateSubmit();
-  }
-}
+const PAIRWISE = {
+  path: "/api/pairwise",
+  section: "pairwise",
+  noun: "Comparison",
+  practiceNote: "Practice round: these comparisons have a right answer you must find to continue.",
+  nothingLeft: "There is no comparison left for you right now. Thank you!",
+  passed: "You passed the practice round. Now the real comparisons.",
+  chooseFirst: "Choose one of the two speakers first.",
+  fill: fillComparison,
+};
 
 // --- live chat -----------------------------------------------------------------------------
 
@@ -130,7 +105,7 @@ function markedProblems() {
 async function loadChat() {
   const chat = await api("GET", "/api/chat");
   if (chat.stage === "done") return finished(false);
-  if (chat.stage === "blocked") return stop("blocked", "Thank you for your time. You cannot continue: " + chat.reason + ".");
+  if (chat.stage === "blocked") return blocked(chat.reason);
   state.chat = chat;
   show("chat");
   renderChat();
@@ -184,20 +159,16 @@ async function finishChat(event) {
 async function main() {
   state.session = takeSession();
   if (!state.session) return stop("error", "Open the link you were given to start.");
-  $("judge").addEventListener("submit", submitJudgment);
-  $("choice-left").addEventListener("change", updateSubmit);
-  $("choice-right").addEventListener("change", updateSubmit);
-  $("justification").addEventListener("input", updateSubmit);
+  judgments(PAIRWISE);
   $("say").addEventListener("submit", send);
   $("rate").addEventListener("submit", finishChat);
-  $("more").addEventListener("click", () => nextComparison(true).catch((e) => stop("error", e.message)));
   try {
     state.me = await api("GET", "/api/me");
     if (state.me.protocol === "chat") {
       problemOptions();
       await loadChat();
     } else {
-      await nextComparison(false);
+      await nextJudgment(false);
     }
   } catch (error) {
     stop("error", error.message);
