@@ -47,6 +47,10 @@ def test_user_files_become_entries(tmp_path):
     ("faq.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q2"}\n', 2, '"answer" must be a non-empty string'),
     ("faq.jsonl", '{"question": "q", "answer": "a"}\n\n{"question": "q", \n', 3, "not valid JSON"),
     ("docs.jsonl", '{"body": "x"}\n', 1, 'expected {"question"'),
+    ("docs.jsonl", '{"body": "x"}\n', 1, "a response field: response, completion, output, answer"),
+    ("pairs.jsonl", '{"prompt": "p", "response": "r"}\n{"prompt": "p2"}\n', 2, '"response" must be a non-empty string'),
+    ("pairs.jsonl", '{"input": "", "output": "o"}\n', 1, '"input" must be a non-empty string'),
+    ("chat.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n', 1, "no reply to a prompt"),
     ("docs.jsonl", '["a list"]\n', 1, "each line must be a JSON object"),
     ("kb.csv", "subject,relation,object\na,b,c\na,b\n", 3, "expected 3 non-empty fields"),
     ("kb.csv", "a,b,c\na,,c\n", 2, "expected 3 non-empty fields"),
@@ -248,6 +252,29 @@ def test_the_agent_retrieves_for_each_turn_and_keeps_only_the_newest_knowledge(t
     agent.reset()
     given = context.with_knowledge("where is your hotel ?", ["gold fact"])
     assert agent.observe(Message({"text": given, "episode_done": True}))["text"] == given
+
+
+def test_a_pairs_file_in_the_user_file_teacher_s_shapes_is_a_faq_store(tiny_models, tmp_path):
+    """The pairs file a model was trained on (prompt/response, input/output, chat messages)."""
+    from parlai.core.message import Message
+
+    qa = [("where is the hotel", "in the centre"), ("when is breakfast", "at seven")]
+    faq = tmp_path / "faq.jsonl"
+    faq.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in qa))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": qa[0][0], "response": qa[0][1]}) + "\n"
+                     + json.dumps({"messages": [{"role": "user", "content": qa[1][0]},
+                                                {"role": "assistant", "content": qa[1][1]}]}) + "\n")
+    in_out = tmp_path / "io.jsonl"
+    in_out.write_text("".join(json.dumps({"input": q, "output": a}) + "\n" for q, a in qa))
+    expected = stores.load_store(str(faq)).entries
+    assert expected == (stores.Entry("where is the hotel | in the centre", "where is the hotel"),
+                        stores.Entry("when is breakfast | at seven", "when is breakfast"))
+    assert stores.load_store(str(pairs)).entries == stores.load_store(str(in_out)).entries == expected
+
+    agent = make_agent(tiny_models["t5"], knowledge_retriever="bm25", knowledge_file=str(pairs), knowledge_top_k=1)
+    observed = agent.observe(Message({"text": "and breakfast ?", "episode_done": False}))
+    assert observed["text"] == context.with_knowledge("and breakfast ?", ["when is breakfast | at seven"])
 
 
 def test_the_agent_needs_a_store_for_its_retriever(tiny_models):

@@ -28,16 +28,18 @@ ASKED = {QUESTIONS[0]: "can you find me a cheap hotel in the centre ?",
          QUESTIONS[1]: "I would like to book a table for two at seven ."}
 
 
-def faq_file(path, answers):
-    path.write_text("".join(json.dumps({"question": q, "answer": a}, ensure_ascii=False) + "\n"
-                            for q, a in zip(QUESTIONS, answers)), encoding="utf-8")
+def faq_file(path, answers, fields=("question", "answer")):
+    path.write_text("".join(json.dumps(dict(zip(fields, pair)), ensure_ascii=False) + "\n"
+                            for pair in zip(QUESTIONS, answers)), encoding="utf-8")
     return str(path)
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     root = tmp_path_factory.mktemp("faq")
-    return {"ab": faq_file(root / "ab.jsonl", ANSWERS[:2]), "ba": faq_file(root / "ba.jsonl", ANSWERS[1::-1])}
+    return {"ab": faq_file(root / "ab.jsonl", ANSWERS[:2]), "ba": faq_file(root / "ba.jsonl", ANSWERS[1::-1]),
+            # the same FAQ as the user-file teacher's pairs: a training file is a store as it is
+            "ab as prompt/response": faq_file(root / "ab_pairs.jsonl", ANSWERS[:2], ("prompt", "response"))}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_interactive_answers_from_the_file_it_is_given(model_file, stores):
         assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
         by_file[name] = replies(run.stdout)
     # The same model and questions; each file's own answer, question by question.
-    assert by_file["ab"] == ANSWERS[:2]
+    assert by_file["ab"] == by_file["ab as prompt/response"] == ANSWERS[:2]
     assert by_file["ba"] == ANSWERS[1::-1]
 
 

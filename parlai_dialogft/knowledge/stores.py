@@ -10,10 +10,14 @@ named by ``--knowledge-file``:
 * ``crosswoz``: the CrossWOZ database (zh), one entry per attraction, restaurant and hotel.
 * ``multiwoz``: the MultiWOZ database (en, ConvLab-2 copy), one entry per attraction,
   hospital department, hotel, police station, restaurant and train.
-* a path: ``*.jsonl`` of FAQ pairs (``{"question": ..., "answer": ...}``) and/or documents
-  (``{"text": ..., "title": ...}``, cut into passages), or ``*.csv`` of triples
-  (``subject,relation,object``, an optional header of exactly those names). A bad row is a
-  :class:`~parlai_dialogft.data.conversation.DataFormatError` naming the file and line.
+* a path: ``*.jsonl`` of FAQ pairs and/or documents, or ``*.csv`` of triples
+  (``subject,relation,object``, an optional header of exactly those names). A pair is any
+  record the user-file teacher reads (:mod:`parlai_dialogft.data.readers.user_files`, by its
+  reader and its field names): ``{"question": ..., "answer": ...}``, ``{"prompt": ...,
+  "response": ...}``, ``{"input": ..., "output": ...}``, chat ``messages``, ...; so the pairs
+  file a model was trained on is a store as it is. A record with ``"text"`` and no response
+  field is a document (``{"text": ..., "title": ...}``, cut into passages). A bad row is a
+  :class:`~parlai_dialogft.utils.errors.DataFormatError` naming the file and line.
 
 Several stores can be joined with commas (``--knowledge-file crosswoz,faq.jsonl``).
 """
@@ -26,8 +30,10 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from parlai_dialogft.data.conversation import resolve_speakers, to_examples
+from parlai_dialogft.data.readers import user_files
 from parlai_dialogft.data.readers.corpus_files import corpus_dir, load_json
 from parlai_dialogft.utils.errors import DataFormatError, UserError
 from parlai_dialogft.utils import jsonl
@@ -171,29 +177,80 @@ def _field(record: dict, key: str, path: Path, line: int) -> str:
     return " ".join(value.split())
 
 
+#: What a line of a knowledge JSONL may be, for the error on a line that is neither.
+ACCEPTED_SHAPES = (
+    'expected {"question": ..., "answer": ...} (FAQ) or another pair the dialogft_files teacher reads '
+    f"(a prompt field: {', '.join(user_files.PROMPT_KEYS)}; a response field: {', '.join(user_files.RESPONSE_KEYS)}), "
+    'chat {"messages": [...]}, or {"text": ...} (document)'
+)
+
+
+def _pair_fields(record: dict) -> Tuple[Optional[str], Optional[str]]:
+    """The record's prompt and response fields, by the user-file teacher's names (any case)."""
+    keys = {str(k).casefold(): k for k in record}
+    return (next((keys[k] for k in user_files.PROMPT_KEYS if k in keys), None),
+            next((keys[k] for k in user_files.RESPONSE_KEYS if k in keys), None))
+
+
+def _is_dialogue(record: dict) -> bool:
+    """Chat ``messages`` or ParlAI's ``dialog``: the user-file teacher's other record shapes."""
+    return any(str(k).casefold() in ("messages", "dialog") for k in record)
+
+
+def _pairs(record: dict, path: Path, line: int) -> List[Entry]:
+    """A record the user-file teacher reads → a ``prompt | response`` entry per reply.
+
+    Read by that teacher's own reader, each reply with the context it would train on (the
+    turns since the reply before), so a pairs file trained on is a FAQ store as it is.
+    """
+    _, conversation = user_files._from_record(path, line, record)
+    entries = []
+    for speaker in resolve_speakers(conversation, conversation.extra["model_speaker"]):
+        for example in to_examples(conversation, speaker):
+            prompt, response = _one_line(example["text"]), _one_line(example["labels"][0])
+            if not prompt or not response:
+                empty = _pair_fields(record)[0 if not prompt else 1]
+                if empty is None:
+                    raise DataFormatError(path, line, f"a turn is empty: {prompt!r} then {response!r}")
+                raise DataFormatError(path, line, f'"{empty}" must be a non-empty string, got {record[empty]!r}')
+            entries.append(Entry(f"{prompt} | {response}", prompt))
+    if not entries:
+        raise DataFormatError(path, line, "the conversation has no reply to a prompt")
+    return entries
+
+
+def _document(record: dict, path: Path, line: int) -> List[Entry]:
+    text = _field(record, "text", path, line)
+    title = record.get("title")
+    if title is not None and not isinstance(title, str):
+        raise DataFormatError(path, line, f'"title" must be a string, got {title!r}')
+    title = " ".join((title or "").split())
+    return [Entry(f"{title} | {passage}" if title else passage, title) for passage in _passages(text)]
+
+
 def read_jsonl(path: Path) -> List[Entry]:
-    """FAQ pairs and documents, one JSON object per line (blank lines allowed)."""
+    """FAQ pairs and documents, one JSON object per line (blank lines allowed).
+
+    A pair is any record the user-file teacher (``dialogft_files``) reads as a dialogue:
+    ``{"question", "answer"}``, ``{"prompt", "response"}``, ``{"input", "output"}``, ...,
+    or chat ``messages``. A record with ``"text"`` and no response field is a document.
+    """
     entries: List[Entry] = []
     for line_no, record in jsonl.read_jsonl(path):
         if not isinstance(record, dict):
             raise DataFormatError(path, line_no, "each line must be a JSON object")
-        if "question" in record or "answer" in record:
-            question = _field(record, "question", path, line_no)
-            answer = _field(record, "answer", path, line_no)
-            entries.append(Entry(f"{question} | {answer}", question))
+        prompt, response = _pair_fields(record)
+        if response is not None or _is_dialogue(record):
+            entries.extend(_pairs(record, path, line_no))
         elif "text" in record:
-            text = _field(record, "text", path, line_no)
-            title = record.get("title")
-            if title is not None and not isinstance(title, str):
-                raise DataFormatError(path, line_no, f'"title" must be a string, got {title!r}')
-            title = " ".join((title or "").split())
-            for passage in _passages(text):
-                entries.append(Entry(f"{title} | {passage}" if title else passage, title))
+            entries.extend(_document(record, path, line_no))
+        elif prompt is not None:  # half a pair: name the missing side as the FAQ does
+            missing = "answer" if str(prompt).casefold() == "question" else user_files.RESPONSE_KEYS[0]
+            raise DataFormatError(path, line_no, f'"{missing}" must be a non-empty string, got None: the line '
+                                  f"has a prompt field ({prompt!r}) and no response field "
+                                  f"({', '.join(user_files.RESPONSE_KEYS)})")
         else:
-            raise DataFormatError(
-                path, line_no, 'expected {"question": ..., "answer": ...} (FAQ) or {"text": ...} (document), '
-                f"got keys {sorted(record)}"
-            )
+            raise DataFormatError(path, line_no, f"{ACCEPTED_SHAPES}, got keys {sorted(record)}")
     return entries
 
 
