@@ -229,6 +229,39 @@ def test_gold_knowledge_is_refused_where_there_is_none():
         served("dialogft_customer:lang=en:knowledge=gold")
 
 
+def test_a_teacher_takes_knowledge_top_k_whatever_the_agent():
+    """The teachers read --knowledge-top-k, so they register it: not only dialogft_agent."""
+    from parlai.core.agents import create_agent
+    from parlai.core.params import ParlaiParser
+    from parlai.core.worlds import create_task
+
+    args = ["-t", "dialogft_qa:knowledge=retrieved", "-dt", "valid", "--knowledge-top-k", "2"]
+    opt = ParlaiParser(True, True).parse_args([*args, "-m", "repeat_label"])
+    world = create_task(opt, create_agent(opt))
+    counts = []
+    for _ in range(8):
+        world.parley()
+        counts.append(sum(line.startswith(context.PREFIX) for line in world.get_acts()[0]["text"].split("\n")))
+    assert counts == [2] * 8
+
+    # With dialogft_agent as well: the agent's own knowledge flags join the teacher's.
+    opt = ParlaiParser(True, True).parse_args([*args, "-m", "dialogft_agent", "--knowledge-retriever", "bm25"])
+    assert (opt["knowledge_top_k"], opt["knowledge_retriever"]) == (2, "bm25")
+
+
+def test_the_knowledge_flags_are_added_once_whoever_asks_first():
+    import argparse
+
+    from parlai_dialogft.knowledge.options import add_knowledge_args
+
+    parser = argparse.ArgumentParser()  # refuses a flag added twice, unlike ParlAI's parser
+    add_knowledge_args(parser, retrieval=False)  # a teacher's
+    add_knowledge_args(parser, retrieval=True)  # the agent's
+    add_knowledge_args(parser, retrieval=False)  # another teacher's, in a multitask run
+    opt = vars(parser.parse_args(["--knowledge-top-k", "2", "--knowledge-file", "faq.jsonl"]))
+    assert opt == {"knowledge_top_k": 2, "knowledge_retriever": "none", "knowledge_file": "faq.jsonl"}
+
+
 # --- the agent ----------------------------------------------------------------------------------------
 
 

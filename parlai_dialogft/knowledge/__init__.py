@@ -5,7 +5,8 @@ then :mod:`.stores` (what can be retrieved from: the shipped KdConv triples, Cro
 MultiWOZ databases, and the user's FAQ, document and triple files; FAQ pairs in any shape the
 user-file teacher reads), :mod:`.retriever` (BM25 with a Chinese-aware tokenizer, its index
 cached on disk), :mod:`.metrics` (knowledge F1, recall@k, entity existence),
-:mod:`.agent_mixin` (``--knowledge-retriever`` on ``dialogft_agent``) and
+:mod:`.options` (the ``--knowledge-*`` flags, registered once for the agent and the
+teachers), :mod:`.agent_mixin` (``--knowledge-retriever`` on ``dialogft_agent``) and
 :mod:`.teacher_mixin` (the teachers' ``none``/``gold``/``retrieved`` modes) with
 :mod:`.gold` (the gold knowledge of a CrossWOZ turn: the entities its dialogue acts name).
 

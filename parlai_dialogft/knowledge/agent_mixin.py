@@ -18,32 +18,8 @@ from typing import List, Optional
 from parlai.core.message import Message
 
 from parlai_dialogft.knowledge import context
+from parlai_dialogft.knowledge.options import add_knowledge_args
 from parlai_dialogft.utils.errors import UserError
-
-RETRIEVERS = ("none", "bm25")
-
-
-def add_knowledge_args(parser) -> None:
-    group = parser.add_argument_group("dialogft_agent: knowledge retrieval")
-    group.add_argument(
-        "--knowledge-retriever",
-        choices=RETRIEVERS,
-        default="none",
-        help="retrieve knowledge for every turn (bm25) from --knowledge-file and put it before the turn's text",
-    )
-    group.add_argument(
-        "--knowledge-file",
-        default="",
-        help="the store: kdconv, crosswoz, multiwoz (shipped), or a .jsonl of FAQ pairs "
-        '({"question","answer"}) and documents ({"text","title"}) or a .csv of subject,relation,object '
-        "triples; several joined with commas",
-    )
-    group.add_argument(
-        "--knowledge-top-k",
-        type=int,
-        default=3,
-        help="how many entries to put before each turn (also the teachers' --*-knowledge retrieved)",
-    )
 
 
 class KnowledgeAgentMixin:
@@ -53,7 +29,7 @@ class KnowledgeAgentMixin:
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
         parser = super().add_cmdline_args(parser, partial_opt=partial_opt)
-        add_knowledge_args(parser)
+        add_knowledge_args(parser, retrieval=True)
         return parser
 
     def __init__(self, opt, shared=None):

@@ -17,10 +17,10 @@ from parlai.core.metrics import AverageMetric
 
 from parlai_dialogft.data.dialog_teacher import ConversationTeacher
 from parlai_dialogft.knowledge import context, metrics, stores
+from parlai_dialogft.knowledge.options import DEFAULT_TOP_K, add_knowledge_args
 from parlai_dialogft.utils.errors import UserError
 
 KNOWLEDGE_MODES = ("none", "gold", "retrieved")
-DEFAULT_TOP_K = 3
 #: Old spellings of ``--qa-knowledge`` (a bool before it had three modes).
 _BOOL_MODES = {"true": "gold", "false": "none", "1": "gold", "0": "none", True: "gold", False: "none"}
 
@@ -64,6 +64,12 @@ class KnowledgeTeacherMixin:
     #: Gold database records are long: at most top-k of them, as many as retrieval gives.
     #: KdConv's gold triples are what the reply says: all of them.
     cap_gold = False
+
+    @classmethod
+    def add_cmdline_args(cls, parser, partial_opt=None):
+        parser = super().add_cmdline_args(parser, partial_opt)
+        add_knowledge_args(parser, retrieval=False)  # --knowledge-top-k, whichever agent runs
+        return parser
 
     def gold_of(self, message: dict, index: int) -> Gold:
         """The gold of the episode's ``index``-th message; by default its ``knowledge`` triples."""
