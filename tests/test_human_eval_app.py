@@ -504,6 +504,8 @@ def test_the_task_settings_check_the_questions_and_the_queue_flags():
         TaskSettings(comparisons_per_task=0)
     with pytest.raises(UserError, match="--he-tasks-per-worker 0: must be at least 1"):
         QueueSettings(tasks_per_worker=0)
+    with pytest.raises(UserError, match=r"--he-hold-minutes -2.0: must be at least 0"):  # minutes, as given
+        QueueSettings(hold_s=-120)
 
 
 def test_pairing_with_onboarding_needs_a_correct_answer(tmp_path):

@@ -70,7 +70,7 @@ class QueueSettings:
                                    ("--he-checks-per-task", self.checks_per_task, 0),
                                    ("--he-tasks-per-worker", self.tasks_per_worker, 1),
                                    ("--he-judgments-per-pair", self.judgments_per_pair, 0),
-                                   ("--he-hold-minutes", self.hold_s, 0)):
+                                   ("--he-hold-minutes", self.hold_s / 60, 0)):
             if value < least:
                 raise UserError(f"{flag} {value}: must be at least {least}")
 
