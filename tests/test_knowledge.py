@@ -50,6 +50,7 @@ def test_user_files_become_entries(tmp_path):
     ("docs.jsonl", '{"body": "x"}\n', 1, "a response field: response, completion, output, answer"),
     ("pairs.jsonl", '{"prompt": "p", "response": "r"}\n{"prompt": "p2"}\n', 2, '"response" must be a non-empty string'),
     ("pairs.jsonl", '{"input": "", "output": "o"}\n', 1, '"input" must be a non-empty string'),
+    ("faq.jsonl", '{"question": "q", "text": "t"}\n', 1, '"answer" must be a non-empty string'),  # not a document
     ("chat.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n', 1, "no reply to a prompt"),
     ("docs.jsonl", '["a list"]\n', 1, "each line must be a JSON object"),
     ("kb.csv", "subject,relation,object\na,b,c\na,b\n", 3, "expected 3 non-empty fields"),

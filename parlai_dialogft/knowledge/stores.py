@@ -185,13 +185,6 @@ ACCEPTED_SHAPES = (
 )
 
 
-def _pair_fields(record: dict) -> Tuple[Optional[str], Optional[str]]:
-    """The record's prompt and response fields, by the user-file teacher's names (any case)."""
-    keys = {str(k).casefold(): k for k in record}
-    return (next((keys[k] for k in user_files.PROMPT_KEYS if k in keys), None),
-            next((keys[k] for k in user_files.RESPONSE_KEYS if k in keys), None))
-
-
 def _is_dialogue(record: dict) -> bool:
     """Chat ``messages`` or ParlAI's ``dialog``: the user-file teacher's other record shapes."""
     return any(str(k).casefold() in ("messages", "dialog") for k in record)
@@ -203,13 +196,13 @@ def _pairs(record: dict, path: Path, line: int) -> List[Entry]:
     Read by that teacher's own reader, each reply with the context it would train on (the
     turns since the reply before), so a pairs file trained on is a FAQ store as it is.
     """
-    _, conversation = user_files._from_record(path, line, record)
+    _, conversation = user_files.record_conversation(path, line, record)
     entries = []
     for speaker in resolve_speakers(conversation, conversation.extra["model_speaker"]):
         for example in to_examples(conversation, speaker):
             prompt, response = _one_line(example["text"]), _one_line(example["labels"][0])
             if not prompt or not response:
-                empty = _pair_fields(record)[0 if not prompt else 1]
+                empty = user_files.pair_fields(record)[0 if not prompt else 1]
                 if empty is None:
                     raise DataFormatError(path, line, f"a turn is empty: {prompt!r} then {response!r}")
                 raise DataFormatError(path, line, f'"{empty}" must be a non-empty string, got {record[empty]!r}')
@@ -239,12 +232,12 @@ def read_jsonl(path: Path) -> List[Entry]:
     for line_no, record in jsonl.read_jsonl(path):
         if not isinstance(record, dict):
             raise DataFormatError(path, line_no, "each line must be a JSON object")
-        prompt, response = _pair_fields(record)
+        prompt, response = user_files.pair_fields(record)
         if response is not None or _is_dialogue(record):
             entries.extend(_pairs(record, path, line_no))
-        elif "text" in record:
+        elif str(prompt).casefold() == "text":  # {"text": ...}: "text" is the only prompt-like key
             entries.extend(_document(record, path, line_no))
-        elif prompt is not None:  # half a pair: name the missing side as the FAQ does
+        elif prompt is not None:  # half a pair, {"question": ..., "text": ...} too: name the missing side as the FAQ does
             missing = "answer" if str(prompt).casefold() == "question" else user_files.RESPONSE_KEYS[0]
             raise DataFormatError(path, line_no, f'"{missing}" must be a non-empty string, got None: the line '
                                   f"has a prompt field ({prompt!r}) and no response field "

@@ -166,8 +166,15 @@ def _text_of(path: Path, line: Optional[int], content: Any) -> str:
     raise DataFormatError(path, line, f"message content must be a string or a list of parts, not {type(content).__name__}")
 
 
-def _from_record(path: Path, line: int, record: Any) -> Tuple[int, Conversation]:
-    """One JSON object (or a pair/list literal) → a conversation."""
+def pair_fields(record: dict) -> Tuple[Optional[str], Optional[str]]:
+    """The record's prompt and response keys as written (matched in any case), or None each."""
+    keys = {str(k).casefold(): k for k in record}
+    return (next((keys[k] for k in PROMPT_KEYS if k in keys), None),
+            next((keys[k] for k in RESPONSE_KEYS if k in keys), None))
+
+
+def record_conversation(path: Path, line: int, record: Any) -> Tuple[int, Conversation]:
+    """One JSON object (or a pair/list literal) → a conversation; shared with knowledge stores."""
     if isinstance(record, (list, tuple)):
         if len(record) == 2:
             return _pair(path, line, record[0], record[1])
@@ -197,8 +204,7 @@ def _from_record(path: Path, line: int, record: Any) -> Tuple[int, Conversation]
                 raise DataFormatError(path, line, "every turn in 'dialog' needs 'id' and 'text'")
             turns.append(Turn(str(turn["id"]), _text_of(path, line, turn["text"])))
         return line, _conversation(path, line, tuple(turns), "second")
-    prompt = next((keys[k] for k in PROMPT_KEYS if k in keys), None)
-    response = next((keys[k] for k in RESPONSE_KEYS if k in keys), None)
+    prompt, response = pair_fields(record)
     if prompt is None or response is None:
         missing = "a prompt" if prompt is None else "a response"
         raise DataFormatError(
@@ -223,7 +229,7 @@ def _conversation(path: Path, line: int, turns, model_speaker: str) -> Conversat
 
 
 def _read_jsonl(path: Path, lines: List[str]):
-    return [_from_record(path, number, record) for number, record in json_lines(path, lines)]
+    return [record_conversation(path, number, record) for number, record in json_lines(path, lines)]
 
 
 def _read_literal(path: Path, lines: List[str]):
@@ -250,7 +256,7 @@ def _read_literal(path: Path, lines: List[str]):
     found = []
     for index, (line, item) in enumerate(items, 1):
         try:
-            found.append(_from_record(path, line or index, item))
+            found.append(record_conversation(path, line or index, item))
         except DataFormatError as err:
             if line is None:  # no positions known: name the item instead
                 raise DataFormatError(path, None, f"item {index}: {err.problem}") from None
