@@ -13,8 +13,8 @@ import pytest
 import torch
 from parlai.core.message import Message
 
-from conftest import batch_of as _batch
-from conftest import all_different, finished, make_agent, same_hypotheses, search
+from tests.support.agents import all_different, finished, make_agent, same_hypotheses, search
+from tests.support.agents import batch_of as _batch
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = [

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from parlai.core.message import Message
 
-from conftest import make_agent
+from tests.support.agents import make_agent
 
 TEMPLATE = (
     "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"

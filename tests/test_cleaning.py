@@ -17,6 +17,7 @@ from parlai_dialogft.data.cleaning import (
     clean_turns,
 )
 from parlai_dialogft.data.conversation import Conversation, Turn
+from tests.support.strategies import ADVERSARIAL
 
 DEFAULT = CleaningOptions()
 MASKING = CleaningOptions(mask_pii=True)
@@ -135,14 +136,6 @@ def test_deduplication_can_be_turned_off():
 
 # --- properties ---------------------------------------------------------------------------
 
-# Mixed scripts, every control/format/surrogate category, whitespace of all kinds.
-ADVERSARIAL = st.text(
-    st.one_of(
-        st.characters(),
-        st.sampled_from(list("\n\r\t \u3000\u00a0\u2028\u200b\u200d\ufeff\x00\x1b\x85ＡＢ１，。你好Ωé́")),
-    ),
-    max_size=200,
-)
 OPTIONS = st.builds(
     CleaningOptions,
     normalize=st.sampled_from(["nfkc", "nfc", "none"]),

@@ -80,7 +80,7 @@ TABLE = [
 
 @pytest.fixture(scope="module")
 def places(tiny_models, tmp_path_factory):
-    from conftest import train_briefly
+    from tests.support.agents import train_briefly
 
     tmp = tmp_path_factory.mktemp("cli")
     datapath = str(tmp / "data")

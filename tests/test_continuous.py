@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import all_different, make_agent
 from parlai.core.message import Message
 
 from parlai_dialogft.model.continuous import ContinuousGreedy, Unsupported, unsupported
+from tests.support.agents import all_different, make_agent
 
 CONTEXTS = [
     "hello , how can I help you today ?",

@@ -155,7 +155,7 @@ def test_a_failed_bundle_write_leaves_the_previous_model_whole(tiny_models, tmp_
     """A save that dies while writing the weights (disk full, kill) leaves the old files."""
     import torch
 
-    from conftest import make_agent
+    from tests.support.agents import make_agent
 
     model_file = str(tmp_path / "m" / "model")
     agent = make_agent(tiny_models["gpt2"], model_file=model_file, datatype="train")
@@ -186,7 +186,7 @@ def test_a_failed_bundle_write_leaves_the_previous_model_whole(tiny_models, tmp_
 
 def test_the_hf_folder_is_complete_after_every_save(tiny_models, tmp_path, monkeypatch):
     """``MODEL.hf/`` files are replaced one by one; a save dying midway leaves the old set."""
-    from conftest import make_agent
+    from tests.support.agents import make_agent
 
     model_file = str(tmp_path / "model")
     agent = make_agent(tiny_models["t5"], model_file=model_file, datatype="train")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from conftest import png_is_drawn
 from parlai_dialogft.data.data_report import (
     LENGTH_PNG,
     LENGTHS_BEGIN,
@@ -19,6 +18,7 @@ from parlai_dialogft.data.data_report import (
     turn_lengths,
 )
 from parlai_dialogft.data.length_plots import log_bins, plot_lengths
+from tests.support.files import png_is_drawn
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "data.md"
 

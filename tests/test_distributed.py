@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from test_registration import fresh_shell
+from tests.support.distributed import AGENT, REPO
+from tests.support.processes import fresh_shell
 
 
 def _digests(path: Path):
@@ -21,12 +22,12 @@ def test_multiprocessing_train_with_two_ranks_on_cpu(tiny_models, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
     train = fresh_shell(
-        ["parlai", "multiprocessing_train", "-t", "integration_tests", "-m", "rank_weights_agent:RankWeightsAgent",
+        ["parlai", "multiprocessing_train", "-t", "integration_tests", "-m", AGENT,
          "--hf-model", tiny_models["t5"], "-mf", str(mf), "--distributed-world-size", "2",
          "-tstep", "4", "-bs", "2", "-vme", "4", "--short-final-eval", "true",
          "--datapath", str(tmp_path / "data")],
         tmp_path, timeout=300,
-        env={"PYTHONPATH": str(Path(__file__).parent), "DIALOGFT_TEST_WEIGHTS_DIR": str(weights)},
+        env={"PYTHONPATH": str(REPO), "DIALOGFT_TEST_WEIGHTS_DIR": str(weights)},
     )
     assert train.returncode == 0, train.stderr[-3000:]
     assert json.loads(mf.with_suffix(".trainstats").read_text())["train_steps"] == 4

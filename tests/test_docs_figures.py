@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import png_is_drawn
+from tests.support.files import png_is_drawn
 
 ROOT = Path(__file__).resolve().parent.parent
 PICTURES = {

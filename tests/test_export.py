@@ -11,7 +11,7 @@ import torch
 from parlai.core.agents import create_agent_from_model_file
 from parlai.core.message import Message
 
-from conftest import all_different, batch_of, search, train_briefly
+from tests.support.agents import all_different, batch_of, search, train_briefly
 
 CONTEXTS = ["hello , how can I help you today ?", "我想订一张明天去北京的火车票。"]
 

@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TEXTS, train_briefly
 
 from parlai_dialogft.human_eval import fast_acute, formats
 from parlai_dialogft.utils.errors import UserError
+from tests.support.agents import train_briefly
+from tests.support.models import TEXTS
 
 
 def _parlai(*args, timeout=600):

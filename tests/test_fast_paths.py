@@ -14,8 +14,8 @@ import pytest
 import torch
 from parlai.core.torch_generator_agent import TorchGeneratorAgent
 
-from conftest import all_different, batch_of, finished, make_agent, same_hypotheses
 from parlai_dialogft.model import length_groups
+from tests.support.agents import all_different, batch_of, finished, make_agent, same_hypotheses
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = ["hello , how can I help you today ?", "我想订一张明天去北京的火车票。", "thanks"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import all_different, batch_of, make_agent
 from parlai.core.torch_generator_agent import TorchGeneratorAgent
 
 from parlai_dialogft.model import fast_search
+from tests.support.agents import all_different, batch_of, make_agent
 
 ARCHS = ["t5", "bart", "gpt2", "llama", "qwen2"]
 CONTEXTS = [

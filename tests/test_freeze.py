@@ -6,7 +6,7 @@ import pytest
 import torch
 from parlai.core.agents import create_agent_from_model_file
 
-from conftest import make_agent, train_briefly
+from tests.support.agents import make_agent, train_briefly
 
 
 def _weights(agent):

@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_torchrun import BIN, SHARDS, _env, _free_port
 
 from parlai_dialogft.training import sharding
 from parlai_dialogft.utils.errors import UserError
+from tests.support.distributed import SHARDS, distributed_env
+from tests.support.processes import BIN, free_port
 
 STEPS, BS = 4, 32
 
@@ -41,15 +42,15 @@ def _flags(hf_model: str, tmp_path: Path, steps: int, bs: int):
 
 def _torchrun(flags, log: Path) -> subprocess.CompletedProcess:
     command = [str(BIN / "torchrun"), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(_free_port()), "-m", "parlai_dialogft.training.launch", "train_model", *flags]
-    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+               "--master-port", str(free_port()), "-m", "parlai_dialogft.training.launch", "train_model", *flags]
+    result = subprocess.run(command, env=distributed_env(), capture_output=True, text=True, timeout=300)
     log.write_text(result.stdout + result.stderr)
     return result
 
 
 def _one_process(flags, log: Path) -> None:
-    result = subprocess.run([str(BIN / "parlai"), "train_model", *flags], env=_env(), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([str(BIN / "parlai"), "train_model", *flags], env=distributed_env(), capture_output=True,
+                            text=True, timeout=300)
     log.write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -145,7 +146,7 @@ def test_saved_and_resumed_shards_hold_what_unsharded_training_holds(runs, way):
 def test_the_saved_model_evaluates_without_fsdp(runs):
     """``parlai eval_model`` in one process, no distributed flags: the same loss as the
     unsharded model's (the two hold the same weights)."""
-    from rank_weights_agent import NUM_EXAMPLES
+    from tests.support.rank_weights_agent import NUM_EXAMPLES
 
     tmp_path = runs["tmp_path"]
     losses = {}
@@ -154,7 +155,7 @@ def test_the_saved_model_evaluates_without_fsdp(runs):
         result = subprocess.run(
             [str(BIN / "parlai"), "eval_model", "-mf", str(runs[name]), "-t", SHARDS, "--datapath",
              str(tmp_path / "data"), "--skip-generation", "true", "--report-filename", str(report)],
-            env=_env(), capture_output=True, text=True, timeout=300,
+            env=distributed_env(), capture_output=True, text=True, timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         saved = json.loads(report.read_text())["report"]
@@ -235,10 +236,9 @@ def _evaluate_unequally_then_train(rank: int, port: int, model_dir: str, out: st
 
 def _two_ranks(tiny_models, tmp_path: Path, gather: bool, timeout: float = 120):
     import torch.multiprocessing as mp
-    from test_torchrun import _free_port
 
     context = mp.start_processes(_evaluate_unequally_then_train, nprocs=2, join=False, start_method="spawn",
-                                 args=(_free_port(), tiny_models["t5"], str(tmp_path), gather))
+                                 args=(free_port(), tiny_models["t5"], str(tmp_path), gather))
     deadline = time.monotonic() + timeout
     try:
         while not context.join(timeout=2):

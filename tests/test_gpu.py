@@ -15,8 +15,7 @@ import os
 import pytest
 import torch
 
-from conftest import all_different, batch_of, make_agent
-from test_serving import model_file  # noqa: F401  (a fixture)
+from tests.support.agents import all_different, batch_of, make_agent
 
 DEVICE = os.environ.get("DIALOGFT_TEST_DEVICE", "cuda")
 
@@ -39,13 +38,13 @@ def on_device(hf_model: str, **opts):
 
 
 def batch_on(agent, texts, labels=None):
-    """:func:`conftest.batch_of` where the agent computes (ParlAI's ``batch_act`` moves it so)."""
+    """:func:`tests.support.agents.batch_of` where the agent computes (ParlAI's ``batch_act`` moves it so)."""
     batch = batch_of(agent, texts, labels)
     return batch.to(0) if agent.use_cuda else batch
 
 
 def search(agent, texts, beam_size: int, max_ts: int = 10):
-    """Token ids of ParlAI's search, START stripped (as :func:`conftest.search`, on the device)."""
+    """Token ids of ParlAI's search, START stripped (as :func:`tests.support.agents.search`, on the device)."""
     agent.model.eval()
     with torch.no_grad():
         preds, _ = agent._generate(batch_on(agent, texts), beam_size, max_ts)
@@ -133,15 +132,14 @@ def test_by_default_batches_stay_whole_on_cuda_and_are_grouped_on_a_cpu(tiny_mod
     assert len(agent._length_groups(batch)) == (1 if DEVICE == "cuda" else 2)
 
 
-def test_serving_on_the_device_answers_as_the_cpu_does(model_file):  # noqa: F811  (the fixture)
+def test_serving_on_the_device_answers_as_the_cpu_does(served_model_file):
     """``dialogft_serve``'s app over HTTP, its agent on the device; the replies are the ones
-    the same model gives on the CPU. ``model_file``: tests/test_serving.py's trained model."""
-    from test_serving import PROMPTS, ask, serving, serving_agent
-
+    the same model gives on the CPU. ``served_model_file``: conftest's model trained to be served."""
     from parlai_dialogft.serving.protocol import Prompt
     from parlai_dialogft.serving.replier import Replier
+    from tests.support.serving import PROMPTS, ask, serving, serving_agent
 
-    served_model, prompts = model_file, PROMPTS[:4]
+    served_model, prompts = served_model_file, PROMPTS[:4]
     cpu = Replier(serving_agent(served_model, "--no-cuda"), 4)
     expected = [reply.text for reply in cpu([Prompt(history=(), text=text) for text in prompts])]
     assert len(set(expected)) > 1  # the replies depend on the prompt: a mix-up would show

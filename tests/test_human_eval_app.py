@@ -16,8 +16,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import parlai_server
-from human_eval_support import (
+
+from parlai_dialogft.human_eval.db import chat_records, pairwise_records
+from parlai_dialogft.human_eval.qc import BROKEN_TURN
+from tests.support.human_eval import (
     ADMIN,
     http,
     link_worker,
@@ -28,9 +30,7 @@ from human_eval_support import (
     study,
     task_pairings,
 )
-
-from parlai_dialogft.human_eval.db import chat_records, pairwise_records
-from parlai_dialogft.human_eval.qc import BROKEN_TURN
+from tests.support.processes import parlai_server
 
 PAIRWISE_KEYS = {"judgment_id", "worker_id", "pair_id", "question", "model_a", "model_b", "winner", "left_model",
                  "justification", "duration_s", "is_onboarding", "is_attention_check", "passed_check"}

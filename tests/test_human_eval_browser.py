@@ -11,12 +11,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from human_eval_support import (Browser, link_worker, onboarding_pairings, start_url, study, task_pairings, turn_items,
-                                turn_onboarding)
 
 from parlai_dialogft.human_eval.db import chat_records, pairwise_records, turn_records
 from parlai_dialogft.human_eval.preferences import export_preferences
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
+from tests.support.browser import Browser
+from tests.support.human_eval import (
+    link_worker,
+    onboarding_pairings,
+    start_url,
+    study,
+    task_pairings,
+    turn_items,
+    turn_onboarding,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -137,7 +145,7 @@ def test_a_worker_judges_which_next_reply_is_better_by_keyboard_and_the_choices_
 
 @pytest.fixture(scope="module")
 def tiny_model_file(tiny_models, tmp_path_factory):
-    from conftest import train_briefly
+    from tests.support.agents import train_briefly
 
     root = tmp_path_factory.mktemp("human_eval_model")
     mf = str(root / "m" / "model")

@@ -11,10 +11,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from human_eval_support import (ADMIN, Browser, http, link_worker, pairing, session_of, start_url, study,
-                                task_pairings)
 
 from parlai_dialogft.human_eval.db import chat_records, pairwise_records
+from tests.support.browser import Browser
+from tests.support.human_eval import ADMIN, http, link_worker, pairing, session_of, start_url, study, task_pairings
 
 WHY = "the highlighted speaker was clearly better"
 RATINGS = {"engagingness": 4, "humanness": 2, "fluency": 5, "consistency": 3}

@@ -16,7 +16,13 @@ import subprocess
 import sys
 
 import pytest
-from human_eval_support import (
+
+from parlai_dialogft.human_eval.db import turn_records
+from parlai_dialogft.human_eval.preferences import export_preferences
+from parlai_dialogft.human_eval.qc import BROKEN_TURN
+from parlai_dialogft.human_eval.turn_items import read_turn_pairs
+from parlai_dialogft.utils.errors import UserError
+from tests.support.human_eval import (
     ADMIN,
     http,
     link_worker,
@@ -27,12 +33,6 @@ from human_eval_support import (
     turn_onboarding,
     turn_pair,
 )
-
-from parlai_dialogft.human_eval.db import turn_records
-from parlai_dialogft.human_eval.preferences import export_preferences
-from parlai_dialogft.human_eval.qc import BROKEN_TURN
-from parlai_dialogft.human_eval.turn_items import read_turn_pairs
-from parlai_dialogft.utils.errors import UserError
 
 WHY = "it answers what the person said"
 

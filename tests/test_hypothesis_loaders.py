@@ -17,12 +17,12 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cleaning import ADVERSARIAL
 
 from parlai_dialogft.data.cleaning import CleaningOptions, clean_text
 from parlai_dialogft.data.data_report import build_teacher, episodes
 from parlai_dialogft.data.readers.user_files import read_user_file
 from parlai_dialogft.utils.errors import DataFormatError
+from tests.support.strategies import ADVERSARIAL
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 _UNIQUE = itertools.count()

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from conftest import TEXTS, train_briefly
+from tests.support.agents import train_briefly
+from tests.support.models import TEXTS
 
 #: The tiny model is trained to give this one reply to anything (cleaning keeps "，？" in Chinese).
 REPLY = "好的，请问您几点出发？"

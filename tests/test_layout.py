@@ -122,3 +122,55 @@ def test_no_module_is_left_at_the_top_of_the_package():
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_imports(name):
     importlib.import_module(name)
+
+
+# --- the tests: each test module stands alone ---------------------------------------------------
+
+TESTS = REPO / "tests"
+SUPPORT = "tests.support"
+#: Test modules that still import helpers from conftest, which re-exports them from
+#: tests.support until these import tests.support themselves. Nothing else may.
+STILL_FROM_CONFTEST = {"test_knowledge.py", "test_knowledge_chat.py"}
+
+
+def imports_of_the_tests_folder(path: Path) -> Set[str]:
+    """What ``path`` imports of the tests folder, anywhere in its body, other than
+    ``tests.support``: a test module (``test_x`` or ``tests.test_x``), ``conftest``, a module
+    at the folder's top, or ``support`` by another name than ``tests.support``."""
+    ours = {p.stem for p in TESTS.glob("*.py")} | {p.name for p in TESTS.iterdir() if p.is_dir()} | {"support"}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            # ``from tests import test_x`` imports the module test_x.
+            targets = [f"tests.{a.name}" for a in node.names] if node.module == "tests" else [node.module]
+        else:
+            continue
+        for target in targets:
+            top, _, rest = target.partition(".")
+            if top == "tests" and rest and not f"{target}.".startswith(f"{SUPPORT}."):
+                found.add(target)
+            elif top in ours:
+                found.add(target)
+    return found
+
+
+def test_the_test_imports_check_sees_every_way_to_import_a_test_module(tmp_path):
+    source = tmp_path / "test_x.py"
+    source.write_text(
+        "import os\nfrom tests.support.agents import make_agent\nimport tests.support\n"
+        "from test_serving import http\nimport test_cleaning\nfrom tests import test_zoo\n"
+        "from conftest import TEXTS\nfrom support.agents import search\n"
+        "def lazy():\n    from tests.test_fsdp import STEPS\n"
+    )
+    assert imports_of_the_tests_folder(source) == {"test_serving", "test_cleaning", "tests.test_zoo", "conftest",
+                                           "support.agents", "tests.test_fsdp"}
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(TESTS).as_posix() for p in TESTS.rglob("*.py")))
+def test_a_test_module_imports_no_other_only_tests_support(path):
+    """Shared fixtures come from conftest by name, shared code from ``tests.support``: a test
+    module runs (and fails) on its own, and ``tests.support`` never reaches back up."""
+    allowed = {"conftest"} if path in STILL_FROM_CONFTEST else set()
+    assert imports_of_the_tests_folder(TESTS / path) - allowed == set()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from parlai.core.agents import create_agent_from_model_file
 
-from conftest import batch_of, make_agent, search, train_briefly
+from tests.support.agents import batch_of, make_agent, search, train_briefly
 
 CONTEXTS = ["hello , how can I help you today ?", "我想订一张明天去北京的火车票。"]
 LORA = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.0)

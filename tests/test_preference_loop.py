@@ -4,38 +4,18 @@ becomes a preference file, `parlai train_model` trains on it, and the new model 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from types import SimpleNamespace
 
-from conftest import TEXTS, train_briefly
-from test_serving_preferences import chat, contents, feedback, log_preferences, read_jsonl, serving
+from tests.support.agents import train_briefly
+from tests.support.files import read_jsonl
+from tests.support.models import TEXTS
+from tests.support.serving import chat, contents, feedback, log_preferences, serving, serving_hf_model
 
 PROMPTS = [[{"role": "user", "content": text}] for text in dict.fromkeys(TEXTS)]
 
 
-@contextmanager
-def serving_model_file(model_file, log_db, datapath):
-    """`parlai dialogft_serve -mf MODEL`, as a trained model is served."""
-    from parlai.core.agents import create_agent
-
-    from parlai_dialogft.scripts.dialogft_serve import DialogftServe
-    from parlai_dialogft.serving.app import create_app
-    from parlai_dialogft.serving.options import ServeSettings
-    from parlai_dialogft.serving.replier import Replier
-    from parlai_dialogft.serving.server import bound_port, running
-    from parlai_dialogft.serving.store import ConversationStore
-
-    opt = DialogftServe.setup_args().parse_args(["-mf", model_file, "--datapath", datapath])
-    settings = ServeSettings(model_name="m")
-    app = create_app(settings, Replier(create_agent(opt, requireModelExists=True), settings.max_batch),
-                     ConversationStore(log_db))
-    with running(app, shutdown_timeout_s=10) as server:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{bound_port(server)}")
-
-
 def test_served_choices_train_a_model_that_answers_with_the_chosen_drafts(context_models, tmp_path):
     picked = {}
-    with serving(context_models["gpt2"], str(tmp_path / "log.db"), str(tmp_path / "data")) as server:
+    with serving_hf_model(context_models["gpt2"], str(tmp_path / "log.db"), str(tmp_path / "data")) as server:
         before = {p[0]["content"]: contents(chat(server.url, p))[0] for p in PROMPTS}
         for i, prompt in enumerate(PROMPTS):
             # Two sampled drafts, seeded: the same ones whichever tests ran before.
@@ -59,7 +39,7 @@ def test_served_choices_train_a_model_that_answers_with_the_chosen_drafts(contex
     # The file is every split: validation scores the served users' pairs after training.
     assert valid["reward_acc"] == 1.0 and valid["pref_loss"] < first["pref_loss"] - 0.1
 
-    with serving_model_file(str(mf), str(tmp_path / "log2.db"), str(tmp_path / "data")) as server:
+    with serving(str(mf), log_db=str(tmp_path / "log2.db")) as server:
         after = {p[0]["content"]: contents(chat(server.url, p))[0] for p in PROMPTS}
     assert all(after.values())
     assert after != before  # the trained weights answer, not the old ones

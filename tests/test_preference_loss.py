@@ -11,8 +11,9 @@ import math
 
 import pytest
 import torch
-from conftest import make_agent
 from parlai.core.message import Message
+
+from tests.support.agents import make_agent
 
 PAIRS = [
     # Prompts end on punctuation and replies start a word: no BPE merge across the boundary,
@@ -228,7 +229,7 @@ FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "preferenc
     ("qwen2", "simpo", "paired_conversational.jsonl", 0),
 ])
 def test_parlai_train_model_learns_the_preferences_of_a_trl_file(tiny_models, tmp_path, arch, loss, data, lora_r):
-    from conftest import train_briefly
+    from tests.support.agents import train_briefly
 
     mf = tmp_path / "m" / "model"
     valid, _test = train_briefly(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import png_is_drawn, train_briefly
 from parlai_dialogft.mutators.counterfactual import GenderSwapper
 from parlai_dialogft.evaluation.probe import (
     PICTURES,
@@ -25,6 +24,8 @@ from parlai_dialogft.evaluation.probe import (
     template_prompts,
     write,
 )
+from tests.support.agents import train_briefly
+from tests.support.files import png_is_drawn
 
 BIN = Path(sys.executable).parent
 

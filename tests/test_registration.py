@@ -14,19 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import fresh_shell
+
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def fresh_shell(args, cwd, input=None, timeout=600, python_bin=BIN, env=None):
-    """Run a command as in a new login shell: only PATH and HOME (and ``env``), nothing of ours."""
-    env = {"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": str(cwd), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           **(env or {})}
-    # No inherited stdin: a terminal-like stdin was seen to stall multiprocessing_train's exit.
-    stdin = None if input is not None else subprocess.DEVNULL
-    return subprocess.run(
-        args, cwd=cwd, env=env, input=input, stdin=stdin, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_importing_the_package_is_cheap(tmp_path):

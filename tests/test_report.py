@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from conftest import png_is_drawn, train_briefly
+from tests.support.agents import train_briefly
+from tests.support.files import png_is_drawn
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CJK = re.compile(r"[\u4e00-\u9fff]")

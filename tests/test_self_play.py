@@ -34,7 +34,8 @@ def test_the_command_writes_pairs_the_preference_teacher_reads(context_models, t
     from parlai.core.params import ParlaiParser
     from parlai.core.teachers import create_task_agent_from_taskname
 
-    from conftest import TEXTS, train_briefly
+    from tests.support.agents import train_briefly
+    from tests.support.models import TEXTS
 
     data = tmp_path / "dialogues.jsonl"
     lines = list(dict.fromkeys(TEXTS))

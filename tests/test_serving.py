@@ -9,7 +9,6 @@ requests. Every server here is real uvicorn on 127.0.0.1 (a free port), spoken t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import struct
@@ -19,124 +18,40 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
-from conftest import CHROMIUM, parlai_server
 from hypothesis import given
 from hypothesis import strategies as st
-
-# fastapi, uvicorn and prometheus-client are dependencies: missing, these tests error (no skip).
-from prometheus_client.parser import text_string_to_metric_families
 
 from parlai_dialogft.serving.batcher import MicroBatcher
 from parlai_dialogft.serving.guard import GuardError
 from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.protocol import ChatMessage, Prompt, pieces, to_prompt
 from parlai_dialogft.serving.store import DAY_S, ConversationStore
+from tests.support.browser import CHROMIUM
+from tests.support.processes import parlai_server
+from tests.support.serving import PROMPTS, ask, chat, http, metric, metrics, serving, serving_agent
 
 KEYS = "key-one,key-two"
 MAX_BODY = 64 * 1024
-#: Random-init GPT-2 echoes the context's last token, so different requests get different
-#: replies: a reply delivered to the wrong client would show.
-PROMPTS = [f"request {i} : {word}" for i, word in enumerate(
-    ("hello table hotel train 你好 thanks book cheap centre seven two help "
-     "restaurant ticket 北京 火车票 today need find which sure like would can").split() * 2)][:32]
 
 
-# --- fixtures: a trained model, agents on it, servers --------------------------------------
+# --- fixtures: servers on conftest's served_model_file -----------------------------------------
 
 
 @pytest.fixture(scope="module")
-def model_file(tiny_models, tmp_path_factory):
-    from parlai.scripts.train_model import TrainModel
-
-    root = tmp_path_factory.mktemp("serving")
-    mf = str(root / "m" / "model")
-    TrainModel.main(task="integration_tests", model="dialogft_agent", hf_model=tiny_models["gpt2"],
-                    model_file=mf, max_train_steps=2, batchsize=4, validation_max_exs=4,
-                    short_final_eval=True, datapath=str(root / "data"), label_truncate=16)
-    return mf
-
-
-def serving_agent(model_file, *args):
-    """The agent as `parlai dialogft_serve -mf MODEL ARGS` builds it."""
-    from parlai.core.agents import create_agent
-
-    from parlai_dialogft.scripts.dialogft_serve import DialogftServe
-
-    opt = DialogftServe.setup_args().parse_args(["-mf", model_file, "--datapath", os.path.dirname(model_file), *args])
-    return create_agent(opt, requireModelExists=True)
-
-
-@contextmanager
-def serving(model_file, generate=None, log_db=None, **settings):
-    from parlai_dialogft.serving.app import create_app
-    from parlai_dialogft.serving.replier import Replier
-    from parlai_dialogft.serving.server import bound_port, running
-
-    settings = ServeSettings(model_name="m", **settings)
-    replier = Replier(serving_agent(model_file), settings.max_batch)
-    store = ConversationStore(log_db) if log_db else None
-    app = create_app(settings, generate(replier) if generate else replier, store)
-    with running(app, shutdown_timeout_s=10) as server:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{bound_port(server)}", app=app, server=server, log_db=log_db)
-
-
-@pytest.fixture(scope="module")
-def server(model_file, tmp_path_factory):
+def server(served_model_file, tmp_path_factory):
     log_db = str(tmp_path_factory.mktemp("log") / "log.db")
-    with serving(model_file, log_db=log_db, max_body_bytes=MAX_BODY, max_batch=16, batch_wait_s=0.01) as s:
+    with serving(served_model_file, log_db=log_db, max_body_bytes=MAX_BODY, max_batch=16, batch_wait_s=0.01) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def keyed_server(model_file):
+def keyed_server(served_model_file):
     from parlai_dialogft.serving.guard import load_api_keys
 
-    with serving(model_file, api_keys=load_api_keys(KEYS)) as s:
+    with serving(served_model_file, api_keys=load_api_keys(KEYS)) as s:
         yield s
-
-
-# --- a small HTTP client ---------------------------------------------------------------------
-
-
-def http(url, method="GET", body=None, headers=None, timeout=60):
-    """(status, headers, text); ``body`` a dict (JSON), bytes, or an iterator (sent chunked)."""
-    headers = dict(headers or {})
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-        headers.setdefault("Content-Type", "application/json")
-    request = urllib.request.Request(url, data=body, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read().decode()
-
-
-def chat(base, messages, **extra):
-    status, _, text = http(base + "/v1/chat/completions", "POST", {"model": "m", "messages": messages, **extra})
-    assert status == 200, text
-    return json.loads(text)
-
-
-def ask(base, text):
-    return chat(base, [{"role": "user", "content": text}])["choices"][0]["message"]["content"]
-
-
-def metrics(base):
-    _, _, text = http(base + "/metrics")
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def metric(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 # --- messages become the ParlAI history --------------------------------------------------------
@@ -162,10 +77,10 @@ def test_streamed_pieces_put_together_are_the_reply(text):
     assert "".join(pieces(text)) == text
 
 
-def test_the_model_reads_the_whole_conversation_in_order(model_file):
+def test_the_model_reads_the_whole_conversation_in_order(served_model_file):
     from parlai_dialogft.serving.replier import Replier
 
-    replier = Replier(serving_agent(model_file), max_batch=1)
+    replier = Replier(serving_agent(served_model_file), max_batch=1)
     observation = replier._observe(replier._slots[0], Prompt((("be kind\nhi", "hello!"),), "a table"))
     assert observation["full_text"] == "be kind\nhi\nhello!\na table"
     # the next request starts from nothing
@@ -295,11 +210,11 @@ def test_a_right_key_is_let_in(keyed_server):
     assert status == 200  # health and metrics stay open for probes and scrapers
 
 
-def test_binding_beyond_loopback_needs_keys(model_file, capsys):
+def test_binding_beyond_loopback_needs_keys(served_model_file, capsys):
     from parlai_dialogft.scripts.dialogft_serve import DialogftServe
 
     with pytest.raises(SystemExit) as stop:
-        DialogftServe.main(model_file=model_file, serve_host="0.0.0.0")
+        DialogftServe.main(model_file=served_model_file, serve_host="0.0.0.0")
     assert stop.value.code == 2
     assert "dialogft_serve: --host 0.0.0.0 lets other machines connect: give --serve-api-keys" in capsys.readouterr().err
     assert ServeSettings("m", host="0.0.0.0", api_keys=frozenset({"k"})).host == "0.0.0.0"
@@ -379,7 +294,7 @@ def test_the_batcher_groups_waiting_requests_and_isolates_a_failing_one():
     assert max(calls) == 8  # grouped, and then retried one by one after the failure
 
 
-def test_shutdown_answers_requests_already_in_flight(model_file):
+def test_shutdown_answers_requests_already_in_flight(served_model_file):
     generating = threading.Event()
 
     def slow(replier):
@@ -389,7 +304,7 @@ def test_shutdown_answers_requests_already_in_flight(model_file):
             return replier(prompts)
         return generate
 
-    with serving(model_file, generate=slow) as s:
+    with serving(served_model_file, generate=slow) as s:
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(ask, s.url, PROMPTS[4])
             assert generating.wait(30)
@@ -399,8 +314,8 @@ def test_shutdown_answers_requests_already_in_flight(model_file):
         urllib.request.urlopen(s.url + "/healthz", timeout=5)
 
 
-def test_the_parlai_command_serves_and_stops_gracefully_on_sigterm(model_file, tmp_path):
-    args = ["dialogft_serve", "-mf", model_file, "--port", "{port}", "--serve-log-db", tmp_path / "log.db",
+def test_the_parlai_command_serves_and_stops_gracefully_on_sigterm(served_model_file, tmp_path):
+    args = ["dialogft_serve", "-mf", served_model_file, "--port", "{port}", "--serve-log-db", tmp_path / "log.db",
             "--datapath", tmp_path]
     with parlai_server(args, "/healthz", timeout=120) as (base, proc):
         assert ask(base, PROMPTS[5]) is not None

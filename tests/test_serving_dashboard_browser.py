@@ -11,18 +11,19 @@ import signal
 import time
 
 import pytest
-from conftest import parlai_server, png_is_drawn
-from human_eval_support import Browser
-from test_serving import http
-from test_serving_live_eval import model_file, profiled  # noqa: F401 - module fixtures: a model and its profile
+
+from tests.support.browser import Browser
+from tests.support.files import png_is_drawn
+from tests.support.processes import parlai_server
+from tests.support.serving import http
 
 pytestmark = pytest.mark.browser
 
 REQUESTS = ["1", "4 1", "hello , how can I help you today ?", "我想订一张明天去北京的火车票。", "3"]
 
 
-def test_the_dashboard_plots_every_series_after_some_requests(profiled, tmp_path):  # noqa: F811
-    args = ["dialogft_serve", "-mf", profiled, "--port", "{port}", "--serve-model-name", "m",
+def test_the_dashboard_plots_every_series_after_some_requests(profiled_model_file, tmp_path):
+    args = ["dialogft_serve", "-mf", profiled_model_file, "--port", "{port}", "--serve-model-name", "m",
             "--serve-live-interval-s", "1", "--serve-log-db", str(tmp_path / "log.db")]
     with parlai_server(args, "/healthz") as (base, proc):
         # three intervals of a second, so each series is a line, not a dot

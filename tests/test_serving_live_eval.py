@@ -37,8 +37,8 @@ from parlai_dialogft.serving.live_eval import (
     repeated_ngram_share,
 )
 from parlai_dialogft.serving.protocol import Prompt
-
-TASK = "integration_tests:multiturn"  # episodes of growing contexts: lengths that vary
+from tests.support.serving import PROFILED_TASK as TASK  # episodes of growing contexts: lengths that vary
+from tests.support.serving import chat, http, metrics, serving_agent
 
 
 # --- the pieces ------------------------------------------------------------------------------
@@ -193,19 +193,7 @@ def test_bad_live_evaluation_flags_are_refused_naming_the_flag(field, value_, fl
         LiveEvalSettings(**{field: value_})
 
 
-# --- a trained model, its profile, a server --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model_file(tiny_models, tmp_path_factory):
-    from parlai.scripts.train_model import TrainModel
-
-    root = tmp_path_factory.mktemp("live_eval")
-    mf = str(root / "m" / "model")
-    TrainModel.main(task=TASK, model="dialogft_agent", hf_model=tiny_models["gpt2"], model_file=mf,
-                    max_train_steps=2, batchsize=4, validation_max_exs=4, short_final_eval=True,
-                    datapath=str(root / "data"), label_truncate=8)
-    return mf
+# --- conftest's profiled_model_file, its training contexts, a server ---------------------------
 
 
 def training_contexts(model_file):
@@ -219,20 +207,11 @@ def training_contexts(model_file):
     return teacher, list(episode_contexts(teacher.act() for _ in range(teacher.num_examples())))
 
 
-@pytest.fixture(scope="module")
-def profiled(model_file):
-    from parlai_dialogft.scripts.dialogft_train_profile import DialogftTrainProfile
-
-    datapath = os.path.join(os.path.dirname(model_file), "..", "data")
-    DialogftTrainProfile.main(model_file=model_file, datapath=datapath)
-    return model_file
-
-
-def test_the_profile_script_profiles_the_task_the_model_was_trained_on(profiled, tiny_models):
+def test_the_profile_script_profiles_the_task_the_model_was_trained_on(profiled_model_file, tiny_models):
     from transformers import AutoTokenizer
 
-    profile = TrainingProfile.load(profile_path(profiled))
-    teacher, contexts = training_contexts(profiled)
+    profile = TrainingProfile.load(profile_path(profiled_model_file))
+    teacher, contexts = training_contexts(profiled_model_file)
     assert profile.task == TASK and profile.examples == teacher.num_examples() == len(contexts)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
     lengths = [context_stats(turns, lambda t: tokenizer(t, add_special_tokens=False)["input_ids"], None)[0]
@@ -249,8 +228,6 @@ def test_the_profile_script_says_what_to_give_when_the_model_names_no_task(tmp_p
 
 @contextmanager
 def live_server(model_file, **live_settings):
-    from test_serving import serving_agent
-
     from parlai_dialogft.serving.app import create_app
     from parlai_dialogft.serving.live_eval import tokenizer_of
     from parlai_dialogft.serving.options import ServeSettings
@@ -267,10 +244,8 @@ def live_server(model_file, **live_settings):
         yield f"http://127.0.0.1:{bound_port(server)}"
 
 
-def test_a_served_model_exports_its_live_evaluation(profiled):
-    from test_serving import chat, http, metrics
-
-    teacher, contexts = training_contexts(profiled)
+def test_a_served_model_exports_its_live_evaluation(profiled_model_file):
+    teacher, contexts = training_contexts(profiled_model_file)
     # requests shaped as training contexts (digits, 1 to 4 turns), then ones far longer than
     # any, and Chinese sentences (the task has none: longer in tokens than any of its contexts)
     like_training = contexts[::7][:12]
@@ -278,7 +253,7 @@ def test_a_served_model_exports_its_live_evaluation(profiled):
     chinese = [["你好，请问有什么可以帮您？"], ["我想订一张明天去北京的火车票。"]]
     drifted = len(too_long) + len(chinese)
     again = [contexts[0]] * 5  # greedy decoding: the same reply five times, generic from the fourth
-    with live_server(profiled, generic_window=50, generic_threshold=3, interval_s=3600) as url:
+    with live_server(profiled_model_file, generic_window=50, generic_threshold=3, interval_s=3600) as url:
         ids = []
         for turns in like_training + too_long + chinese + again:
             roles = ["user", "assistant"] * len(turns)
@@ -313,12 +288,10 @@ GRAFANA = os.path.join(os.path.dirname(__file__), "..", "examples", "grafana", "
 SERIES_NAME = re.compile(r"\bdialogft_[a-z0-9_]+\b")
 
 
-def test_every_grafana_panel_queries_series_the_server_exports(profiled):
-    from test_serving import chat, http
-
+def test_every_grafana_panel_queries_series_the_server_exports(profiled_model_file):
     with open(GRAFANA, encoding="utf-8") as f:
         dashboard = json.load(f)
-    with live_server(profiled) as url:
+    with live_server(profiled_model_file) as url:
         cid = chat(url, [{"role": "user", "content": "1"}])["id"]
         assert http(url + "/v1/feedback", "POST", {"id": cid, "rating": "up"})[0] == 200
         _, _, text = http(url + "/metrics")
@@ -342,9 +315,9 @@ def test_every_grafana_panel_queries_series_the_server_exports(profiled):
         sorted(f for f in families if not any(name.startswith(f) for name in queried)))
 
 
-def test_a_missing_training_profile_stops_the_server_with_one_line(model_file, tmp_path):
+def test_a_missing_training_profile_stops_the_server_with_one_line(profiled_model_file, tmp_path):
     missing = str(tmp_path / "missing.json")
-    proc = subprocess.run([sys.executable, "-m", "parlai", "dialogft_serve", "-mf", model_file,
+    proc = subprocess.run([sys.executable, "-m", "parlai", "dialogft_serve", "-mf", profiled_model_file,
                            "--serve-train-profile", missing], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 2

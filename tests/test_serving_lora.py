@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from conftest import TEXTS, parlai_server, train_briefly
-from test_serving import chat, http, serving_agent
 
 from parlai_dialogft.serving.adapters import AdapterRouter, parse_serve_lora, serve_adapters
 from parlai_dialogft.serving.guard import GuardError
+from tests.support.agents import train_briefly
+from tests.support.models import TEXTS
+from tests.support.processes import parlai_server
+from tests.support.serving import chat, http, serving_agent
 
 LORA = dict(lora_r=4, lora_alpha=16.0, lora_dropout=0.0, learningrate=1e-2, label_truncate=16)
 ASKED = list(dict.fromkeys(TEXTS)) + ["1 2 3", "4 0", "5"]

@@ -27,10 +27,11 @@ from types import SimpleNamespace
 
 import openai
 import pytest
-from conftest import TEXTS, parlai_server
 
 from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.store import ConversationStore
+from tests.support.models import TEXTS
+from tests.support.processes import parlai_server
 
 HELLO = [{"role": "user", "content": TEXTS[0]}]
 #: Contexts the model was not trained on: its next-token distributions are flatter there,

@@ -15,22 +15,19 @@ so its hypotheses depend on what it reads.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
-from conftest import TEXTS, make_agent
-from test_schema_versions import SERVING_LOG_V1_SCHEMA
 
-from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.preferences import EQUAL_DRAFTS, LATER_CHOICE, LATER_RATING, ONE_DRAFT, export_preferences
 from parlai_dialogft.serving.store import SCHEMA_VERSION, ConversationStore, NoSuchDraft
+from tests.support.agents import make_agent
+from tests.support.files import read_jsonl
+from tests.support.models import TEXTS
+from tests.support.schemas import SERVING_LOG_V1_SCHEMA
+from tests.support.serving import chat, contents, feedback, log_preferences, serving_hf_model
 
 SYSTEM = {"role": "system", "content": "you work at a restaurant"}
 HELLO = [SYSTEM, {"role": "user", "content": TEXTS[0]}]
@@ -39,28 +36,10 @@ HELLO = [SYSTEM, {"role": "user", "content": TEXTS[0]}]
 # --- a server on the context model, spoken to over HTTP ----------------------------------------
 
 
-@contextmanager
-def serving(hf_model, log_db, datapath, **settings):
-    from parlai.core.agents import create_agent
-
-    from parlai_dialogft.scripts.dialogft_serve import DialogftServe
-    from parlai_dialogft.serving.app import create_app
-    from parlai_dialogft.serving.replier import Replier
-    from parlai_dialogft.serving.server import bound_port, running
-
-    # The agent as `parlai dialogft_serve -m dialogft_agent --hf-model FOLDER` builds it.
-    opt = DialogftServe.setup_args().parse_args(["-m", "dialogft_agent", "--hf-model", hf_model,
-                                                 "--datapath", datapath, "--label-truncate", "24"])
-    settings = ServeSettings(model_name="m", **settings)
-    app = create_app(settings, Replier(create_agent(opt), settings.max_batch), ConversationStore(log_db))
-    with running(app, shutdown_timeout_s=10) as server:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{bound_port(server)}", log_db=log_db)
-
-
 @pytest.fixture(scope="module")
 def server(context_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("preferences")
-    with serving(context_models["gpt2"], str(root / "log.db"), str(root / "data")) as s:
+    with serving_hf_model(context_models["gpt2"], str(root / "log.db"), str(root / "data")) as s:
         yield s
 
 
@@ -72,35 +51,6 @@ def post(url, body):
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-def chat(base, messages, **extra):
-    status, text = post(base + "/v1/chat/completions", {"model": "m", "messages": messages, **extra})
-    assert status == 200, text
-    return json.loads(text)
-
-
-def feedback(base, **body):
-    status, text = post(base + "/v1/feedback", body)
-    assert status == 200, text
-    return json.loads(text)
-
-
-def contents(reply):
-    return [choice["message"]["content"] for choice in reply["choices"]]
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
-def log_preferences(log_db, out_dir):
-    """`parlai dialogft_log_preferences` as a user runs it: (exit status, output)."""
-    done = subprocess.run([sys.executable, "-m", "parlai", "dialogft_log_preferences", "--serve-log", log_db,
-                           "--out-dir", out_dir], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"))
-    return done.returncode, done.stdout + done.stderr
 
 
 # --- several drafts in one request ---------------------------------------------------------------

@@ -23,11 +23,11 @@ from types import SimpleNamespace
 
 import openai
 import pytest
-from conftest import TEXTS
 
 from parlai_dialogft.serving.options import ServeSettings
 from parlai_dialogft.serving.protocol import cut_at_stop
 from parlai_dialogft.serving.streaming import TextStream
+from tests.support.models import TEXTS
 
 #: Seconds each search step takes (the decoder call is slowed to it).
 STEP_S = 0.03

@@ -11,42 +11,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import pytest
 
 from parlai_dialogft.training import launch
 from parlai_dialogft.utils.errors import UserError
+from tests.support.distributed import AGENT, HOLD_ENV, REPO, SHARDS, distributed_env
+from tests.support.processes import BIN, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "torchrun_two_nodes.sh"
-BIN = Path(sys.executable).parent
-# The test helpers by a dotted path (ParlAI's teacher loader needs one): the repository
-# root on PYTHONPATH, and the agent by the same path so that the module loads once.
-AGENT = "tests.rank_weights_agent:RankWeightsAgent"
-SHARDS = "tests.rank_weights_agent:RankShardsTeacher"
-HOLD_ENV = "DIALOGFT_TEST_HOLD_AT_STEP"  # rank_weights_agent's: hold a rank at a step
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(REPO), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    for name in (*launch.TORCHRUN_VARS, HOLD_ENV):
-        env.pop(name, None)
-    env.update(extra)
-    return env
 
 
 class Job:
@@ -62,8 +41,8 @@ class Job:
         self.procs, self.logs = [], []
         for rank in (0, 1):
             log = self.tmp_path / f"{name}-node{rank}.log"
-            env = _env(NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self.port),
-                       MODEL_FILE=str(self.model_file), DIALOGFT_TEST_WEIGHTS_DIR=str(weights))
+            env = distributed_env(NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self.port),
+                                  MODEL_FILE=str(self.model_file), DIALOGFT_TEST_WEIGHTS_DIR=str(weights))
             if hold:
                 env[HOLD_ENV] = hold
             with open(log, "w") as out:
@@ -93,7 +72,7 @@ class Job:
 
 @contextmanager
 def two_nodes(tmp_path: Path, model_file: Path):
-    job = Job(tmp_path, model_file, _free_port())
+    job = Job(tmp_path, model_file, free_port())
     try:
         yield job
     finally:
@@ -137,7 +116,7 @@ def sharded_runs(tiny_models, tmp_path_factory):
         (tmp_path / "single-weights").mkdir()
         single = subprocess.run(
             [str(BIN / "parlai"), "train_model", *flags, "-bs", str(2 * BS), "-mf", str(single_mf)],
-            env=_env(DIALOGFT_TEST_WEIGHTS_DIR=str(tmp_path / "single-weights")),
+            env=distributed_env(DIALOGFT_TEST_WEIGHTS_DIR=str(tmp_path / "single-weights")),
             capture_output=True, text=True, timeout=300,
         )
         assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
@@ -158,7 +137,7 @@ def test_two_nodes_train_as_one_process_with_their_global_batch(sharded_runs, ti
     """Same per-step losses (ParlAI's report gathers both ranks' examples) and the same final
     weights as one process whose batch is both ranks' batches together, to float rounding."""
     import torch
-    from rank_weights_agent import NUM_EXAMPLES, example
+    from tests.support.rank_weights_agent import NUM_EXAMPLES, example
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["t5"])
@@ -194,16 +173,16 @@ def test_eval_model_under_torchrun_scores_every_example_once(sharded_runs):
     reports = {name: tmp_path / f"eval-{name}.json" for name in ("torchrun", "single")}
     torchrun = subprocess.Popen(
         [str(BIN / "torchrun"), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), "-m", "parlai_dialogft.training.launch", *flags,
+         "--master-port", str(free_port()), "-m", "parlai_dialogft.training.launch", *flags,
          "--report-filename", str(reports["torchrun"])],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=distributed_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     single = subprocess.run([str(BIN / "parlai"), *flags, "--report-filename", str(reports["single"])],
-                            env=_env(), capture_output=True, text=True, timeout=300)
+                            env=distributed_env(), capture_output=True, text=True, timeout=300)
     output, _ = torchrun.communicate(timeout=300)
     assert torchrun.returncode == 0, output[-3000:]
     assert single.returncode == 0, single.stderr[-3000:]
-    from rank_weights_agent import NUM_EXAMPLES
+    from tests.support.rank_weights_agent import NUM_EXAMPLES
 
     gathered, alone = (json.loads(reports[name].read_text())["report"] for name in ("torchrun", "single"))
     assert gathered["exs"] == alone["exs"] == NUM_EXAMPLES
@@ -224,7 +203,7 @@ def test_a_job_with_a_killed_node_resumes_with_the_same_commands(tiny_models, tm
     process only), so the resumed steps are not compared with an uninterrupted run's.
     """
     import torch
-    from rank_weights_agent import state_digest
+    from tests.support.rank_weights_agent import state_digest
 
     model_file = tmp_path / "model"
     flags = _train_flags(tiny_models["t5"], tmp_path / "data", **{
@@ -265,7 +244,7 @@ def test_a_job_with_a_killed_node_resumes_with_the_same_commands(tiny_models, tm
 def test_outside_torchrun_it_says_so_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "parlai_dialogft.training.launch", "train_model", "-t", "integration_tests"],
-        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=distributed_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr

@@ -188,7 +188,7 @@ def test_the_customer_model_is_the_default_fine_tuned_on_customer_service(zoo_di
 
 
 def _parlai(args, cwd, input=None):
-    from test_registration import fresh_shell
+    from tests.support.processes import fresh_shell
 
     return fresh_shell(["parlai", *args], cwd, input=input, timeout=600)
 

@@ -1,15 +1,15 @@
 """Test helpers for distributed runs: an agent that records its weights per rank, and a
-teacher whose ranks see known shards of the data.
+teacher whose ranks see known shards of the data. ParlAI loads both by module path in the
+subprocesses it starts (:mod:`tests.support.distributed` has the paths and the environment).
 
 * ``RankWeightsAgent``: a dialogft_agent that records a digest of its weights after every
-  training step, per rank. Run with ``-m rank_weights_agent:RankWeightsAgent`` (or
-  ``tests.rank_weights_agent:...``), this folder on ``PYTHONPATH`` and
-  ``DIALOGFT_TEST_WEIGHTS_DIR`` naming where each rank writes ``rank{N}.jsonl`` (one line
-  per update: the step and the digest). ``DIALOGFT_TEST_HOLD_AT_STEP=RANK:STEP:FLAG`` makes
-  that rank, right after update STEP, create FLAG and wait to be killed: a test kills a
-  "node" at a known step.
-* ``RankShardsTeacher``: ``-t tests.rank_weights_agent:RankShardsTeacher`` (ParlAI's loader
-  needs a dotted module path for a teacher: the repository root on ``PYTHONPATH``).
+  training step, per rank. Run with ``-m tests.support.rank_weights_agent:RankWeightsAgent``,
+  the repository root on ``PYTHONPATH`` and ``DIALOGFT_TEST_WEIGHTS_DIR`` naming where each
+  rank writes ``rank{N}.jsonl`` (one line per update: the step and the digest).
+  ``DIALOGFT_TEST_HOLD_AT_STEP=RANK:STEP:FLAG`` makes that rank, right after update STEP,
+  create FLAG and wait to be killed: a test kills a "node" at a known step.
+* ``RankShardsTeacher``: ``-t tests.support.rank_weights_agent:RankShardsTeacher`` (ParlAI's
+  loader needs a dotted module path for a teacher).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from parlai.utils.data import DatatypeHelper
 from parlai.utils.distributed import get_rank, num_workers
 
 from parlai_dialogft.agents.dialogft_agent.dialogft_agent import DialogftAgent
-
-HOLD_ENV = "DIALOGFT_TEST_HOLD_AT_STEP"
+from tests.support.distributed import HOLD_ENV
 
 
 def state_digest(state_dict) -> str:
@@ -68,7 +67,7 @@ class RankWeightsAgent(DialogftAgent):
         return output
 
 
-#: Words the tiny models' tokenizer knows (tests/conftest.py's TEXTS). The first word of
+#: Words the tiny models' tokenizer knows (tests/support/models.py's TEXTS). The first word of
 #: each side stays first: byte-level BPE splits a word without its leading space otherwise.
 _CONTEXT_WORDS = ["hello", "how", "can", "help", "you", "today"]
 _REPLY_WORDS = ["sure", "book", "table", "cheap", "hotel", "centre"]

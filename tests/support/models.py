@@ -1,18 +1,29 @@
-"""Tiny test models whose replies depend on the context: each learns to answer a sentence with
-the next one.
+"""The tiny models the tests run on: the sentences their tokenizers learn (``TEXTS``), and
+models trained to answer each sentence with the next one (``train_next_sentence``).
 
 A random-init tiny model (tied embeddings, near-uniform logits) answers every context with
 the same few tokens, so "batched equals alone" or "ours equals ``model.generate``" could hold
-while decoding mixes up rows or positions. These models are trained with plain
-transformers, not with the agent under test, on the distinct sentences of the test texts in
+while decoding mixes up rows or positions. The context models are trained with plain
+transformers, not with the agent under test, on the distinct sentences of ``TEXTS`` in
 order: sentence i is the context, sentence i + 1 the reply (EOS included), so that different
-contexts get different replies.
+contexts get different replies. conftest's ``tiny_models`` and ``context_models`` fixtures
+build both once per session.
 """
 
 from __future__ import annotations
 
 from typing import List
 
+TEXTS = [
+    "hello , how can I help you today ?",
+    "I would like to book a table for two at seven .",
+    "sure , which restaurant would you like ?",
+    "can you find me a cheap hotel in the centre ?",
+    "thanks , that is all I need .",
+    "你好，请问有什么可以帮您？",
+    "我想订一张明天去北京的火车票。",
+    "好的，请问您几点出发？",
+] * 20
 STEPS = 200
 
 
