@@ -5,6 +5,8 @@
 #   make demo      fine-tune the default model on dialogft_customer, evaluate, show replies
 #   make test      the test suite without the end-to-end runs marked slow (under 15 minutes)
 #   make test-all  everything, slow end-to-end runs included (what CI runs)
+#   Both run the tests in a random order (pytest-randomly), saying the seed at the end:
+#   make test PYTEST_ARGS="--randomly-seed=N" reruns that order, -p no:randomly the file order.
 #   make bench     the benchmarks behind the README's figures, one after the other (bench/README.md)
 
 PYTHON ?= python3

@@ -122,8 +122,9 @@ setup(
     ],
     # websocket-client drives headless Chromium in the human_eval browser tests.
     # krippendorff, choix: parity of our statistics; trl: parity of the DPO loss with DPOTrainer.
-    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "websocket-client", "krippendorff", "choix",
-                             "trl", "openai"]},
+    # pytest-randomly runs the tests in a random order, reseeding random and numpy per test.
+    extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "pytest-randomly", "websocket-client",
+                             "krippendorff", "choix", "trl", "openai"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )

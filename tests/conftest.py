@@ -32,6 +32,14 @@ def pytest_runtest_setup(item):
     pytest.skip("chromium is not installed (apt-get install chromium)")
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """pytest-randomly shuffles the tests and reseeds ``random`` and numpy per test; ``-q``
+    hides its header, so the seed is said at the end, where a failure is read."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"pytest-randomly: the same order and seeds again with --randomly-seed={seed}")
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """arch -> folder of a random-init tiny model with its own trained tokenizer."""
