@@ -73,26 +73,34 @@ def same_hypotheses(a, b):
     assert [score for row in a for _, score in row] == pytest.approx([score for row in b for _, score in row], abs=1e-4)
 
 
-def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3, **opts):
-    """A few real training steps through ParlAI's train_model (weights move off init).
-
-    Seeded: ParlAI shuffles with the global RNGs, so the weights would otherwise depend on
-    which tests ran before.
-    """
+def reseed(seed: int = 0) -> None:
+    """Seed the global RNGs ParlAI trains with (its shuffling, dropout, sampling), so that a
+    model trained next is the same whichever tests ran before."""
     import random
 
     import numpy
     import torch
+
+    random.seed(seed)
+    numpy.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_briefly(hf_model: str, model_file: str, datapath: str, steps: int = 3, **opts):
+    """A few real training steps through ParlAI's train_model (weights move off init).
+
+    Seeded: the agent is built with the global RNGs, and the training loop seeds them with
+    ``--seed`` (else with a seed drawn at random), so the weights would otherwise depend on
+    which tests ran before and differ from run to run.
+    """
     from parlai.scripts.train_model import TrainModel
 
-    random.seed(0)
-    numpy.random.seed(0)
-    torch.manual_seed(0)
+    reseed(0)
 
     kwargs = dict(
         task="integration_tests", model="dialogft_agent", hf_model=hf_model,
         model_file=model_file, max_train_steps=steps, batchsize=4, validation_max_exs=4,
-        short_final_eval=True, datapath=datapath, learningrate=1e-2,
+        short_final_eval=True, datapath=datapath, learningrate=1e-2, seed=0,
     )
     kwargs.update(opts)
     return TrainModel.main(**kwargs)

@@ -24,13 +24,17 @@ PROFILED_TASK = "integration_tests:multiturn"
 
 
 def train_served_model(hf_model: str, root, task: str = "integration_tests", label_truncate: int = 16) -> str:
-    """``root/m/model``: ``hf_model`` trained two steps on ``task`` (data in ``root/data``)."""
+    """``root/m/model``: ``hf_model`` trained two steps on ``task`` (data in ``root/data``),
+    seeded as :func:`tests.support.agents.train_briefly` is: the same model in every run."""
     from parlai.scripts.train_model import TrainModel
 
+    from tests.support.agents import reseed
+
+    reseed(0)
     mf = str(root / "m" / "model")
     TrainModel.main(task=task, model="dialogft_agent", hf_model=hf_model, model_file=mf, max_train_steps=2,
                     batchsize=4, validation_max_exs=4, short_final_eval=True, datapath=str(root / "data"),
-                    label_truncate=label_truncate)
+                    label_truncate=label_truncate, seed=0)
     return mf
 
 
