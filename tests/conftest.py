@@ -10,11 +10,6 @@ import pytest
 from tests.support.browser import CHROMIUM
 from tests.support.models import TEXTS
 
-# Moved to tests.support; still importable from here for test_knowledge.py and
-# test_knowledge_chat.py until they import tests.support themselves (test_layout.py).
-from tests.support.agents import make_agent, train_briefly  # noqa: F401
-from tests.support.processes import parlai_server  # noqa: F401
-
 # Two cores: one torch thread per test process keeps parallel helpers from thrashing.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests build every model locally; never wait on a hub.

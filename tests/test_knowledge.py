@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from conftest import make_agent
+from tests.support.agents import make_agent
 
 from parlai_dialogft.knowledge import context, metrics, stores
 from parlai_dialogft.knowledge.retriever import BM25Retriever, retrieval_tokens

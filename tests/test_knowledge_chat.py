@@ -19,7 +19,8 @@ import pytest
 from parlai_dialogft.knowledge.context import with_knowledge
 from parlai_dialogft.knowledge.stores import Entry, read_jsonl
 
-from conftest import parlai_server, train_briefly
+from tests.support.agents import train_briefly
+from tests.support.processes import parlai_server
 
 #: Sentences of the tiny tokenizer's training texts, so that the model can spell them.
 ANSWERS = ["sure , which restaurant would you like ?", "hello , how can I help you today ?", "好的，请问您几点出发？"]

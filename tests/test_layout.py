@@ -20,7 +20,7 @@ ROOTS = {
     "parlai_dialogft.tasks": REPO / "tasks",
     "parlai_dialogft.zoo": REPO / "zoo",
 }
-STAGES = ("plugin", "utils", "model", "data", "training", "evaluation", "mutators", "serving", "human_eval", "scripts")
+STAGES = ("plugin", "utils", "model", "knowledge", "data", "training", "evaluation", "mutators", "serving", "human_eval", "scripts")
 
 
 def our_modules() -> Dict[str, Path]:
@@ -107,6 +107,23 @@ def test_the_error_classes_import_nothing_of_ours():
     assert GRAPH["parlai_dialogft.utils.errors"] == set()
 
 
+def test_every_error_a_user_can_fix_is_a_user_error():
+    """One family, printed one way (``utils.errors.one_line_errors``): a class named ``*Error``
+    is a mistake the user can fix. The other exceptions are signals between our own parts
+    (``QueueFull``, ``Unsupported``, ...), and ``ApiError`` is an HTTP answer in OpenAI's format."""
+    from parlai_dialogft.utils.errors import UserError
+
+    errors = {
+        f"{name}.{attr}": value
+        for name in MODULES for attr, value in vars(importlib.import_module(name)).items()
+        if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == name
+    }
+    assert len(errors) > 8
+    named_error = {where for where, cls in errors.items() if where.endswith("Error")}
+    assert {where for where in named_error if not issubclass(errors[where], UserError)} == {
+        "parlai_dialogft.serving.protocol.ApiError"}
+
+
 def test_each_stage_says_what_it_is_for_and_what_to_read_first():
     for stage in STAGES:
         doc = ast.get_docstring(ast.parse(MODULES[f"parlai_dialogft.{stage}"].read_text(encoding="utf-8")))
@@ -128,9 +145,6 @@ def test_every_module_imports(name):
 
 TESTS = REPO / "tests"
 SUPPORT = "tests.support"
-#: Test modules that still import helpers from conftest, which re-exports them from
-#: tests.support until these import tests.support themselves. Nothing else may.
-STILL_FROM_CONFTEST = {"test_knowledge.py", "test_knowledge_chat.py"}
 
 
 def imports_of_the_tests_folder(path: Path) -> Set[str]:
@@ -172,5 +186,4 @@ def test_the_test_imports_check_sees_every_way_to_import_a_test_module(tmp_path)
 def test_a_test_module_imports_no_other_only_tests_support(path):
     """Shared fixtures come from conftest by name, shared code from ``tests.support``: a test
     module runs (and fails) on its own, and ``tests.support`` never reaches back up."""
-    allowed = {"conftest"} if path in STILL_FROM_CONFTEST else set()
-    assert imports_of_the_tests_folder(TESTS / path) - allowed == set()
+    assert imports_of_the_tests_folder(TESTS / path) == set()
