@@ -81,8 +81,8 @@ def main():
 
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    from conftest import make_agent
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from tests.support.agents import make_agent
     from parlai.core.message import Message
     from parlai.core.torch_generator_agent import TorchGeneratorAgent
 
