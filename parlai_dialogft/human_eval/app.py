@@ -27,7 +27,7 @@ the worker's API, the two judgment tasks, the chat, the admin); what they share 
 :class:`~.state.StudyState`, handed out as a FastAPI dependency (:mod:`.state`). Here: the
 app that includes them, its security headers, and how errors become ``{"error": ...}``.
 
-Request bodies are pydantic models (:class:`~.routes.judgments.PairwiseAnswer`,
+Request bodies are pydantic models (:class:`~.routes.judgments.Answer`,
 :class:`~.routes.chat.ChatTurn`, ...), read after the caller is authenticated: a body of the
 wrong shape is a 400 whose message names the field (``choice: Input should be 'left' or
 'right'``). What depends on the study (the known problems and ratings, the 1-5 range, a
