@@ -22,6 +22,7 @@ from parlai_dialogft.human_eval.preferences import export_preferences
 from parlai_dialogft.human_eval.qc import BROKEN_TURN
 from parlai_dialogft.human_eval.turn_items import read_turn_pairs
 from parlai_dialogft.utils.errors import UserError
+from tests.support.files import read_jsonl
 from tests.support.human_eval import (
     ADMIN,
     http,
@@ -83,10 +84,6 @@ def work_through(s, session, choose=good_side, limit=50):
 def new_session(s):
     worker, token = link_worker(s)
     return worker, session_of(s.url, worker=worker, token=token, task="turns")
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
 # --- assignment ---------------------------------------------------------------------------------

@@ -17,8 +17,7 @@ import sys
 import pytest
 
 from parlai_dialogft.knowledge.context import with_knowledge
-from parlai_dialogft.knowledge.stores import Entry, read_jsonl
-
+from parlai_dialogft.knowledge.stores import Entry, read_jsonl_entries
 from tests.support.agents import train_briefly
 from tests.support.processes import parlai_server
 
@@ -69,7 +68,7 @@ def read_jsonl_line(question: str, answer: str) -> str:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "one.jsonl"
         path.write_text(json.dumps({"question": question, "answer": answer}) + "\n", encoding="utf-8")
-        (entry,) = read_jsonl(path)
+        (entry,) = read_jsonl_entries(path)
     assert isinstance(entry, Entry)
     return entry.text
 

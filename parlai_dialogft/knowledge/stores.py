@@ -30,13 +30,13 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 from parlai_dialogft.data.conversation import resolve_speakers, to_examples
 from parlai_dialogft.data.readers import user_files
 from parlai_dialogft.data.readers.corpus_files import corpus_dir, load_json
-from parlai_dialogft.utils.errors import DataFormatError, UserError
 from parlai_dialogft.utils import jsonl
+from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 #: Bumped when an entry's text changes for the same source, so cached indexes are rebuilt.
 RENDER_VERSION = "1"
@@ -221,7 +221,7 @@ def _document(record: dict, path: Path, line: int) -> List[Entry]:
     return [Entry(f"{title} | {passage}" if title else passage, title) for passage in _passages(text)]
 
 
-def read_jsonl(path: Path) -> List[Entry]:
+def read_jsonl_entries(path: Path) -> List[Entry]:
     """FAQ pairs and documents, one JSON object per line (blank lines allowed).
 
     A pair is any record the user-file teacher (``dialogft_files``) reads as a dialogue:
@@ -270,7 +270,7 @@ def read_triples_csv(path: Path) -> List[Entry]:
     return entries
 
 
-USER_READERS: Dict[str, Callable[[Path], List[Entry]]] = {".jsonl": read_jsonl, ".csv": read_triples_csv}
+USER_READERS: Dict[str, Callable[[Path], List[Entry]]] = {".jsonl": read_jsonl_entries, ".csv": read_triples_csv}
 
 
 # --- one entry point -----------------------------------------------------------------------------
