@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import math
 from collections import Counter, defaultdict
@@ -91,9 +90,7 @@ def jsonl_records(path: str | Path, missing: str) -> Iterator[Tuple[str, int, An
     path = Path(path)
     if not path.is_file():
         raise UserError(missing)
-    if not path.read_bytes().lstrip(codecs.BOM_UTF8).strip():
-        return
-    for number, value in read_jsonl(path):
+    for number, value in read_jsonl(path, allow_empty=True):
         yield f"{path}, line {number}", number, value
 
 

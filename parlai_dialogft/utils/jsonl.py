@@ -23,8 +23,11 @@ from typing import Any, Iterable, Iterator, List, Tuple
 from parlai_dialogft.utils.errors import DataFormatError
 
 
-def decoded_lines(path: str | Path) -> List[str]:
-    """The file's lines as text; invalid UTF-8 is an error on its line, not a crash later."""
+def decoded_lines(path: str | Path, allow_empty: bool = False) -> List[str]:
+    """The file's lines as text; invalid UTF-8 is an error on its line, not a crash later.
+
+    An empty (or blank) file is an error unless ``allow_empty``: then it has no lines.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -33,6 +36,8 @@ def decoded_lines(path: str | Path) -> List[str]:
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
     if not data.strip():
+        if allow_empty:
+            return []
         raise DataFormatError(path, 1, "the file is empty")
     lines = []
     for number, raw in enumerate(data.split(b"\n"), 1):
@@ -62,9 +67,10 @@ def json_lines(path: str | Path, lines: List[str], hint: str = "") -> Iterator[T
             raise DataFormatError(path, number, f"{problem}; {hint}" if hint else problem) from None
 
 
-def read_jsonl(path: str | Path, hint: str = "") -> Iterator[Tuple[int, Any]]:
-    """``(line number, parsed value)`` for each non-blank line of the file at ``path``."""
-    return json_lines(path, decoded_lines(path), hint)
+def read_jsonl(path: str | Path, hint: str = "", allow_empty: bool = False) -> Iterator[Tuple[int, Any]]:
+    """``(line number, parsed value)`` for each non-blank line of the file at ``path``
+    (an empty file is an error unless ``allow_empty``)."""
+    return json_lines(path, decoded_lines(path, allow_empty), hint)
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
