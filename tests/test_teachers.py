@@ -22,7 +22,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 # teacher, source, lang, split, dialogues, episodes, examples (docs/data.md shows the same).
 PINNED_COUNTS = [
     ('dialogft_customer', 'crosswoz', 'zh', 'train', 447, 447, 3781),
-    ('dialogft_customer', 'multiwoz', 'en', 'train', 780, 780, 5786),
+    ('dialogft_customer', 'multiwoz', 'en', 'train', 898, 898, 6656),
     ('dialogft_customer', 'sgd', 'en', 'train', 4086, 4086, 31363),
     ('dialogft_customer', 'taskmaster4', 'en', 'train', 2955, 2955, 5497),
     ('dialogft_customer', 'crosswoz', 'zh', 'valid', 53, 53, 448),
@@ -30,7 +30,7 @@ PINNED_COUNTS = [
     ('dialogft_customer', 'sgd', 'en', 'valid', 768, 768, 5465),
     ('dialogft_customer', 'taskmaster4', 'en', 'valid', 358, 358, 657),
     ('dialogft_customer', 'crosswoz', 'zh', 'test', 500, 500, 4238),
-    ('dialogft_customer', 'multiwoz', 'en', 'test', 118, 118, 870),
+    ('dialogft_customer', 'multiwoz', 'en', 'test', 997, 997, 7355),
     ('dialogft_customer', 'sgd', 'en', 'test', 768, 768, 4821),
     ('dialogft_customer', 'taskmaster4', 'en', 'test', 374, 374, 724),
     ('dialogft_chitchat', 'chatterbot', 'en', 'train', 754, 822, 1062),

@@ -15,6 +15,11 @@ whole (:func:`clean_conversations`):
   before it stays coherent, and nothing after it would be,
 * exact duplicate conversations dropped (the first copy is kept).
 
+A turn keeps its corpus annotations (:attr:`Turn.annotations`) through cleaning: cleaning
+changes only the spelling of a text, never which turn said what. A merge would give one turn
+two turns' annotations, so a conversation with annotated turns that needs one is dropped whole
+(on the shipped corpora none does). A cut keeps the turns before it, each with its own.
+
 Nothing is dropped silently: every change is counted in a :class:`CleaningReport`, which the
 base teacher logs once per setup.
 """
@@ -24,7 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, List
 
 import regex
@@ -79,6 +84,7 @@ class CleaningReport(Counter):
         ("merged_turns", "same-speaker turns merged"),
         ("long_turns", "conversations cut at an over-long turn"),
         ("cut_turns", "turns dropped after such a cut"),
+        ("annotated_merges", "annotated conversations dropped (a merge would misalign their annotations)"),
         ("single_speaker", "one-speaker conversations dropped"),
         ("duplicates", "duplicate conversations dropped"),
         ("no_reply", "conversations without a reply for the model"),
@@ -147,22 +153,27 @@ def clean_turns(turns: Iterable[Turn], options: CleaningOptions, report: Counter
         if kept and kept[-1].speaker == turn.speaker:
             report["merged_turns"] += 1
             last = kept.pop()
-            turn_text = last.text + "\n" + text
-            knowledge = last.knowledge + knowledge
-            kept.append(Turn(turn.speaker, turn_text, knowledge))
+            # One turn cannot carry two turns' annotations: the merged turn has none.
+            kept.append(Turn(turn.speaker, last.text + "\n" + text, last.knowledge + knowledge))
         else:
-            kept.append(Turn(turn.speaker, text, knowledge))
+            kept.append(replace(turn, text=text, knowledge=knowledge))
     return kept
 
 
 def clean_conversations(
     conversations: Iterable[Conversation], options: CleaningOptions, report: Counter
 ) -> List[Conversation]:
-    """Clean every conversation; drop one-speaker results and exact duplicates (counted)."""
+    """Clean every conversation; drop one-speaker results, exact duplicates and annotated
+    conversations that needed a merge (each counted)."""
     seen = set()
     cleaned = []
     for conversation in conversations:
-        turns = clean_turns(conversation.turns, options, report)
+        changes: Counter = Counter()
+        turns = clean_turns(conversation.turns, options, changes)
+        report.update(changes)
+        if changes["merged_turns"] and any(turn.annotations for turn in conversation.turns):
+            report["annotated_merges"] += 1
+            continue
         if len({turn.speaker for turn in turns}) < 2:
             report["single_speaker"] += 1
             continue

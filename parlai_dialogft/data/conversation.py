@@ -4,12 +4,66 @@ Readers turn upstream corpora and user files into :class:`Conversation` objects 
 speaker each). :func:`to_examples` then picks the speaker the model plays: each of that
 speaker's turns becomes a ``labels`` and everything said since its previous turn becomes the
 ``text``. ParlAI keeps the history across an episode, so the model sees the whole dialogue.
+
+Task-oriented corpora also keep their upstream annotations (dialogue acts, belief states,
+service calls, goals) as :class:`Annotations`, raw, on each turn and on the conversation; the
+data layer never interprets them (``parlai_dialogft.tod`` does).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+
+class Annotations(Mapping[str, Any]):
+    """A corpus's own annotations of a turn or a dialogue: a read-only mapping, values raw.
+
+    ``Annotations({"dialog_act": {...}})["dialog_act"]`` is the upstream JSON value as parsed
+    (dicts, lists, strings, numbers). It is kept as compact JSON and decoded on first read, so
+    a teacher that serves only the text loads and pickles a corpus without building millions
+    of small dicts (SGD's annotations alone are 100 MB of JSON). Do not change what a read
+    returns: it is decoded once and shared by every later read in the process.
+    """
+
+    __slots__ = ("_json", "_decoded")
+
+    def __init__(self, data: Optional[Mapping[str, Any]] = None):
+        self._json = json.dumps(dict(data), ensure_ascii=False, separators=(",", ":")) if data else ""
+        self._decoded: Optional[Dict[str, Any]] = None
+
+    def _data(self) -> Dict[str, Any]:
+        if self._decoded is None:
+            self._decoded = json.loads(self._json) if self._json else {}
+        return self._decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __bool__(self) -> bool:
+        return bool(self._json)  # without decoding
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self))  # by the keys: equal mappings have equal keys
+
+    def __repr__(self) -> str:
+        return f"Annotations({', '.join(self) or 'none'})"
+
+    def __getstate__(self) -> Tuple[str]:
+        return (self._json,)  # pickled as its JSON, never as the decoded values
+
+    def __setstate__(self, state: Tuple[str]) -> None:
+        (self._json,), self._decoded = state, None
+
+
+NO_ANNOTATIONS = Annotations()
 
 
 @dataclass(frozen=True)
@@ -18,6 +72,15 @@ class Turn:
     text: str
     # Grounding facts the speaker used in this turn, already flattened to text (KdConv).
     knowledge: Tuple[str, ...] = ()
+    # The corpus's annotations of this turn, every upstream field but the text and the speaker
+    # (MultiWOZ: dialog_act, span_info, metadata; CrossWOZ: dialog_act, user_state or
+    # sys_state and sys_state_init; SGD: frames). A plain dict is accepted and wrapped. The
+    # class attribute the default leaves also serves turns pickled before this field existed.
+    annotations: Annotations = field(default=NO_ANNOTATIONS, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.annotations, Annotations):
+            object.__setattr__(self, "annotations", Annotations(self.annotations))
 
 
 @dataclass(frozen=True)
@@ -29,6 +92,14 @@ class Conversation:
     # Where it came from, for messages: "<file>, line N" for user data, upstream split else.
     origin: str = ""
     extra: Dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # The corpus's annotations of the whole dialogue, every upstream field but its id and its
+    # turns (MultiWOZ: goal; CrossWOZ: goal, final_goal, task description, type, sys-usr;
+    # SGD: services). A plain dict is accepted and wrapped.
+    annotations: Annotations = field(default=NO_ANNOTATIONS, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.annotations, Annotations):
+            object.__setattr__(self, "annotations", Annotations(self.annotations))
 
     def with_turns(self, turns: Sequence[Turn]) -> "Conversation":
         return replace(self, turns=tuple(turns))
