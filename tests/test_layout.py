@@ -20,7 +20,7 @@ ROOTS = {
     "parlai_dialogft.tasks": REPO / "tasks",
     "parlai_dialogft.zoo": REPO / "zoo",
 }
-STAGES = ("plugin", "utils", "model", "knowledge", "data", "training", "evaluation", "mutators", "serving", "human_eval", "scripts")
+STAGES = ("plugin", "utils", "model", "knowledge", "data", "tod", "training", "evaluation", "mutators", "serving", "human_eval", "scripts")
 
 
 def our_modules() -> Dict[str, Path]:

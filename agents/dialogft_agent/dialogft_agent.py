@@ -31,6 +31,7 @@ from parlai_dialogft.model.hf_dict import HFDictionaryAgent  # noqa: E402
 from parlai_dialogft.model.hf_model import CausalModel, Seq2SeqModel  # noqa: E402
 from parlai_dialogft.plugin import hook  # noqa: E402
 from parlai_dialogft.serving.interactive_chat import InteractiveChatMixin  # noqa: E402
+from parlai_dialogft.tod.agent_mixin import TodLoopMixin  # noqa: E402
 from parlai_dialogft.training import checkpoint, preference, preflight, sharding  # noqa: E402
 from parlai_dialogft.training.preference_agent import PreferenceMixin  # noqa: E402
 
@@ -45,8 +46,9 @@ FREEZE_CHOICES = ("none", "embeddings", "encoder")
 
 # InteractiveChatMixin first: empty lines, [RESET] and notices in `parlai interactive`;
 # KnowledgeAgentMixin: --knowledge-retriever puts retrieved knowledge before each turn (inert otherwise);
+# TodLoopMixin: --task-db calls the database and replies from its answer (inert otherwise);
 # PreferenceMixin: DPO, KTO and SimPO under --pref-loss (inert otherwise).
-class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, PreferenceMixin, TorchGeneratorAgent):
+class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, TodLoopMixin, PreferenceMixin, TorchGeneratorAgent):
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
         super().add_cmdline_args(parser, partial_opt=partial_opt)

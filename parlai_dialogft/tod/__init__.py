@@ -6,8 +6,12 @@ We speak ParlAI's contract (``parlai.core.tod``): a round is a user turn, the sy
 
 * :mod:`.calls` — how a dataset's belief state becomes a call, and a call's text both ways;
 * :mod:`.database` — the shipped MultiWOZ and CrossWOZ databases in SQLite, queried with bound
-  parameters only, and the answer to a call;
-* :mod:`.episodes` — SGD, MultiWOZ and CrossWOZ as ParlAI ``TodStructuredEpisode`` s;
-* :mod:`.loop` — the agent's call → result → reply step in ``eval_model``, ``interactive``
-  and ``dialogft_serve``.
+  parameters only, and the answer to a call (:mod:`.multiwoz_db`, :mod:`.crosswoz_db` hold
+  each dataset's query rules);
+* :mod:`.episodes` — SGD, MultiWOZ and CrossWOZ as ParlAI ``TodStructuredEpisode`` s, and
+  :mod:`.teachers` — ParlAI's TOD teachers over them, plus the end-to-end teacher;
+* :mod:`.agent_mixin` — the agent's call → answer → reply round in ``eval_model``,
+  ``interactive`` and ``dialogft_serve`` (``--task-db``);
+* :mod:`.delex` and :mod:`.scoring` — replies with placeholders, scored per dialogue;
+  :mod:`.api_agent` — the database as the API agent of ParlAI's ``tod_world_script``.
 """

@@ -242,8 +242,12 @@ class TaskDatabase:
             rows.extend({n: _text(v) for n, v in zip(names, row)} for row in cursor.fetchall())
         return rows
 
-    def answer(self, call: Mapping[str, str]) -> Dict[str, str]:
-        """The APIRESP for ``call`` (a dict as :func:`.calls.parse_call` reads it)."""
+    def answer(self, call: Mapping[str, str], prefer: Optional[str] = None) -> Dict[str, str]:
+        """The APIRESP for ``call`` (a dict as :func:`.calls.parse_call` reads it).
+
+        ``prefer``: of the matches, the entity with this name (or train id) is the one
+        answered; training data uses it so the answer offers what the gold reply offers.
+        """
         action, domain = calls.action_and_domain(call)
         actions = self.rules.ACTIONS.get(domain, ())
         if action not in actions:
@@ -253,6 +257,9 @@ class TaskDatabase:
             return {"count": "0"}
         wanted = self._known_constraints(domain, calls.constraints(call))
         found = self._select(domain, wanted)
+        if prefer:
+            first = [row for row in found if _names(row) & {prefer.casefold().strip()}]
+            found = first[:1] + [row for row in found if row not in first[:1]]
         if action == calls.FIND:
             return self.rules.found(domain, found, wanted)
         return self._book(domain, call, wanted, found)
@@ -291,6 +298,11 @@ class TaskDatabase:
             if value.casefold() not in NO_CONSTRAINT:
                 wanted[canonical] = value
         return wanted
+
+
+def _names(row: Mapping[str, str]) -> set:
+    """What an entity is called: MultiWOZ's name or train id, CrossWOZ's 名称 (case-folded)."""
+    return {str(row[key]).casefold().strip() for key in ("name", "trainID", "名称") if row.get(key)}
 
 
 def _fold_name(slot: str) -> str:
@@ -342,3 +354,42 @@ class _Bookings:
             sql, params = sql + " WHERE reference = ?", (reference,)
         rows = self._conn.execute(sql + " ORDER BY rowid", params).fetchall()
         return [{"reference": ref, "domain": domain, **json.loads(details)} for ref, domain, details in rows]
+
+
+class Databases:
+    """Several task databases behind one ``answer``: a call goes to the one that has its domain.
+
+    ``--task-db multiwoz,crosswoz`` serves one bilingual model: MultiWOZ's domains are English
+    words (``hotel``), CrossWOZ's Chinese (``酒店``), so a call's domain says which to ask.
+    """
+
+    def __init__(self, databases: Sequence[TaskDatabase]):
+        self.databases = tuple(databases)
+
+    @property
+    def domains(self) -> Tuple[str, ...]:
+        return tuple(d for db in self.databases for d in db.domains)
+
+    def answer(self, call: Mapping[str, str], prefer: Optional[str] = None) -> Dict[str, str]:
+        _, domain = calls.action_and_domain(call)
+        for db in self.databases:
+            if domain in db.domains:
+                return db.answer(call, prefer=prefer)
+        return self.databases[0].answer(call, prefer=prefer)  # it logs what is known and answers count = 0
+
+    def bookings(self, reference: Optional[str] = None) -> List[Dict[str, str]]:
+        return [row for db in self.databases for row in db.bookings(reference)]
+
+    def fork(self) -> "Databases":
+        return Databases([db.fork() for db in self.databases])
+
+
+def open_databases(spec: str) -> Databases:
+    """``multiwoz``, ``crosswoz`` or both comma-separated (``--task-db``); an unknown name is a UserError."""
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DATASETS]
+    if not names or unknown:
+        raise UnknownDatabaseError(
+            f"--task-db {spec}: no such database {', '.join(unknown) or spec!r}; "
+            f"choose from {', '.join(DATASETS)} (comma-separated for several), or none")
+    return Databases([open_database(name) for name in names])

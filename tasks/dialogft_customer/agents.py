@@ -14,9 +14,18 @@ talk about (:mod:`parlai_dialogft.knowledge.gold`); ``none`` is the default.
     parlai display_data -t dialogft_customer:lang=zh:knowledge=gold
     parlai display_data -t dialogft_customer --customer-lang all --customer-sources sgd,crosswoz
     parlai display_data -t dialogft_customer:crosswoz         # one source: a named teacher
+
+Task-oriented teachers (SGD, MultiWOZ, CrossWOZ: the corpora with calls or belief states), in
+ParlAI's ``parlai.core.tod`` format (:mod:`parlai_dialogft.tod`):
+
+    parlai display_data -t dialogft_customer:system           # USER: ... -> APICALL: ...; APIRESP: ... -> SYSTEM: ...
+    parlai display_data -t dialogft_customer:system:lang=zh
+    parlai eval_model -t dialogft_customer:end_to_end:sources=multiwoz -mf MODEL --task-db multiwoz
 """
 
 from __future__ import annotations
+
+from parlai.core.tod import tod_agents
 
 from parlai_dialogft.data.dialog_teacher import LANGS, CorpusTeacher, opt_value
 from parlai_dialogft.data.readers import task_oriented
@@ -28,6 +37,7 @@ from parlai_dialogft.knowledge.teacher_mixin import (
     add_knowledge_arg,
     knowledge_mode,
 )
+from parlai_dialogft.tod.teachers import CustomerTodParser, EndToEndTeacherBase
 from parlai_dialogft.utils.errors import UserError
 
 #: The knowledge store of each language's databases.
@@ -131,4 +141,49 @@ class CrosswozTeacher(_OneSource):
 
 
 class DefaultTeacher(CustomerServiceTeacher):
+    pass
+
+
+# --- task-oriented: call the database, then reply (parlai_dialogft.tod) -------------------------
+# ParlAI's own TOD teachers and agents over our corpora: -t dialogft_customer:system trains the
+# call-and-reply model; ParlAI's tod_world_script takes the agents below by their full path.
+
+
+class SystemTeacher(CustomerTodParser, tod_agents.TodSystemTeacher):
+    pass
+
+
+class UserSimulatorTeacher(CustomerTodParser, tod_agents.TodUserSimulatorTeacher):
+    pass
+
+
+class StandaloneApiTeacher(CustomerTodParser, tod_agents.TodStandaloneApiTeacher):
+    pass
+
+
+class EndToEndTeacher(EndToEndTeacherBase):
+    pass
+
+
+class GoalAgent(CustomerTodParser, tod_agents.TodGoalAgent):
+    pass
+
+
+class SingleGoalAgent(CustomerTodParser, tod_agents.TodSingleGoalAgent):
+    pass
+
+
+class ApiSchemaAgent(CustomerTodParser, tod_agents.TodApiSchemaAgent):
+    pass
+
+
+class SingleApiSchemaAgent(CustomerTodParser, tod_agents.TodSingleApiSchemaAgent):
+    pass
+
+
+class UserUttAgent(CustomerTodParser, tod_agents.TodUserUttAgent):
+    pass
+
+
+class ApiCallAndSysUttAgent(CustomerTodParser, tod_agents.TodApiCallAndSysUttAgent):
     pass

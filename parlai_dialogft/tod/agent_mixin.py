@@ -1,0 +1,173 @@
+"""``--task-db multiwoz`` on ``dialogft_agent``: call the database, then reply from its answer.
+
+A model trained on ``-t dialogft_customer:system`` (ParlAI's ``TodSystemTeacher`` format) reads
+``USER: ...`` and writes ``APICALL: api_name = find_hotel ; area = north``; it then reads the
+database's ``APIRESP: count = 3 ; name = ...`` and writes ``SYSTEM: ...``. With ``--task-db``
+the agent plays the whole round itself for every plain user turn, so the scripts that only know
+"text in, reply out" (``eval_model`` on the end-to-end teacher, ``interactive``,
+``dialogft_serve``) run the loop without a world of their own:
+
+1. the user's turn gets ``USER: `` (and a new conversation ParlAI's empty ``APIS: `` grounding);
+2. the model writes the call (a reply that is not a call counts as no call);
+3. the database answers it (:meth:`~.database.TaskDatabase.answer`: bound parameters, bad calls
+   logged and answered ``count = 0``);
+4. the model reads call and answer after the history and writes the reply; the user sees it
+   without ``SYSTEM: ``; the message carries ``tod_call`` and ``tod_result`` for scorers and
+   displays, and the history keeps all four turns.
+
+Messages that already speak the format (a ``-t dialogft_customer:system`` teacher's
+``USER: ...`` with a gold ``APICALL`` label) are left to ParlAI: that is teacher forcing.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from parlai.core.message import Message
+from parlai.core.tod import tod_core
+
+from parlai_dialogft.tod import calls
+
+USER, SYSTEM, SCHEMAS = tod_core.STANDARD_USER_UTTERANCE, tod_core.STANDARD_SYSTEM_UTTERANCE, tod_core.STANDARD_API_SCHEMAS
+# What a turn of the format starts with; a plain user turn starts with none of these.
+FORMAT_PREFIXES = tuple(p.strip() for p in (USER, SYSTEM, SCHEMAS, calls.CALL, calls.RESP, tod_core.STANDARD_GOAL))
+
+
+def speaks_format(text: str) -> bool:
+    return text.lstrip().startswith(FORMAT_PREFIXES)
+
+
+def add_task_db_args(parser) -> None:
+    group = parser.add_argument_group("dialogft_agent: task-oriented loop")
+    group.add_argument(
+        "--task-db",
+        type=str,
+        default="none",
+        help="the database the model calls: multiwoz (English), crosswoz (Chinese) or both "
+        "(multiwoz,crosswoz: a call goes to the one with its domain); for a model trained on "
+        "-t dialogft_customer:system. none: plain replies",
+    )
+
+
+def without_prefix(text: str, prefix: str) -> str:
+    text = text.strip()
+    return text[len(prefix.strip()):].strip() if text.startswith(prefix.strip()) else text
+
+
+class TodLoopMixin:
+    """Mix in before ``TorchGeneratorAgent``; inert unless ``--task-db`` names a database."""
+
+    @classmethod
+    def add_cmdline_args(cls, parser, partial_opt=None):
+        parser = super().add_cmdline_args(parser, partial_opt=partial_opt)
+        add_task_db_args(parser)
+        return parser
+
+    def __init__(self, opt, shared=None):
+        super().__init__(opt, shared)
+        self.task_db = None
+        # Training teaches the format from a teacher's turns; the loop is for evaluation and chat.
+        datatype = opt.get("datatype", "")
+        self._tod_training = datatype.startswith("train") and "evalmode" not in datatype and not opt.get("interactive_mode")
+        name = opt.get("task_db") or "none"
+        if name == "none":
+            return
+        if shared and shared.get("task_db") is not None:
+            self.task_db = shared["task_db"]  # the model's copies call one database, as one user would
+        else:
+            from parlai_dialogft.tod.database import open_databases
+
+            self.task_db = open_databases(name)
+
+    def share(self):
+        shared = super().share()
+        shared["task_db"] = self.task_db
+        return shared
+
+    # --- one user turn in ----------------------------------------------------------------
+
+    def observe(self, observation):
+        text = observation.get("text")
+        if self.task_db is None or self._tod_training or not isinstance(text, str) or not text.strip() or speaks_format(text):
+            return super().observe(observation)
+        observation = Message(observation)
+        if not self.history.history_strings:
+            # A conversation starts as the teacher's do: the (empty) schema grounding turn.
+            self.history.update_history(Message({"text": SCHEMAS, "episode_done": False}))
+            self.history.add_reply(SCHEMAS)
+        observation.force_set("text", USER + text.strip())
+        for key in ("labels", "eval_labels"):
+            if key in observation:  # the model writes "SYSTEM: ..."; so does its gold, for ppl
+                observation.force_set(f"tod_plain_{key}", observation[key])
+                observation.force_set(key, [SYSTEM + label for label in observation[key]])
+        observation["tod_round"] = True
+        return super().observe(observation)
+
+    # --- call, answer, reply -----------------------------------------------------------------
+
+    def batch_act(self, observations):
+        rounds = [i for i, obs in enumerate(observations) if obs.get("tod_round") and obs.get("text_vec") is not None]
+        if not rounds:
+            return super().batch_act(observations)
+        first = [self._call_step(obs) if i in rounds else obs for i, obs in enumerate(observations)]
+        written = super().batch_act(first)
+        second = list(observations)
+        found = {}
+        for i in rounds:
+            call = self._read_call(written[i].get("text") or "")
+            result = self._answer(call)
+            found[i] = (calls.call_text(call), calls.resp_text(result))  # "APICALL: " as the teacher writes no call
+            second[i] = self._reply_step(observations[i], *found[i])
+        replies = super().batch_act(second)
+        for i in rounds:
+            reply = replies[i]
+            reply.force_set("text", without_prefix(reply.get("text") or "", SYSTEM))
+            reply["tod_call"], reply["tod_result"] = found[i]
+            if "beam_texts" in reply:
+                reply.force_set("beam_texts", [(without_prefix(t, SYSTEM), s) for t, s in reply["beam_texts"]])
+        return replies
+
+    def _call_step(self, obs: Message) -> Message:
+        """The observation without its labels: the call is written, never scored against the reply."""
+        step = Message({k: v for k, v in obs.items() if k not in ("labels", "eval_labels", "labels_vec", "eval_labels_vec")})
+        return step
+
+    def _read_call(self, text: str) -> calls.Call:
+        if not text.strip().startswith(calls.CALL.strip()):
+            return {}
+        return calls.parse_call(text)
+
+    def _answer(self, call: calls.Call) -> dict:
+        if not call:
+            return {}
+        return self.task_db.answer(call)
+
+    def _reply_step(self, obs: Message, call_text: str, resp_text: str) -> Message:
+        """``obs`` with the call and the database's answer after its history, vectorised anew."""
+        history = self.build_history()
+        history.history_strings = [obs.get("full_text") or obs["text"]]
+        history.history_raw_strings = list(history.history_strings)
+        history.history_vecs = [history.parse(history.history_strings[0])]
+        history.add_reply(call_text)
+        history.add_reply(resp_text)
+        derived = ("full_text", "labels_choice", "eval_labels_choice")  # vectorize writes these anew
+        step = Message({k: v for k, v in obs.items() if not k.endswith("_vec") and k not in derived})
+        return self.vectorize(step, history, text_truncate=self.text_truncate, label_truncate=self.label_truncate)
+
+    # --- the history keeps the whole round -----------------------------------------------------
+
+    def self_observe(self, self_message):
+        obs = self.observation
+        if obs is None or not obs.get("tod_round") or obs.get("episode_done") or "tod_call" not in self_message:
+            return super().self_observe(self_message)
+        self.history.add_reply(self_message["tod_call"])
+        self.history.add_reply(self_message["tod_result"])
+        message = Message(self_message)
+        message.force_set("text", SYSTEM + (self_message.get("text") or ""))
+        return super().self_observe(message)
+
+    def tod_log_line(self, reply: Message) -> Optional[str]:
+        """``call → result`` for a display and a log."""
+        if "tod_call" not in reply:
+            return None
+        return f"{reply['tod_call']}  →  {reply['tod_result']}"
