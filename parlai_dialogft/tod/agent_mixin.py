@@ -4,8 +4,9 @@ A model trained on ``-t dialogft_customer:system`` (ParlAI's ``TodSystemTeacher`
 ``USER: ...`` and writes ``APICALL: api_name = find_hotel ; area = north``; it then reads the
 database's ``APIRESP: count = 3 ; name = ...`` and writes ``SYSTEM: ...``. With ``--task-db``
 the agent plays the whole round itself for every plain user turn, so the scripts that only know
-"text in, reply out" (``eval_model`` on the end-to-end teacher, ``interactive``,
-``dialogft_serve``) run the loop without a world of their own:
+"text in, reply out" (``eval_model`` on the end-to-end teacher, ``interactive``) run the loop
+without a world of their own (``dialogft_serve`` does not yet: it rebuilds a request's earlier
+turns without their calls, and would stream the call's tokens):
 
 1. the user's turn gets ``USER: `` (and a new conversation ParlAI's empty ``APIS: `` grounding);
 2. the model writes the call (a reply that is not a call counts as no call);
