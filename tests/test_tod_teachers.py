@@ -120,3 +120,14 @@ def test_a_chinese_call_goes_to_the_chinese_database(looping_agent):
 def test_an_unknown_database_names_the_flag():
     with pytest.raises(ValueError, match="--task-db spaceship"):
         make_agent("zoo:dialogft/bilingual_t5", task_db="spaceship", datapath=DATAPATH)
+
+
+def test_sgd_test_dialogues_split_into_seen_and_unseen_services():
+    from parlai_dialogft.data.readers import task_oriented
+
+    test = episodes.episodes("sgd", "test")
+    seen = [e for e in test if episodes.sgd_seen(e)]
+    assert 0 < len(seen) < len(test)
+    train_services = set(task_oriented.sgd_schema("train"))
+    assert all(set(e.extras["services"]) <= train_services for e in seen)
+    assert all(set(e.extras["services"]) - train_services for e in test if e not in seen)

@@ -58,6 +58,21 @@ def database(source: str):
     return open_database(DATABASES[source])
 
 
+def _round(user, agent, call: calls.Call, result: Mapping[str, str], state: calls.State) -> TodStructuredRound:
+    return TodStructuredRound(user_utt=user.text, api_call_machine=call, api_resp_machine=dict(result),
+                              sys_utt=agent.text, extras={"state": state})
+
+
+def _episode(source: str, conversation: Conversation, rounds, goal_calls) -> TodStructuredEpisode:
+    return TodStructuredEpisode(
+        domain=source,
+        api_schemas_machine=schemas(database(source)),
+        goal_calls_machine=goal_calls,
+        rounds=rounds,
+        extras={"dialogue_id": conversation.id, "goal": annotations(conversation).get("goal"), "source": source},
+    )
+
+
 # --- MultiWOZ ---------------------------------------------------------------------------------
 
 
@@ -105,19 +120,9 @@ def multiwoz_episode(conversation: Conversation) -> TodStructuredEpisode:
             if domain in new_bookings and result.get("booking") == "confirmed":
                 gold = _multiwoz_booked(metadata, domain)
                 result.update({k: str(gold[k]) for k in ("reference", "phone", "type") if gold.get(k)})
-        rounds.append(TodStructuredRound(
-            user_utt=user.text, api_call_machine=call, api_resp_machine=result, sys_utt=agent.text,
-            extras={"state": after, "span_info": annotations(agent).get("span_info") or []},
-        ))
+        rounds.append(_round(user, agent, call, result, after))
         state, booked = after, now_booked
-    goal = (conversation.extra or {}).get("goal") or annotations(conversation).get("goal") or {}
-    return TodStructuredEpisode(
-        domain="multiwoz",
-        api_schemas_machine=schemas(db),
-        goal_calls_machine=multiwoz_goal_calls(goal),
-        rounds=rounds,
-        extras={"dialogue_id": conversation.id, "goal": goal, "source": "multiwoz"},
-    )
+    return _episode("multiwoz", conversation, rounds, multiwoz_goal_calls(annotations(conversation).get("goal") or {}))
 
 
 def multiwoz_goal_calls(goal: Mapping) -> List[calls.Call]:
@@ -152,19 +157,9 @@ def crosswoz_episode(conversation: Conversation) -> TodStructuredEpisode:
         if call:
             _, domain = calls.action_and_domain(call)
             result = db.answer(call, prefer=_crosswoz_selected(agent, domain))
-        rounds.append(TodStructuredRound(
-            user_utt=user.text, api_call_machine=call, api_resp_machine=result, sys_utt=agent.text,
-            extras={"state": after, "dialog_act": annotations(agent).get("dialog_act") or []},
-        ))
+        rounds.append(_round(user, agent, call, result, after))
         state = after
-    goal = (conversation.extra or {}).get("goal") or annotations(conversation).get("goal") or []
-    return TodStructuredEpisode(
-        domain="crosswoz",
-        api_schemas_machine=schemas(db),
-        goal_calls_machine=crosswoz_goal_calls(goal),
-        rounds=rounds,
-        extras={"dialogue_id": conversation.id, "goal": goal, "source": "crosswoz"},
-    )
+    return _episode("crosswoz", conversation, rounds, crosswoz_goal_calls(annotations(conversation).get("goal") or []))
 
 
 def crosswoz_goal_calls(goal: Sequence) -> List[calls.Call]:
@@ -210,7 +205,7 @@ def sgd_episode(conversation: Conversation, schema: Mapping[str, Mapping]) -> To
                 goals.append(call)
                 break
         rounds.append(TodStructuredRound(user_utt=user.text, api_call_machine=call, api_resp_machine=result, sys_utt=agent.text))
-    services = list((conversation.extra or {}).get("services") or annotations(conversation).get("services") or ())
+    services = list(annotations(conversation).get("services") or ())
     return TodStructuredEpisode(
         domain=",".join(services) or "sgd",
         api_schemas_machine=[s for name in services for s in sgd_schemas(schema.get(name) or {})],
@@ -218,6 +213,16 @@ def sgd_episode(conversation: Conversation, schema: Mapping[str, Mapping]) -> To
         rounds=rounds,
         extras={"dialogue_id": conversation.id, "services": services, "source": "sgd"},
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _train_services() -> frozenset:
+    return frozenset(task_oriented.sgd_schema("train"))
+
+
+def sgd_seen(episode: TodStructuredEpisode) -> bool:
+    """Whether every service of an SGD dialogue is in the train schema (SGD's "seen" services)."""
+    return set(episode.extras.get("services") or ()) <= _train_services()
 
 
 def sgd_schemas(service: Mapping) -> List[Dict[str, Any]]:

@@ -37,6 +37,9 @@ def add_source_args(parser) -> None:
     group.add_argument("--customer-sources", default="all",
                        help="comma-separated among " + ", ".join(episodes.SOURCES) + ", or all; "
                        "also -t dialogft_customer:system:sources=multiwoz")
+    group.add_argument("--customer-sgd-services", choices=("all", "seen", "unseen"), default="all",
+                       help="SGD dialogues whose services all appear in the train schema (seen), the others "
+                       "(unseen: a service the model never saw), or all")
 
 
 def chosen_sources(opt) -> List[str]:
@@ -71,7 +74,9 @@ class CustomerTodParser(TodStructuredDataParser):
         super().__init__(opt, shared)
 
     def setup_episodes(self, fold):
-        return [episode for source in self.sources for episode in episodes.episodes(source, fold)]
+        services = self.opt.get("customer_sgd_services") or "all"
+        return [episode for source in self.sources for episode in episodes.episodes(source, fold)
+                if services == "all" or source != "sgd" or episodes.sgd_seen(episode) == (services == "seen")]
 
     def get_id_task_prefix(self):
         return "DialogftCustomer"
