@@ -13,5 +13,6 @@ We speak ParlAI's contract (``parlai.core.tod``): a round is a user turn, the sy
 * :mod:`.agent_mixin` — the agent's call → answer → reply round in ``eval_model`` and
   ``interactive`` (``--task-db``);
 * :mod:`.delex` and :mod:`.scoring` — replies with placeholders, scored per dialogue;
-  :mod:`.api_agent` — the database as the API agent of ParlAI's ``tod_world_script``.
+  :mod:`.api_agent` — the database as the API agent of ParlAI's ``tod_world_script``, and
+  :mod:`.simulation` — a trained user model against the system and the database.
 """
