@@ -15,7 +15,9 @@ run as micro-batches through the :class:`~.replier.Replier` between two steps, a
 the running rows wait for them. Replies are the same as the replier's (``tests/test_continuous.py``
 for the search, ``tests/test_serving_continuous.py`` for the server): streaming, ``stop``,
 ``max_tokens`` and a client that leaves end or feed a row through the same
-:class:`~.streaming.SearchHook` rules as in a micro-batch.
+:class:`~.streaming.SearchHook` rules as in a micro-batch. A server that plays task-oriented
+rounds (``--task-db``: the call, then the reply, two generations in one ``batch_act``)
+micro-batches every request.
 
 ``dialogft_batch_size`` then counts rows per decoding step, and ``dialogft_batch_seconds``
 times each step (a join's first step included).
@@ -72,6 +74,8 @@ def continuous_engine(generate) -> Optional[ContinuousGreedy]:
         log.info("continuous batching off: requests choose adapters (--serve-lora); micro-batching")
         return None
     why = unsupported(generate.agent)
+    if getattr(generate.agent, "task_db", None) is not None:
+        why = "--task-db: a round is two generations in one batch_act, the call and then the reply"
     if why is not None:
         log.info("continuous batching off (%s); micro-batching", why)
         return None

@@ -110,9 +110,22 @@ def default_model_name(opt) -> str:
     return os.path.basename(str(opt.get("hf_model") or "dialogft").rstrip("/")) or "dialogft"
 
 
+def check_task_db(spec: Optional[str]) -> None:
+    """A ``--task-db`` that names no shipped database fails here, before the model loads, with
+    the error the agent would raise after loading it."""
+    if not spec or spec == "none":
+        return
+    from parlai_dialogft.tod.database import DATASETS, open_databases
+
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names or any(name not in DATASETS for name in names):
+        open_databases(spec)  # raises UnknownDatabaseError, naming the flag
+
+
 def settings_from_opt(opt) -> ServeSettings:
     if not opt.get("model_file") and not opt.get("model"):
         raise guard.GuardError("give -mf MODEL (a trained model file), or -m dialogft_agent --hf-model NAME")
+    check_task_db(opt.get("task_db"))
     model_name = opt.get("serve_model_name") or default_model_name(opt)
     return ServeSettings(
         model_name=model_name,

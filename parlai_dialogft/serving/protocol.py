@@ -339,8 +339,10 @@ def new_completion_id() -> str:
 
 
 def completion(cid: str, model: str, drafts: Sequence[Tuple[str, str]], prompt_tokens: int,
-               completion_tokens: int, created: Optional[int] = None) -> dict:
-    """``drafts``: (text, finish reason) per choice, best first; ``completion_tokens`` their sum."""
+               completion_tokens: int, created: Optional[int] = None,
+               extras: Sequence[Dict[str, Any]] = ()) -> dict:
+    """``drafts``: (text, finish reason) per choice, best first; ``completion_tokens`` their sum;
+    ``extras``: fields of our own per choice (:func:`round_fields`)."""
     return {
         "id": cid,
         "object": "chat.completion",
@@ -348,10 +350,22 @@ def completion(cid: str, model: str, drafts: Sequence[Tuple[str, str]], prompt_t
         "model": model,
         # "logprobs": null, as OpenAI answers when they were not asked for (they cannot be here).
         "choices": [{"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                     "finish_reason": finish}
+                     "finish_reason": finish, **(extras[index] if index < len(extras) else {})}
                     for index, (text, finish) in enumerate(drafts)],
         "usage": usage(prompt_tokens, completion_tokens),
     }
+
+
+def round_fields(tod_round: Optional[Tuple[str, str]]) -> Dict[str, str]:
+    """A task-oriented round's call and the database's answer (``--task-db``) as fields of the
+    choice the reply is: ``tod_call``, ``tod_result`` (the agent's own names). OpenAI has no
+    such fields; as vLLM adds its own to a choice, clients that know them read them, and
+    OpenAI's clients keep them unread (``choice.model_extra`` in its Python client). On the
+    last chunk of a streamed choice, the one with its ``finish_reason``."""
+    if tod_round is None:
+        return {}
+    call, result = tod_round
+    return {"tod_call": call, "tod_result": result}
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -359,9 +373,10 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def chunk(cid: str, model: str, created: int, delta: dict, finish: Optional[str] = None, index: int = 0) -> dict:
+def chunk(cid: str, model: str, created: int, delta: dict, finish: Optional[str] = None, index: int = 0,
+          extra: Optional[Dict[str, Any]] = None) -> dict:
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish, **(extra or {})}]}
 
 
 def pieces(text: str) -> List[str]:

@@ -32,6 +32,17 @@ best hypothesis is known only at the end: its drafts are cut after the search. T
 hook streams a one-draft reply's text to its request's channel as it is decoded, and ends
 the rows of a request whose client has gone.
 
+A model served with ``--task-db`` plays a task-oriented round per request
+(:mod:`parlai_dialogft.tod.agent_mixin`): the request's earlier turns are rebuilt in the
+format it was trained on (the ``APIS: `` grounding, then ``USER: ...``/``SYSTEM: ...`` per
+turn; their calls are not in the request and are not made again), the model writes the call,
+the database answers, the model writes the reply. A draft is that reply without
+``SYSTEM: ``; its ``completion_tokens`` are the reply's tokens the user receives (not the
+call's, nor the prefix's), and it carries the round's call and answer (``tod_round``, each
+choice's ``tod_call`` and ``tod_result`` in the response). Rounds and turns that already speak
+the format (teacher forcing) never share a generation call: the search's watcher treats every
+row of a round's call as unseen.
+
 Only the batcher's worker thread may call a :class:`Replier` (it owns the model).
 """
 
@@ -56,6 +67,7 @@ class Draft:
     text: str
     finish_reason: str  # "stop" (also when cut at a stop string), or "length" when cut to max_tokens
     completion_tokens: int  # tokens the model generated, its closing EOS not counted
+    tod_round: Optional[Tuple[str, str]] = None  # --task-db: the call the reply was written after, and its answer
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class Replier:
             if decoding.seed is not None and not self._samples(decoding):
                 decoding = replace(decoding, seed=None)  # a deterministic search: the seed changes nothing
             key = (i, decoding) if decoding.seed is not None else decoding  # seeded sampling: alone
+            key = (key, self._plays_round(prompt))  # a round's batch_act holds rounds only
             groups.setdefault(key, (decoding, []))[1].append(i)
         replies: List[Reply] = [None] * len(prompts)  # type: ignore[list-item]
         for decoding, rows in groups.values():
@@ -143,13 +156,22 @@ class Replier:
             torch.manual_seed(seed)
             yield
 
+    def _plays_round(self, prompt: Prompt) -> bool:
+        plays_round = getattr(self.agent, "plays_round", None)  # --task-db (tod/agent_mixin.py)
+        return plays_round is not None and plays_round(prompt.text)
+
     def _observe(self, slot, prompt: Prompt) -> Message:
         slot.reset()
-        # Earlier turns go straight into the history, as a ParlAI world would have left it
-        # (partner text, then the model's reply); only the last context is vectorised.
-        for context, reply in prompt.history:
-            slot.history.update_history(Message({"text": context, "episode_done": False}))
-            slot.history.add_reply(reply)
+        if self._plays_round(prompt):
+            # In the task-oriented format; earlier turns' calls are not in the request and
+            # are not made again: the model reads the state from what was said.
+            slot.restore_rounds(prompt.history)
+        else:
+            # Earlier turns go straight into the history, as a ParlAI world would have left it
+            # (partner text, then the model's reply); only the last context is vectorised.
+            for context, reply in prompt.history:
+                slot.history.update_history(Message({"text": context, "episode_done": False}))
+                slot.history.add_reply(reply)
         return slot.observe(Message({"text": prompt.text, "episode_done": True}))
 
     @contextmanager
@@ -190,40 +212,54 @@ class Replier:
                states: Sequence[RowState]) -> Reply:
         """One reply from its prompt's acts: one act (its beams the drafts), or one per sample."""
         prompt_tokens = 0 if observation.get("text_vec") is None else len(observation["text_vec"])
-        drafts = [self.draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or ""), prompt,
-                              ended_at_length=state.ended_by == LENGTH)
+        drafts = [self.draft(act.get("text") or "", self._generated_tokens(act, act.get("text") or "", state), prompt,
+                              ended_at_length=state.ended_by == LENGTH, tod_round=self._round(act))
                   for act, state in zip(acts, states)]
         act = acts[0]
         if prompt.decoding.n > 1 and len(acts) == 1:
             # beam_texts[0] is `best`; a later hypothesis' tokens are counted from its text.
             for text, _score in (act.get("beam_texts") or [])[1:]:
-                drafts.append(self.draft(text, len(self.agent.dict.txt2vec(text)), prompt))
+                drafts.append(self.draft(text, len(self.agent.dict.txt2vec(text)), prompt, tod_round=self._round(act)))
         distinct: Dict[str, Draft] = {}
         for draft in drafts:  # cut first: two drafts may differ only past max_tokens
             distinct.setdefault(same_text(draft.text), draft)
         return Reply(tuple(distinct.values())[: prompt.decoding.n], prompt_tokens)
 
-    def draft(self, text: str, generated: int, prompt: Prompt, ended_at_length: bool = False) -> Draft:
+    def draft(self, text: str, generated: int, prompt: Prompt, ended_at_length: bool = False,
+              tod_round: Optional[Tuple[str, str]] = None) -> Draft:
         if ended_at_length:  # the search ended this row at max_tokens: its text is those tokens
-            draft = Draft(text, "length", generated)
+            draft = Draft(text, "length", generated, tod_round)
         else:
-            draft = Draft(text, "stop", generated)
+            draft = Draft(text, "stop", generated, tod_round)
         if prompt.max_tokens is not None and not ended_at_length and generated > prompt.max_tokens:
             # A beam hypothesis (its search ran on): cut to max_tokens after the search.
             tokens = self.agent.dict.txt2vec(text)
             if len(tokens) > prompt.max_tokens:
-                draft = Draft(self.agent.dict.vec2txt(tokens[: prompt.max_tokens]), "length", prompt.max_tokens)
+                draft = replace(draft, text=self.agent.dict.vec2txt(tokens[: prompt.max_tokens]),
+                                finish_reason="length", completion_tokens=prompt.max_tokens)
         # After the length cut: a stop string past max_tokens would never have been generated.
         cut = cut_at_stop(draft.text, prompt.stop)
         if cut is not None:  # tokens counted from the text kept
-            draft = Draft(cut, "stop", len(self.agent.dict.txt2vec(cut)) if cut else 0)
+            draft = replace(draft, text=cut, finish_reason="stop",
+                            completion_tokens=len(self.agent.dict.txt2vec(cut)) if cut else 0)
         return draft
 
-    def _generated_tokens(self, act: Message, text: str) -> int:
+    @staticmethod
+    def _round(act: Message) -> Optional[Tuple[str, str]]:
+        return (act["tod_call"], act["tod_result"]) if "tod_call" in act else None
+
+    def _generated_tokens(self, act: Message, text: str, state: Optional[RowState] = None) -> int:
         # ParlAI's own count of the reply's tokens: START + content + END (search forces an
         # END at the length limit too). Re-tokenising the text would not give it back
         # (tokens the model chose may merge differently, specials vanish from the text).
         steps = (act.get("metrics") or {}).get("gen_n_toks")
+        if "tod_call" in act:
+            # A round: the reply's tokens after its SYSTEM: (the call's were another generation,
+            # whose count is not in this act). Only a one-hypothesis search knows where the
+            # prefix ended (the watcher's text); a beam's reply is counted from its text.
+            if steps is None or state is None or state.text is None or state.text.hidden is None:
+                return len(self.agent.dict.txt2vec(text))
+            return max(int(steps.value()) - 2 - state.text.hidden, 0)
         if steps is None:
             return len(self.agent.dict.txt2vec(text))
         return max(int(steps.value()) - 2, 0)

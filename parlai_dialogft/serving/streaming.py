@@ -25,6 +25,12 @@ character split over byte tokens is held back until it is whole, whitespace at t
 something follows it (the reply is stripped), and the tail that could be the start of a stop
 string until it is known not to be one.
 
+A task-oriented round (``--task-db``, :mod:`parlai_dialogft.tod.agent_mixin`) is two
+generations in one ``batch_act``, and the agent says which one runs (its ``round_step``):
+the call's rows are watched for a client that leaves and nothing else (no text, no ``stop``,
+no ``max_tokens``: those are the reply's); the reply's text is streamed without the
+``SYSTEM: `` it starts with, and its ``max_tokens`` count the tokens after it.
+
 Greedy search (the common case) does not go through each row's ``advance``: the agent steps
 the whole batch at once (``model/fast_search.py``). The hook is that step's
 :class:`~parlai_dialogft.model.fast_search.StepWatcher` too: it is asked which rows end before
@@ -107,18 +113,29 @@ class ReplyChannel:
 
 class TextStream:
     """Token ids in, text deltas out: the deltas joined are the decoded reply (stripped, and
-    cut before the first stop string it contains, as the replier cuts it)."""
+    cut before the first stop string it contains, as the replier cuts it).
 
-    def __init__(self, decode: Callable[[List[int]], str], stops: Sequence[str] = (), sent: str = ""):
+    With ``hidden_prefix`` (a round's ``SYSTEM:``), a text that starts with it is sent without
+    it, as the agent's reply is; while the text could still become it, nothing is sent.
+    ``hidden`` counts the tokens the prefix took (0 when the text turned out not to start
+    with it; None while that is not known).
+    """
+
+    def __init__(self, decode: Callable[[List[int]], str], stops: Sequence[str] = (), sent: str = "",
+                 hidden_prefix: str = ""):
         self._decode = decode
         self._stops = tuple(stops)
+        self._prefix = hidden_prefix
         self.ids: List[int] = []
         self.sent = sent  # text already sent for this row (a search run again sends only what is new)
         self.stopped = False  # a stop string has appeared: the text is final
+        self.hidden: Optional[int] = None if hidden_prefix else 0
 
     def push(self, token: int) -> str:
         self.ids.append(token)
-        text = self._decode(self.ids).lstrip()
+        text = self._visible(self._decode(self.ids).lstrip())
+        if text is None:
+            return ""
         found = [at for at in (text.find(stop) for stop in self._stops) if at >= 0]
         if found:
             self.stopped = True
@@ -131,6 +148,20 @@ class TextStream:
             return ""  # decoding changed text already sent (rare); the replier's final text settles it
         delta, self.sent = ready[len(self.sent):], ready
         return delta
+
+    def _visible(self, text: str) -> Optional[str]:
+        """``text`` without the hidden prefix; None while it may yet become the prefix."""
+        if not self._prefix:
+            return text
+        if text.startswith(self._prefix):
+            rest = text[len(self._prefix):].lstrip()
+            if self.hidden is None:  # this token ended the prefix; it is the reply's if it also began it
+                self.hidden = len(self.ids) - (1 if rest else 0)
+            return rest
+        if self.hidden is None and self._prefix.startswith(text):
+            return None
+        self._prefix, self.hidden = "", self.hidden or 0  # not the prefix: all of it is the reply
+        return text
 
     def _maybe_stop(self, text: str) -> int:
         """Length of the longest end of ``text`` that a stop string starts with."""
@@ -150,8 +181,26 @@ class RowState:
         self.max_tokens = max_tokens
         self.stops = tuple(stops)
         self.stream = stream  # publish deltas (one draft asked for; else drafts are chosen at the end)
+        self.hidden_prefix = ""  # a round's reply: what its text starts with that the user does not see
         self.text: Optional[TextStream] = None
         self.ended_by: Optional[str] = None
+
+    def unseen(self) -> "RowState":
+        """This row for a generation the user does not see (a round's call): only a client
+        that leaves ends it; it sends no text and counts its steps on the same channel."""
+        return RowState(self.channel, stream=False)
+
+    def start_text(self, decode: Callable[[List[int]], str]) -> None:
+        """A new text for a search that starts (again): what was sent stays sent."""
+        self.text = TextStream(decode, self.stops, sent=self.text.sent if self.text is not None else "",
+                               hidden_prefix=self.hidden_prefix)
+
+    @property
+    def hidden_tokens(self) -> int:
+        """Tokens so far the user does not see: a round's ``SYSTEM:``, or what may yet become it."""
+        if self.text is None or not self.hidden_prefix:
+            return 0
+        return len(self.text.ids) if self.text.hidden is None else self.text.hidden
 
     def end_reason(self, step: int, one_hypothesis: bool) -> Optional[str]:
         if self.channel is not None and self.channel.cancelled:
@@ -159,7 +208,7 @@ class RowState:
         if one_hypothesis:
             if self.text is not None and self.text.stopped:
                 return STOP
-            if self.max_tokens is not None and step >= self.max_tokens:
+            if self.max_tokens is not None and step - self.hidden_tokens >= self.max_tokens:
                 return LENGTH
         return None
 
@@ -168,6 +217,7 @@ class SearchHook:
     """Installed on one agent; :meth:`watching` gives the rows of the next ``batch_act``."""
 
     def __init__(self, agent):
+        self._agent = agent  # its round_step says which generation of a round runs (--task-db)
         self._generate = agent._generate
         self._factory = agent._treesearch_factory
         self.factory = self._factory  # StepWatcher: the searches the batch-wide step fills
@@ -207,7 +257,14 @@ class SearchHook:
             return self._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
         # Batch rows are the observations ParlAI found valid, in order.
         indices = batch.valid_indices.tolist() if batch.valid_indices is not None else range(batch.batchsize)
-        self._batch_rows, self._max_ts = [self._rows[i] for i in indices], max_ts
+        rows = [self._rows[i] for i in indices]
+        step = getattr(self._agent, "round_step", None)  # a round: every row of the batch_act is one
+        if step is not None and not step.shown:
+            rows = [row.unseen() for row in rows]
+        elif step is not None:
+            for row in rows:
+                row.hidden_prefix = step.hidden_prefix
+        self._batch_rows, self._max_ts = rows, max_ts
         try:
             return self._generate(batch, beam_size, max_ts, prefix_tokens=prefix_tokens)
         finally:
@@ -267,7 +324,7 @@ class SearchHook:
         for row, before in zip(self._batch_rows, self._fast_before or ()):
             row.ended_by = None
             if row.text is not None:
-                row.text = TextStream(self._decode, row.stops, sent=row.text.sent)
+                row.start_text(self._decode)
             if before is not None:
                 row.channel.steps, row.channel.ended_by = before
         self._fast_before = None
@@ -275,8 +332,9 @@ class SearchHook:
     # --- every loop (ParlAI's, the batch-wide step, continuous batching) -----------------------
 
     def start_text(self, row: RowState, one: bool) -> None:
-        if one and (row.stops or (row.stream and row.channel is not None and row.channel.listens)):
-            row.text = TextStream(self._decode, row.stops, sent=row.text.sent if row.text is not None else "")
+        # A round's reply always: its max_tokens and its token count leave the hidden prefix out.
+        if one and (row.stops or row.hidden_prefix or (row.stream and row.channel is not None and row.channel.listens)):
+            row.start_text(self._decode)
 
     @staticmethod
     def end_reason(row: RowState, ts: int, one: bool) -> Optional[str]:

@@ -4,9 +4,8 @@ A model trained on ``-t dialogft_customer:system`` (ParlAI's ``TodSystemTeacher`
 ``USER: ...`` and writes ``APICALL: api_name = find_hotel ; area = north``; it then reads the
 database's ``APIRESP: count = 3 ; name = ...`` and writes ``SYSTEM: ...``. With ``--task-db``
 the agent plays the whole round itself for every plain user turn, so the scripts that only know
-"text in, reply out" (``eval_model`` on the end-to-end teacher, ``interactive``) run the loop
-without a world of their own (``dialogft_serve`` does not yet: it rebuilds a request's earlier
-turns without their calls, and would stream the call's tokens):
+"text in, reply out" (``eval_model`` on the end-to-end teacher, ``interactive``, and
+``dialogft_serve``) run the loop without a world of their own:
 
 1. the user's turn gets ``USER: `` (and a new conversation ParlAI's empty ``APIS: `` grounding);
 2. the model writes the call (a reply that is not a call counts as no call);
@@ -18,11 +17,19 @@ turns without their calls, and would stream the call's tokens):
 
 Messages that already speak the format (a ``-t dialogft_customer:system`` teacher's
 ``USER: ...`` with a gold ``APICALL`` label) are left to ParlAI: that is teacher forcing.
+
+Two hooks are for ``dialogft_serve``, whose requests carry their whole conversation:
+:meth:`TodLoopMixin.restore_rounds` writes a request's earlier turns into a fresh history in
+the format, and ``round_step`` (:data:`CALL_STEP`, :data:`REPLY_STEP`, None outside
+``batch_act``) tells a watcher of the search which of the round's two generations runs, so
+that only the reply is streamed, without its ``SYSTEM: ``.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence, Tuple
 
 from parlai.core.message import Message
 from parlai.core.tod import tod_core
@@ -32,6 +39,19 @@ from parlai_dialogft.tod import calls
 USER, SYSTEM, SCHEMAS = tod_core.STANDARD_USER_UTTERANCE, tod_core.STANDARD_SYSTEM_UTTERANCE, tod_core.STANDARD_API_SCHEMAS
 # What a turn of the format starts with; a plain user turn starts with none of these.
 FORMAT_PREFIXES = tuple(p.strip() for p in (USER, SYSTEM, SCHEMAS, calls.CALL, calls.RESP, tod_core.STANDARD_GOAL))
+
+
+@dataclass(frozen=True)
+class RoundStep:
+    """One of a round's two generations, as a watcher of the search should treat its text."""
+
+    name: str
+    shown: bool  # the user sees this generation's text (the reply), or not (the call)
+    hidden_prefix: str = ""  # what the text starts with that the user does not see
+
+
+CALL_STEP = RoundStep("call", shown=False)
+REPLY_STEP = RoundStep("reply", shown=True, hidden_prefix=SYSTEM.strip())
 
 
 def speaks_format(text: str) -> bool:
@@ -67,6 +87,7 @@ class TodLoopMixin:
     def __init__(self, opt, shared=None):
         super().__init__(opt, shared)
         self.task_db = None
+        self.round_step: Optional[RoundStep] = None  # which generation of a round batch_act runs
         # Training teaches the format from a teacher's turns; the loop is for evaluation and chat.
         datatype = opt.get("datatype", "")
         self._tod_training = datatype.startswith("train") and "evalmode" not in datatype and not opt.get("interactive_mode")
@@ -87,15 +108,18 @@ class TodLoopMixin:
 
     # --- one user turn in ----------------------------------------------------------------
 
+    def plays_round(self, text) -> bool:
+        """Whether a turn with this text becomes a round: a plain user turn, with --task-db, not in training."""
+        return (self.task_db is not None and not self._tod_training and isinstance(text, str) and bool(text.strip())
+                and not speaks_format(text))
+
     def observe(self, observation):
         text = observation.get("text")
-        if self.task_db is None or self._tod_training or not isinstance(text, str) or not text.strip() or speaks_format(text):
+        if not self.plays_round(text):
             return super().observe(observation)
         observation = Message(observation)
         if not self.history.history_strings:
-            # A conversation starts as the teacher's do: the (empty) schema grounding turn.
-            self.history.update_history(Message({"text": SCHEMAS, "episode_done": False}))
-            self.history.add_reply(SCHEMAS)
+            self._ground()
         observation.force_set("text", USER + text.strip())
         for key in ("labels", "eval_labels"):
             if key in observation:  # the model writes "SYSTEM: ..."; so does its gold, for ppl
@@ -104,6 +128,26 @@ class TodLoopMixin:
         observation["tod_round"] = True
         return super().observe(observation)
 
+    def _ground(self) -> None:
+        """A conversation starts as the teacher's do: the (empty) schema grounding turn."""
+        self.history.update_history(Message({"text": SCHEMAS, "episode_done": False}))
+        self.history.add_reply(SCHEMAS)
+
+    def restore_rounds(self, turns: Sequence[Tuple[str, str]]) -> None:
+        """Earlier (user turn, reply) pairs into a fresh history: the grounding, then
+        ``USER: ...`` and ``SYSTEM: ...`` per turn; the next :meth:`observe` plays its round.
+
+        A request to ``dialogft_serve`` carries what was said, not the calls made nor the
+        database's answers, and they are not made again (a second ``book_`` call would book
+        twice): the history of earlier turns is their words, from which the model writes the
+        next call, itself the whole state of its domain. Turns of one conversation rebuilt
+        this way are two lines where the teacher's are four (``APICALL``/``APIRESP`` between).
+        """
+        self._ground()
+        for user, reply in turns:
+            self.history.update_history(Message({"text": USER + user.strip(), "episode_done": False}))
+            self.history.add_reply(SYSTEM + reply.strip())
+
     # --- call, answer, reply -----------------------------------------------------------------
 
     def batch_act(self, observations):
@@ -111,7 +155,8 @@ class TodLoopMixin:
         if not rounds:
             return super().batch_act(observations)
         first = [self._call_step(obs) if i in rounds else obs for i, obs in enumerate(observations)]
-        written = super().batch_act(first)
+        with self._generating(CALL_STEP):
+            written = super().batch_act(first)
         second = list(observations)
         found = {}
         for i in rounds:
@@ -119,7 +164,8 @@ class TodLoopMixin:
             result = self._answer(call)
             found[i] = (calls.call_text(call), calls.resp_text(result))  # "APICALL: " as the teacher writes no call
             second[i] = self._reply_step(observations[i], *found[i])
-        replies = super().batch_act(second)
+        with self._generating(REPLY_STEP):
+            replies = super().batch_act(second)
         for i in rounds:
             reply = replies[i]
             reply.force_set("text", without_prefix(reply.get("text") or "", SYSTEM))
@@ -127,6 +173,14 @@ class TodLoopMixin:
             if "beam_texts" in reply:
                 reply.force_set("beam_texts", [(without_prefix(t, SYSTEM), s) for t, s in reply["beam_texts"]])
         return replies
+
+    @contextmanager
+    def _generating(self, step: RoundStep) -> Iterator[None]:
+        self.round_step = step
+        try:
+            yield
+        finally:
+            self.round_step = None
 
     def _call_step(self, obs: Message) -> Message:
         """The observation without its labels: the call is written, never scored against the reply."""

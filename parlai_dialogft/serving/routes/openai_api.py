@@ -14,6 +14,11 @@ text follows as the search decodes it (:mod:`parlai_dialogft.serving.streaming`:
 replies of greedy or sampled decoding; a beam's reply, or several drafts, at the end), then
 the finish reason. The time from the request to its first content chunk is
 ``dialogft_time_to_first_token_seconds``.
+
+With ``--task-db`` each reply is a task-oriented round (:mod:`parlai_dialogft.serving.replier`):
+the content is the reply alone (the call is never streamed), and each choice carries the
+round's ``tod_call`` and ``tod_result`` (:func:`~parlai_dialogft.serving.protocol.round_fields`;
+streamed, on its last chunk).
 """
 
 from __future__ import annotations
@@ -94,7 +99,8 @@ async def chat_completions(request: Request, state: ServingState = Depends(servi
     await record(reply)
     return JSONResponse(protocol.completion(cid, model,
                                             [(d.text, d.finish_reason) for d in reply.drafts],
-                                            reply.prompt_tokens, reply.completion_tokens, created))
+                                            reply.prompt_tokens, reply.completion_tokens, created,
+                                            [protocol.round_fields(d.tod_round) for d in reply.drafts]))
 
 
 async def _stream(cid: str, model: str, created: int, channel: ReplyChannel, future: "Future[Reply]",
@@ -145,7 +151,8 @@ async def _stream(cid: str, model: str, created: int, channel: ReplyChannel, fut
                     first_token()
             for piece in protocol.pieces(rest):
                 yield content(piece, index)
-            yield event(protocol.chunk(cid, model, created, {}, draft.finish_reason, index=index))
+            yield event(protocol.chunk(cid, model, created, {}, draft.finish_reason, index=index,
+                                       extra=protocol.round_fields(draft.tod_round)))
         if include_usage:
             yield event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                          "choices": [], "usage": protocol.usage(reply.prompt_tokens, reply.completion_tokens)})
