@@ -145,3 +145,22 @@ def test_the_command_ends_with_a_summary_a_newcomer_reads(trained, tmp_path):
     assert "| decoding | beam, beam size 2," in (out / "report.md").read_text(encoding="utf-8")
     # Not a terminal: the evaluation's progress as log lines.
     assert "dialogft_report: valid: 6/6 examples" in done.stdout
+
+
+def test_the_summary_shows_task_success_and_the_round_behind_a_reply():
+    from parlai_dialogft.evaluation import report_summary
+    from parlai_dialogft.evaluation.report_eval import Sample, SplitResult
+
+    sample = Sample(["I need a cheap hotel in the north"], "city centre north b and b is cheap .",
+                    "city centre north b and b is a cheap guesthouse .",
+                    "APICALL: api_name = find_hotel ; area = north ; pricerange = cheap",
+                    "APIRESP: count = 2 ; name = city centre north b and b")
+    result = SplitResult("test", {"f1": 0.4, "inform": 0.8, "success": 0.5, "jga": 0.3, "exs": 1}, [sample])
+    text = report_summary.text("/tmp/m/model", "/tmp/m/report/report.md", [result], samples=1,
+                               decoding={"task_db": "multiwoz"})
+    lines = text.splitlines()
+    assert any(line.split()[:2] == ["inform", "0.800"] for line in lines)
+    assert any(line.split()[:2] == ["jga", "0.300"] for line in lines)
+    call = next(i for i, line in enumerate(lines) if line.strip().startswith("call:"))
+    assert "find_hotel" in lines[call] and "count = 2" in lines[call + 1] and lines[call + 2].strip().startswith("model:")
+    assert text.rstrip().endswith("--task-db multiwoz")

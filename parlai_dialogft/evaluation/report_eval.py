@@ -17,6 +17,8 @@ class Sample:
     context: List[str]  # the episode's turns so far, oldest first; the last is the prompt
     reference: str
     reply: str
+    call: str = ""  # with --task-db: the call the model wrote before the reply (APICALL: ...)
+    result: str = ""  # and the database's answer it read (APIRESP: ...)
 
 
 @dataclass
@@ -80,7 +82,9 @@ def _collect(acts, histories) -> List[Sample]:
         key = (str(question.get("id")), slot)
         turns = histories.setdefault(key, [])
         turns.append(question.get("text", ""))
-        found.append(Sample(list(turns), labels[0], (answer or {}).get("text", "")))
+        answer = answer or {}
+        found.append(Sample(list(turns), labels[0], answer.get("text", ""),
+                            answer.get("tod_call", ""), answer.get("tod_result", "")))
         turns.append(labels[0])
         if question.get("episode_done"):
             histories.pop(key)

@@ -21,6 +21,11 @@ HEADLINE = (
     ("rouge-L", "longest common subsequence with the reference, 0-1"),
     ("dist-2", "share of distinct word pairs over all replies: variety, 0-1"),
     ("len", "mean reply length in words (Chinese: characters)"),
+    # Task-oriented teachers (dialogft_customer:end_to_end), per whole dialogue or turn:
+    ("inform", "share of dialogues whose offered entities meet the user's goal (MultiWOZ, CrossWOZ)"),
+    ("success", "share of dialogues informed that also gave every attribute asked for (MultiWOZ)"),
+    ("jga", "share of turns whose whole belief state (the model's calls) equals the gold one"),
+    ("call_em", "share of the gold calls the model wrote exactly"),
 )
 WIDTH = 96
 
@@ -57,6 +62,9 @@ def text(model_file: str, report_path: str, results: Sequence[SplitResult], samp
             textwrap.fill(f"  reference: {sample.reference}", **wrap),
             textwrap.fill(f"  model:     {sample.reply or '(empty reply)'}", **wrap),
         ]
+        if sample.call:  # the round behind the reply (--task-db)
+            lines[-1:-1] = [textwrap.fill(f"  call:      {sample.call}", **wrap),
+                            textwrap.fill(f"  result:    {sample.result}", **wrap)]
     lines += [
         "",
         f"Model:  {os.path.abspath(model_file)}",

@@ -16,7 +16,7 @@ from parlai_dialogft.evaluation.report import SUMMARY_TXT, ReportOptions, build
 from parlai_dialogft.utils.errors import one_line_errors
 
 DEFAULTS = ReportOptions(model_file="", task="", out="")
-DECODING = ("inference", "beam_size", "beam_block_ngram", "beam_min_length")
+DECODING = ("inference", "beam_size", "beam_block_ngram", "beam_min_length", "task_db")
 
 
 @register_script("dialogft_report", hidden=False)
@@ -40,6 +40,9 @@ class DialogftReport(ParlaiScript):
         decoding.add_argument("--beam-size", type=int, default=None)
         decoding.add_argument("--beam-block-ngram", type=int, default=None)
         decoding.add_argument("--beam-min-length", type=int, default=None)
+        decoding.add_argument("--task-db", type=str, default=None,
+                              help="the database the model calls (multiwoz, crosswoz, both): with "
+                              "-t dialogft_customer:end_to_end, Inform, Success and joint goal accuracy")
         return parser
 
     @one_line_errors("dialogft_report")
