@@ -131,3 +131,23 @@ def test_sgd_test_dialogues_split_into_seen_and_unseen_services():
     train_services = set(task_oriented.sgd_schema("train"))
     assert all(set(e.extras["services"]) <= train_services for e in seen)
     assert all(set(e.extras["services"]) - train_services for e in test if e not in seen)
+
+
+@pytest.mark.parametrize("call", [
+    {"api_name": "find_spaceship", "area": "north"},                      # a domain no database has
+    {"api_name": "find_hotel", "colour": "blue"},                         # a slot the hotel table lacks
+    {"api_name": "find_hotel", "name": "x' OR 1=1 --"},                   # a value that looks like SQL
+    {"api_name": "find_hotel", "area": "north", "stars": "5", "pricerange": "cheap"},  # nothing matches
+])
+def test_a_bad_call_gets_an_answer_the_model_can_read_and_a_log_line(looping_agent, call, caplog):
+    agent = looping_agent.clone()
+    observation = agent.observe(Message({"text": "I need a hotel", "episode_done": False}))
+    before = agent.task_db.databases[0].query("hotel", {})
+    with caplog.at_level("WARNING"):
+        answer = agent._answer(call)
+    assert answer.get("count") == "0" or "colour" not in answer
+    if call["api_name"] == "find_spaceship" or "colour" in call:
+        assert any(("spaceship" in r.getMessage() or "colour" in r.getMessage()) for r in caplog.records)
+    step = agent._reply_step(observation, calls.call_text(call), calls.resp_text(answer))
+    assert step["text_vec"] is not None
+    assert agent.task_db.databases[0].query("hotel", {}) == before
