@@ -13,6 +13,7 @@ dialogue at once: ``parlai dialogft_task_score`` reads the file :func:`write_pre
 from __future__ import annotations
 
 import functools
+import re
 from typing import Dict, List, Mapping, Sequence
 
 from parlai_dialogft.data.readers.corpus_files import corpus_dir, load_json
@@ -49,10 +50,49 @@ def _with_domains(dialogue: Sequence[Mapping]) -> List[tuple]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _entity_names() -> List[tuple]:
+    """(pattern, placeholder) for every MultiWOZ venue name and train id, longest first.
+
+    A reply may name an entity the last answer did not give (an earlier one, a user's pick): it
+    is still an offer, and the scorer must see it. Names under five characters (``ask``, a
+    restaurant) are left out: they are ordinary words more often than names.
+    """
+    db = open_database("multiwoz")
+    names = {}
+    for domain in ("restaurant", "hotel", "attraction"):
+        for row in db.query(domain, {}):
+            name = " ".join(str(row.get("name", "")).split())
+            if len(name) >= 5:
+                names.setdefault(name.casefold(), delex.placeholder(domain, "name"))
+    pairs = sorted(names.items(), key=lambda item: -len(item[0]))
+    return [(re.compile(rf"(?<![\w\[]){re.escape(name)}(?![\w\]])", re.IGNORECASE), f"[{placeholder}]")
+            for name, placeholder in pairs] + [(re.compile(r"\bTR\d{4}\b", re.IGNORECASE), f"[{delex.placeholder('train', 'id')}]")]
+
+
+# Cambridge phone numbers and postcodes, as the database writes them (01223 365068, cb21tt).
+_PHONE = re.compile(r"(?<![\w\[])0\d{4} ?\d{6}(?![\w\]])")
+_POSTCODE = re.compile(r"(?<![\w\[])c\.? ?b\.? ?\d{1,2} ?,? ?\d ?[a-z] ?\.? ?[a-z](?![\w\]])", re.IGNORECASE)
+
+
+def delexicalize(reply: str, domain: str, result: Mapping[str, str], call: Mapping[str, str]) -> str:
+    """The reply with the answer's values as placeholders, then any other venue it names, and
+    a phone number or postcode of the domain it talks about (one the answer did not give: an
+    earlier entity's, asked for again)."""
+    text = delex.delexicalize_reply(reply, domain, result, call) if domain else reply
+    for pattern, placeholder in _entity_names():
+        text = pattern.sub(placeholder, text)
+    for pattern, kind in ((_PHONE, "phone"), (_POSTCODE, "postcode")):
+        placeholder = delex.placeholder(domain, kind) if domain else None
+        if placeholder:
+            text = pattern.sub(f"[{placeholder}]", text)
+    return text
+
+
 def multiwoz_turns(dialogue: Sequence[Mapping]):
     from parlai_dialogft.evaluation.mwzeval_format import Turn
 
-    return [Turn(response=delex.delexicalize_reply(turn["reply"], domain, result, call) if domain else turn["reply"],
+    return [Turn(response=delexicalize(turn["reply"], domain, result, call),
                  state={d: dict(s) for d, s in turn["state"].items()})
             for turn, domain, result, call in _with_domains(dialogue)]
 
