@@ -75,7 +75,8 @@ def why(report) -> dict:
 
 
 def crosswoz_gold(db) -> dict:
-    """CrossWOZ Inform of the corpus's replies, each with the call its annotated state makes."""
+    """CrossWOZ Inform of the corpus's replies, each with the call its annotated state makes (the
+    last call carried over turns without one, as :mod:`~parlai_dialogft.evaluation.crosswoz_inform` does)."""
     dialogues = load_json(corpus_dir("crosswoz") / "test.json.zip")
     predictions = {}
     for key, dialogue in dialogues.items():
@@ -83,7 +84,9 @@ def crosswoz_gold(db) -> dict:
         for message in dialogue["messages"]:
             if message["role"] != "sys":
                 continue
-            after = calls.crosswoz_state(message.get("sys_state_init") or {})
+            # sys_state: the search the agent ran (relaxed where the user's constraints found
+            # nothing), as the task-oriented episodes' calls are (parlai_dialogft.tod.episodes).
+            after = calls.crosswoz_state(message.get("sys_state") or {})
             call = calls.turn_call(before, after, hint=[act[1] for act in message.get("dialog_act") or ()])
             before = after
             turns.append(CrossWOZTurn(message["content"], call or None, db.answer(call) if call else None))

@@ -356,3 +356,12 @@ def test_crosswoz_inform_wants_every_offer_to_fit_and_every_sub_goal_met():
     # The restaurant must be near the sight offered for sub-goal 1; 海底捞 is not.
     far = [right[0], CrossWOZTurn("海底捞不错。", {"api_name": "find_餐馆"}, {"名称": "海底捞"})]
     assert crosswoz_inform(far).unmet == [2]
+
+
+def test_crosswoz_an_answer_the_reply_leaves_unsaid_offers_nothing():
+    find_sight = {"api_name": "find_景点", "门票": "60"}
+    find_food = {"api_name": "find_餐馆", "名称": "全聚德"}
+    silent = [CrossWOZTurn("好的，请问还有什么需要？", find_sight, {"名称": "故宫"}),
+              CrossWOZTurn("全聚德(王府井店)的电话是123。", find_food, {"名称": "全聚德(王府井店)"})]
+    result = crosswoz_inform(silent)
+    assert not result.offered.get("景点") and result.unmet == [1] and not result.inform

@@ -161,3 +161,11 @@ def test_a_reply_is_scored_on_the_venue_it_names_even_one_the_last_answer_did_no
     text = scoring.delexicalize(reply, "hotel", answer, {"api_name": "find_hotel"})
     assert text == "How about [hotel_name] ? Their number is [hotel_phone] , postcode [hotel_postcode] ."
     assert scoring.delexicalize("May I ask for your name ?", "restaurant", {}, {}) == "May I ask for your name ?"
+
+
+def test_named_sources_are_used_whatever_the_language_flag_says():
+    from parlai_dialogft.tod.teachers import chosen_sources
+
+    assert chosen_sources({"customer_lang": "en", "customer_sources": "crosswoz"}) == ["crosswoz"]
+    assert chosen_sources({"customer_lang": "en", "customer_sources": "all"}) == ["sgd", "multiwoz"]
+    assert chosen_sources({"customer_lang": "zh", "customer_sources": "all"}) == ["crosswoz"]

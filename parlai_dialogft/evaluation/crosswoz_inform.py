@@ -21,11 +21,12 @@ met by any entity of its domain, since the user then settles for what there is. 
 and taxi sub-goals (地铁, 出租) have no entity to offer and are left out.
 
 **Offered entities.** On each system turn with a call to a venue domain: the ``名称`` of the
-call's result (``APIRESP``), and every entity of that domain the reply names (names from the
-database, longest first) that fits the call's constraints. A name that does not fit what the
+call's result (``APIRESP``) when the reply says it, and every entity of that domain the reply
+names (names from the database, longest first) that fits the call's constraints. A name that does not fit what the
 agent searched for is not an offer: a reply listing what is near 故宫 names places without
-offering them (MultiWOZ's Inform, likewise, reads the offer from the turn's state). Turns
-without a call offer nothing.
+offering them (MultiWOZ's Inform, likewise, reads the offer from the turn's state). A turn
+without a call talks on about the last call's search (its names count against that call's
+constraints); turns before any call offer nothing.
 
 **Inform** = 1 when every offered entity of a domain in the goal fits some sub-goal of that
 domain, and every sub-goal of a venue domain is fitted by some offered entity (a sub-goal
@@ -168,11 +169,20 @@ class CrossWOZInformScorer:
     def offered(self, turns: Sequence[CrossWOZTurn]) -> Dict[str, List[str]]:
         """domain -> the entities offered, in order (see the module's docstring)."""
         offered: Dict[str, List[str]] = defaultdict(list)
+        last_call: Mapping[str, str] = {}
         for turn in turns:
+            if turn.call:
+                last_call = turn.call
+            elif last_call:  # a turn without a call talks on about the last call's entities
+                turn = CrossWOZTurn(turn.response, last_call, None)
             _, domain = action_and_domain(turn.call or {})
             if domain not in VENUE_DOMAINS:
                 continue
-            names = [str(turn.result[NAME])] if (turn.result or {}).get(NAME) else []
+            # The answer's entity is offered when the reply names it: an answer the reply leaves
+            # unsaid offers nothing (and a reply-only model, scored with the gold answers, would
+            # otherwise be credited with the corpus's offers).
+            result_name = str((turn.result or {}).get(NAME) or "")
+            names = [result_name] if result_name and result_name in turn.response else []
             searched = {r.get(NAME) for r in self._query(domain, constraints(turn.call or {}))}
             names += [name for _, name in sorted(self.named(turn.response, [domain])) if name in searched]
             offered[domain] += [name for name in dict.fromkeys(names) if name not in offered[domain]]

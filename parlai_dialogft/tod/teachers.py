@@ -33,7 +33,8 @@ DEFAULT_SOURCES = {"en": ("sgd", "multiwoz"), "zh": ("crosswoz",), "all": episod
 def add_source_args(parser) -> None:
     group = parser.add_argument_group("dialogft_customer task-oriented teachers")
     group.add_argument("--customer-lang", choices=LANGS, default="en",
-                       help="en (SGD, MultiWOZ), zh (CrossWOZ) or all; also -t dialogft_customer:system:lang=zh")
+                       help="en (SGD, MultiWOZ), zh (CrossWOZ) or all, when --customer-sources is all; "
+                       "also -t dialogft_customer:system:lang=zh")
     group.add_argument("--customer-sources", default="all",
                        help="comma-separated among " + ", ".join(episodes.SOURCES) + ", or all; "
                        "also -t dialogft_customer:system:sources=multiwoz")
@@ -54,10 +55,9 @@ def chosen_sources(opt) -> List[str]:
             f"--customer-sources: {', '.join(unknown)} has no calls or belief states for the task-oriented "
             f"teachers; choose from {', '.join(episodes.SOURCES)}"
         )
-    chosen = [n for n in names if lang == "all" or episodes.LANGUAGES[n] == lang]
-    if not chosen:
-        raise UserError(f"--customer-lang {lang} --customer-sources {requested}: no source in that language")
-    return chosen
+    if requested not in ("", "all"):
+        return names  # named sources are what was asked for, whatever their language
+    return [n for n in names if lang == "all" or episodes.LANGUAGES[n] == lang]
 
 
 class CustomerTodParser(TodStructuredDataParser):
