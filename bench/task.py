@@ -130,7 +130,9 @@ def wilson(rate: float, n: int) -> List[float]:
 def table(results: Dict) -> str:
     def get(mode, key, metric, scale=100.0, digits=1):
         value = results.get(mode, {}).get(key, {}).get(metric)
-        return "—" if value is None else f"{value * scale:.{digits}f}" if scale != 1 else f"{value:.{digits}f}"
+        if value is None or value != value:  # not measured, or NaN (ParlAI's slot F1 with no slots)
+            return "—"
+        return f"{value * scale:.{digits}f}" if scale != 1 else f"{value:.{digits}f}"
 
     def interval(mode, key, metric):
         value = results.get(mode, {}).get(key, {}).get(metric)
@@ -206,6 +208,7 @@ def main() -> None:
             if stage == "crosswoz" and "inform" in done[stage]:
                 done[stage]["inform_interval"] = wilson(done[stage]["inform"], args.dialogues)
             save(args.out, results)
+    save(args.out, results)
     text = table(results)
     print(text)
     if args.write:
