@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from parlai_dialogft.tod import calls
+from tests.support.models import train_pairs
 from tests.support.processes import BIN, fresh_shell
 
 SCHEMAS, USER, SYSTEM = "APIS: ", "USER: ", "SYSTEM: "
@@ -63,34 +64,10 @@ def taught(rounds):
 def train_rounds(out: str, pairs) -> str:
     """A tiny GPT-2 (its tokenizer learnt on the rounds' text) trained to write each pair's
     second text after its first, EOS included; saved to ``out``."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from parlai_dialogft.model.tiny import build_tiny_model
 
     build_tiny_model(out, "gpt2", [text for pair in pairs for text in pair] * 20, vocab_size=600)
-    tok, model = AutoTokenizer.from_pretrained(out), AutoModelForCausalLM.from_pretrained(out)
-    eos = tok.eos_token_id
-    contexts = [tok(context)["input_ids"] for context, _ in pairs]
-    targets = [tok(target)["input_ids"] + [eos] for _, target in pairs]
-    rows = [c + t for c, t in zip(contexts, targets)]
-    width = max(map(len, rows))
-    inputs = dict(input_ids=torch.tensor([r + [eos] * (width - len(r)) for r in rows]),
-                  attention_mask=torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-                  labels=torch.tensor([[-100] * len(c) + t + [-100] * (width - len(c) - len(t))
-                                       for c, t in zip(contexts, targets)]))
-    torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(STEPS):
-        loss = model(**inputs).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return train_pairs(out, out, pairs, steps=STEPS)
 
 
 class Reads:

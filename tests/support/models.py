@@ -12,7 +12,7 @@ build both once per session.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 TEXTS = [
     "hello , how can I help you today ?",
@@ -29,6 +29,12 @@ STEPS = 200
 
 def train_next_sentence(folder: str, out: str, sentences: List[str], steps: int = STEPS, seed: int = 0) -> str:
     """Train the model in ``folder`` to reply to ``sentences[i]`` with ``sentences[i + 1]``; save to ``out``."""
+    return train_pairs(folder, out, list(zip(sentences, sentences[1:] + sentences[:1])), steps, seed)
+
+
+def train_pairs(folder: str, out: str, pairs: List[Tuple[str, str]], steps: int = STEPS, seed: int = 0) -> str:
+    """Train the model in ``folder`` to write each pair's second text after its first, EOS
+    included (every pair in one batch, AdamW at 3e-3); save to ``out``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -36,7 +42,6 @@ def train_next_sentence(folder: str, out: str, sentences: List[str], steps: int 
     seq2seq = AutoConfig.from_pretrained(folder).is_encoder_decoder
     model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(folder)
     eos = tok.eos_token_id
-    pairs = list(zip(sentences, sentences[1:] + sentences[:1]))
     contexts = [tok(context)["input_ids"] for context, _ in pairs]
     replies = [tok(reply, add_special_tokens=False)["input_ids"] + [eos] for _, reply in pairs]
 
