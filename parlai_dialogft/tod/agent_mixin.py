@@ -123,7 +123,6 @@ class TodLoopMixin:
         observation.force_set("text", USER + text.strip())
         for key in ("labels", "eval_labels"):
             if key in observation:  # the model writes "SYSTEM: ..."; so does its gold, for ppl
-                observation.force_set(f"tod_plain_{key}", observation[key])
                 observation.force_set(key, [SYSTEM + label for label in observation[key]])
         observation["tod_round"] = True
         return super().observe(observation)
@@ -157,15 +156,15 @@ class TodLoopMixin:
         first = [self._call_step(obs) if i in rounds else obs for i, obs in enumerate(observations)]
         with self._generating(CALL_STEP):
             written = super().batch_act(first)
-        second = list(observations)
         found = {}
         for i in rounds:
             call = self._read_call(written[i].get("text") or "")
-            result = self._answer(call)
-            found[i] = (calls.call_text(call), calls.resp_text(result))  # "APICALL: " as the teacher writes no call
-            second[i] = self._reply_step(observations[i], *found[i])
+            found[i] = (calls.call_text(call), calls.resp_text(self._answer(call)))  # "APICALL: " as the teacher writes no call
+        # Only the rounds generate again; the other rows' replies are the first pass's.
+        replies = list(written)
         with self._generating(REPLY_STEP):
-            replies = super().batch_act(second)
+            for i, reply in zip(rounds, super().batch_act([self._reply_step(observations[i], *found[i]) for i in rounds])):
+                replies[i] = reply
         for i in rounds:
             reply = replies[i]
             reply.force_set("text", without_prefix(reply.get("text") or "", SYSTEM))
@@ -220,9 +219,3 @@ class TodLoopMixin:
         message = Message(self_message)
         message.force_set("text", SYSTEM + (self_message.get("text") or ""))
         return super().self_observe(message)
-
-    def tod_log_line(self, reply: Message) -> Optional[str]:
-        """``call → result`` for a display and a log."""
-        if "tod_call" not in reply:
-            return None
-        return f"{reply['tod_call']}  →  {reply['tod_result']}"
