@@ -5,6 +5,9 @@ episode and example counts, to the regression files in tests/test_parlai_teacher
 (written by the first run; `pytest --force-regen` rewrites them after a deliberate change).
 """
 
+import os
+from pathlib import Path
+
 from parlai.utils.testing import AutoTeacherTest
 
 
@@ -40,3 +43,25 @@ def test_streamed_counts_follow_the_options_and_stay_out_of_the_working_dir(tmp_
         counts[flag] = create_task_agent_from_taskname(opt)[0].num_examples()
     assert counts == {"en": 6831, "zh": 448}
     assert not list(tmp_path.glob("*.lengths"))
+
+
+def test_a_streamed_count_cached_before_the_data_changed_is_not_read_back(tmp_path):
+    """ParlAI's streaming mode caches a count per datafile: an upgrade that moves dialogues
+    between splits must not find the old count under the same name."""
+    from parlai.core.params import ParlaiParser
+
+    from parlai_dialogft.data import dialog_teacher
+    from parlai_dialogft.tasks.dialogft_customer.agents import DefaultTeacher
+
+    opt = ParlaiParser(True, False).parse_kwargs(task="dialogft_customer", datapath=str(tmp_path))
+    before = DefaultTeacher.datafile_for(opt, "train")
+    assert DefaultTeacher.datafile_for(opt, "train") == before
+    readers = Path(dialog_teacher.__file__).resolve().parent / "readers" / "task_oriented.py"
+    stat = readers.stat()
+    try:
+        os.utime(readers, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        dialog_teacher.data_version.cache_clear()
+        assert DefaultTeacher.datafile_for(opt, "train") != before
+    finally:
+        os.utime(readers, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        dialog_teacher.data_version.cache_clear()

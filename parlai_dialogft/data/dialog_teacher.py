@@ -12,7 +12,9 @@ import argparse
 import copy
 import functools
 import hashlib
+import inspect
 import os
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from parlai.core.teachers import DialogTeacher
@@ -26,6 +28,21 @@ from parlai_dialogft.utils.errors import DataFormatError, UserError
 
 Reader = Callable[[], Dict[str, Sequence[Conversation]]]
 LANGS = ("en", "zh", "all")
+
+
+@functools.lru_cache(maxsize=None)
+def data_version(teacher_file: str = "") -> str:
+    """A short hash of what the examples are made from: every file under ``parlai_dialogft/data``
+    (the corpora, their readers, the cleaning) and the teacher's own module, by size and time."""
+    here = Path(__file__).resolve().parent
+    files = sorted(p for p in here.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    if teacher_file and os.path.isfile(teacher_file):
+        files.append(Path(teacher_file))
+    digest = hashlib.sha1()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:10]
 
 
 def opt_value(opt, name: str, alias: Optional[str] = None, default=None):
@@ -124,6 +141,9 @@ class ConversationTeacher(DialogueMetricsMixin, DialogTeacher):
             (key, str(value)) for key, value in opt.items()
             if key.startswith(cls.DATA_OPTION_PREFIXES) or key in ("task", "lang", "sources", "speaker", "knowledge")
         )
+        # And the data itself: a count cached before the corpora, their readers or the
+        # teacher changed (an upgrade that moves dialogues between splits) is wrong too.
+        shaping.append(("data", data_version(inspect.getsourcefile(cls) or "")))
         digest = hashlib.sha1(repr(shaping).encode("utf-8")).hexdigest()[:10]
         folder = os.path.join(opt.get("datapath") or ".", "dialogft", "streams")
         os.makedirs(folder, exist_ok=True)
