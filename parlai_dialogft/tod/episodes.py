@@ -34,7 +34,6 @@ from parlai_dialogft.tod import calls
 
 SOURCES = ("sgd", "multiwoz", "crosswoz")  # the corpora with calls or states; Taskmaster-4 has neither
 LANGUAGES = {name: task_oriented.LANGUAGES[name] for name in SOURCES}
-DATABASES = {"multiwoz": "multiwoz", "crosswoz": "crosswoz"}
 
 
 def annotations(item) -> Mapping[str, Any]:
@@ -55,7 +54,7 @@ def pairs(conversation: Conversation) -> List[Tuple[Any, Any]]:
 def database(source: str):
     from parlai_dialogft.tod.database import open_database
 
-    return open_database(DATABASES[source])
+    return open_database(source)  # each state-annotated corpus has its database under its own name
 
 
 def _round(user, agent, call: calls.Call, result: Mapping[str, str], state: calls.State) -> TodStructuredRound:
