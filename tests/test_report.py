@@ -164,3 +164,27 @@ def test_the_summary_shows_task_success_and_the_round_behind_a_reply():
     call = next(i for i, line in enumerate(lines) if line.strip().startswith("call:"))
     assert "find_hotel" in lines[call] and "count = 2" in lines[call + 1] and lines[call + 2].strip().startswith("model:")
     assert text.rstrip().endswith("--task-db multiwoz")
+
+
+def test_task_success_is_reported_on_whole_dialogues_spread_over_the_split(trained):
+    """With a batch of 4, the first examples of a split end no dialogue; --report-dialogues
+    plays each chosen dialogue to its end, so Inform is measured on every one of them."""
+    from parlai_dialogft.evaluation.report import ReportOptions, build
+
+    mf, root = trained
+    out = root / "dialogues"
+    build(ReportOptions(mf, "dialogft_customer:end_to_end:sources=multiwoz", str(out), batchsize=4, dialogues=3,
+                        decoding={"inference": "greedy", "task_db": "multiwoz"}))
+    summary = (out / "summary.txt").read_text(encoding="utf-8")
+    assert re.match(r"Metrics on \d+ test examples \(3 whole dialogues\):", summary)
+    assert re.search(r"\n  inform +\d\.\d{3} ", summary)
+    metrics = (out / "metrics.json").read_text(encoding="utf-8")
+    assert metrics.count('"inform"') == 2  # valid and test
+
+
+def test_whole_dialogues_are_refused_for_a_task_without_them(trained, tmp_path):
+    mf, _ = trained
+    done = _run_report("-mf", mf, "-t", "dialogft_customer", "--out", str(tmp_path / "r"), "--report-dialogues", "3")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "dialogft_report: --report-dialogues: -t dialogft_customer is not a task-oriented task")

@@ -78,6 +78,10 @@ class ReportOptions:
     max_exs: int = 300  # per split; a CPU generates a few hundred replies in minutes
     samples: int = 5  # sample dialogues per split
     batchsize: int = 16
+    #: Whole dialogues per split instead of ``max_exs`` examples, spread over the split (a
+    #: shuffle with a fixed seed): task success is scored per dialogue, and with a batch of 16
+    #: the first examples of a split finish no dialogue. Task-oriented tasks only.
+    dialogues: int = 0
     #: Decoding flags that replace the model's own for this evaluation, e.g.
     #: {"inference": "beam", "beam_size": 4}; empty: decode as the model was saved.
     decoding: Dict[str, Any] = field(default_factory=dict)
@@ -97,13 +101,20 @@ def check(options: ReportOptions) -> None:
         raise ReportError("--out is required: the folder to write the report to")
     if options.max_exs <= 0:
         raise ReportError(f"--report-max-exs {options.max_exs}: must be positive")
+    if options.dialogues < 0:
+        raise ReportError(f"--report-dialogues {options.dialogues}: must be positive (0: --report-max-exs examples)")
     from parlai.core.loader import load_teacher_module
+
+    from parlai_dialogft.tod.teachers import CustomerTodParser
 
     for task in options.task.split(","):
         try:
-            load_teacher_module(task)
+            teacher = load_teacher_module(task)
         except Exception as exc:  # ParlAI raises whatever its import or lookup hit
             raise ReportError(f"-t {task}: no such task ({type(exc).__name__}: {exc})") from None
+        if options.dialogues and not issubclass(teacher, CustomerTodParser):
+            raise ReportError(f"--report-dialogues: -t {task} is not a task-oriented task "
+                              "(e.g. dialogft_customer:end_to_end); use --report-max-exs")
 
 
 def build(options: ReportOptions) -> str:
@@ -111,8 +122,10 @@ def build(options: ReportOptions) -> str:
     check(options)
     os.makedirs(options.out, exist_ok=True)
     trained = _trained_opt(options.model_file)
-    agent, opt = load_generator(options.model_file, options.task, options.batchsize, **options.decoding)
-    results = [evaluate_split(agent, opt, split, options.max_exs, "dialogft_report") for split in SPLITS]
+    dialogues = {"n_shot": options.dialogues, "episodes_randomization_seed": 0} if options.dialogues else {}
+    agent, opt = load_generator(options.model_file, options.task, options.batchsize, **dialogues, **options.decoding)
+    max_exs = 10**9 if options.dialogues else options.max_exs
+    results = [evaluate_split(agent, opt, split, max_exs, "dialogft_report") for split in SPLITS]
 
     curves = load_curves(options.model_file)
     validation_metric = trained.get("validation_metric") or "accuracy"
@@ -127,7 +140,8 @@ def build(options: ReportOptions) -> str:
     with open(os.path.join(options.out, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump({r.split: r.metrics for r in results}, f, indent=1, ensure_ascii=False)
     with open(os.path.join(options.out, SUMMARY_TXT), "w", encoding="utf-8") as f:
-        f.write(report_summary.text(options.model_file, path, results, decoding=options.decoding))
+        f.write(report_summary.text(options.model_file, path, results, decoding=options.decoding,
+                                    dialogues=options.dialogues))
     return path
 
 
@@ -261,10 +275,15 @@ def _curves_section(options, curves, plots, validation_metric) -> List[str]:
 
 
 def _metrics_section(options, results: List[SplitResult]) -> List[str]:
+    if options.dialogues:
+        scope = (f"{options.dialogues} whole dialogues of each split, spread over it "
+                 f"(`--report-dialogues {options.dialogues}`; `exs` counts their turns)")
+    else:
+        scope = (f"the first examples of each split (`--report-max-exs {options.max_exs}`, rounded up to "
+                 "whole batches; `exs` says how many)")
     out = ["## Metrics", "",
-           "A fresh evaluation of the saved model on the first examples of each split "
-           f"(`--report-max-exs {options.max_exs}`, rounded up to whole batches; `exs` says how "
-           "many), with the decoding above. Higher is better unless noted.", ""]
+           f"A fresh evaluation of the saved model on {scope}, with the decoding above. "
+           "Higher is better unless noted.", ""]
     header = "| metric | what it measures | " + " | ".join(r.split for r in results) + " |"
     out += [header, "|---|---|" + "---:|" * len(results)]
     for name, meaning in METRIC_ROWS:

@@ -41,15 +41,15 @@ def _value(name: str, value) -> str:
 
 
 def text(model_file: str, report_path: str, results: Sequence[SplitResult], samples: int = 3,
-         decoding: Optional[Dict[str, Any]] = None) -> str:
+         decoding: Optional[Dict[str, Any]] = None, dialogues: int = 0) -> str:
     """The summary for ``results`` (the report's evaluated splits, test last); ``decoding``:
-    flags the evaluation used instead of the model's own, repeated in the chat command."""
+    flags the evaluation used instead of the model's own, repeated in the chat command;
+    ``dialogues``: whole dialogues were evaluated (``--report-dialogues``), not the first examples."""
     result = results[-1]
     exs = int(result.metrics.get("exs", len(result.samples)))
-    lines: List[str] = [
-        f"Metrics on the first {exs} {result.split} examples:",
-        "",
-    ]
+    scope = (f"{exs} {result.split} examples ({dialogues} whole dialogues)" if dialogues
+             else f"the first {exs} {result.split} examples")
+    lines: List[str] = [f"Metrics on {scope}:", ""]
     for name, meaning in HEADLINE:
         if name in result.metrics:
             lines.append(f"  {name:<8}{_value(name, result.metrics[name]):>8}   {meaning}")

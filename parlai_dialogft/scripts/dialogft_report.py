@@ -3,6 +3,7 @@
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer --out /tmp/m/report
     parlai dialogft_report -mf /tmp/m/model -t dialogft_customer:lang=zh --out r --report-max-exs 50
     parlai dialogft_report -mf zoo:dialogft/customer_t5 -t dialogft_customer --out r --inference greedy
+    parlai dialogft_report -mf zoo:dialogft/customer_t5 -t dialogft_customer:end_to_end --report-dialogues 20 --out r
 
 The logic is in :mod:`parlai_dialogft.evaluation.report`; this module only reads flags.
 """
@@ -33,6 +34,11 @@ class DialogftReport(ParlaiScript):
             "--report-max-exs", type=int, default=DEFAULTS.max_exs,
             help="evaluate at most this many examples per split (generation is the slow part)",
         )
+        parser.add_argument(
+            "--report-dialogues", type=int, default=DEFAULTS.dialogues,
+            help="evaluate this many whole dialogues per split, spread over it, instead of "
+            "--report-max-exs examples: task success (-t dialogft_customer:end_to_end) is per dialogue",
+        )
         parser.add_argument("--report-samples", type=int, default=DEFAULTS.samples, help="sample dialogues shown per split")
         parser.add_argument("--report-batchsize", type=int, default=DEFAULTS.batchsize, help="batch size of the evaluation")
         decoding = parser.add_argument_group("decoding of the evaluation (default: as the model was saved)")
@@ -53,6 +59,7 @@ class DialogftReport(ParlaiScript):
             out=self.opt["out"],
             max_exs=self.opt["report_max_exs"],
             samples=self.opt["report_samples"],
+            dialogues=self.opt["report_dialogues"],
             batchsize=self.opt["report_batchsize"],
             decoding={k: self.opt[k] for k in DECODING if self.opt.get(k) is not None},
         )
