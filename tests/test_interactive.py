@@ -78,3 +78,17 @@ def test_reset_clears_the_history_and_only_human_messages_are_commands(model_fil
     agent.observe({"id": "DialogftAgent", "text": "[RESET]", "episode_done": False})
     agent.act()
     assert agent.history.get_history_str().startswith("[RESET]")
+
+
+def test_with_a_task_database_the_call_and_its_result_are_shown_before_the_reply(model_file):
+    chat = subprocess.run(
+        [sys.executable, "-m", "parlai", "interactive", "-mf", model_file, "--task-db", "multiwoz"],
+        input="I need a cheap hotel in the north\n[EXIT]\n", capture_output=True, text=True, encoding="utf-8", timeout=300,
+    )
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    lines = chat.stdout.splitlines()
+    call = next(i for i, line in enumerate(lines) if line.startswith("[dialogft] call: "))
+    # This model answers everything with one Chinese line: it writes no call, and is told so.
+    assert lines[call] == "[dialogft] call: (none: the model wrote no call)"
+    assert lines[call + 1] == "[dialogft] result: (none)"
+    assert _replies("\n".join(lines[call + 2:])) == [REPLY]

@@ -10,7 +10,9 @@ training, evaluation and ``self_chat`` (also ``--interactive-mode``) are untouch
 * ``[RESET]`` clears the model's memory of the chat (ParlAI's own ``[DONE]`` also works;
   it ends the episode for the whole world);
 * a context cut to ``--text-truncate`` tokens, and an empty reply, are told in one line,
-  so the user knows why the model lost the thread or said nothing.
+  so the user knows why the model lost the thread or said nothing;
+* with ``--task-db``, the call the model wrote and the database's answer are shown before
+  the reply, so the user sees what the reply was written from.
 
 Notices are printed, not sent as the model's reply: they never enter a history or a log.
 """
@@ -18,6 +20,9 @@ Notices are printed, not sent as the model's reply: they never enter a history o
 from __future__ import annotations
 
 from parlai.core.message import Message
+
+from parlai_dialogft.tod import calls
+from parlai_dialogft.tod.agent_mixin import without_prefix
 
 HUMAN_ID = "localHuman"  # parlai.agents.local_human.LocalHumanAgent's id
 RESET_COMMANDS = frozenset({"[RESET]"})
@@ -59,6 +64,10 @@ class InteractiveChatMixin:
             return Message({"id": self.getID(), "text": "", "episode_done": False})
         reply = super().act()
         if self.observation is not None and self.observation.get("id") == HUMAN_ID:
+            if "tod_call" in reply:
+                call = without_prefix(reply["tod_call"], calls.CALL)
+                notify(f"call: {call or '(none: the model wrote no call)'}")
+                notify(f"result: {without_prefix(reply['tod_result'], calls.RESP) or '(none)'}")
             if not (reply.get("text") or "").strip():
                 notify("the model's reply is blank (no visible text); briefly trained models "
                        "often are.")
