@@ -117,6 +117,21 @@ def test_a_chinese_call_goes_to_the_chinese_database(looping_agent):
     assert int(answer["count"]) > 0 and answer["名称"]
 
 
+def test_a_call_is_written_without_the_replys_ngram_blocking():
+    """`internet = yes ; parking = yes` repeats a trigram by design; blocking would corrupt it."""
+    from parlai_dialogft.tod.agent_mixin import CALL_STEP, REPLY_STEP
+
+    agent = make_agent("zoo:dialogft/bilingual_t5", task_db="multiwoz", datatype="valid", datapath=DATAPATH,
+                       inference="beam", beam_size=2, beam_block_ngram=3, beam_context_block_ngram=3)
+    with agent._generating(CALL_STEP):
+        call_search = agent._treesearch_factory("cpu")
+    with agent._generating(REPLY_STEP):
+        reply_search = agent._treesearch_factory("cpu")
+    assert (call_search.block_ngram, call_search.context_block_ngram) == (-1, -1)
+    assert (reply_search.block_ngram, reply_search.context_block_ngram) == (3, 3)
+    assert agent.beam_block_ngram == 3  # as saved, after the round
+
+
 def test_an_unknown_database_names_the_flag():
     with pytest.raises(ValueError, match="--task-db spaceship"):
         make_agent("zoo:dialogft/bilingual_t5", task_db="spaceship", datapath=DATAPATH)

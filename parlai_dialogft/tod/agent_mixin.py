@@ -176,10 +176,16 @@ class TodLoopMixin:
     @contextmanager
     def _generating(self, step: RoundStep) -> Iterator[None]:
         self.round_step = step
+        # n-gram blocking keeps replies from repeating themselves; a call repeats " = yes ; "
+        # by design (internet = yes ; parking = yes), so the call is written without it.
+        blocking = (self.beam_block_ngram, self.beam_context_block_ngram)
+        if step is CALL_STEP:
+            self.beam_block_ngram = self.beam_context_block_ngram = -1
         try:
             yield
         finally:
             self.round_step = None
+            self.beam_block_ngram, self.beam_context_block_ngram = blocking
 
     def _call_step(self, obs: Message) -> Message:
         """The observation without its labels: the call is written, never scored against the reply."""
