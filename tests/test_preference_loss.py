@@ -94,7 +94,7 @@ def test_dpo_loss_equals_trls_dpo_trainer_on_a_causal_model(policy_and_reference
         theirs = float(trainer.compute_loss(trainer.model, inputs))
 
     ours, agent = _our_loss(policy, reference, _parlai_file(tmp_path / "pairs.txt", PAIRS), str(tmp_path / "ref.json"),
-                            pref_loss="dpo")
+                            pref_loss="dpo", pref_sft_weight=0.0)
     assert ours != pytest.approx(math.log(2), abs=1e-3)  # policy and reference really differ
     assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
 
@@ -134,7 +134,7 @@ def test_dpo_is_the_formula_on_whole_reply_log_probabilities(policy_and_referenc
         for pc, rc, pr, rr in zip(_logps(policy, 0), _logps(reference, 0), _logps(policy, 1), _logps(reference, 1))
     ])
     ours, agent = _our_loss(policy, reference, _parlai_file(tmp_path / "pairs.txt", PAIRS), str(tmp_path / "ref.json"),
-                            pref_loss="dpo")
+                            pref_loss="dpo", pref_sft_weight=0.0)
     assert ours == pytest.approx(float(-F.logsigmoid(0.1 * margins).mean()), rel=1e-5)
 
     # A real training step: ParlAI reports the metrics of the batch, as computed before the update.
@@ -237,7 +237,10 @@ def test_parlai_train_model_learns_the_preferences_of_a_trl_file(tiny_models, tm
         pref_datapath=str(FIXTURES / data), pref_loss=loss, pref_beta=0.5, lora_r=lora_r, learningrate=3e-3,
         batchsize=3, skip_generation=True, log_every_n_steps=1,
     )
-    first = json.loads((tmp_path / "m" / "model.trainstats").read_text())["train_reports"][0]
+    reports = json.loads((tmp_path / "m" / "model.trainstats").read_text())["train_reports"]
+    first = reports[0]
+    if loss != "kto":  # the chosen replies' likelihood at every step: displacement would show
+        assert len(reports) > 1 and all("logps_chosen" in r for r in reports)
     # The file is every split: validation scores the pairs it trained on.
     assert valid["pref_loss"] < first["pref_loss"] - 0.1
     if loss == "dpo":
@@ -249,8 +252,113 @@ def test_parlai_train_model_learns_the_preferences_of_a_trl_file(tiny_models, tm
 def test_the_sft_weight_adds_the_chosen_replies_per_token_nll(policy_and_reference, tmp_path):
     policy, reference = policy_and_reference["t5"]
     data = _parlai_file(tmp_path / "pairs.txt", PAIRS)
-    plain, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo")
+    plain, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo", pref_sft_weight=0.0)
     weighted, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo", pref_sft_weight=0.5)
     chosen = [_direct_logp(policy, p, c) for p, c, _ in PAIRS]
     nll_per_token = -sum(lp for lp, _ in chosen) / sum(n for _, n in chosen)
     assert weighted == pytest.approx(plain + 0.5 * nll_per_token, rel=1e-5)
+
+
+def _trl_loss(policy: str, reference: str, tmp_path, **config) -> float:
+    """TRL 1.16's DPOTrainer loss on one batch of every pair, in eval mode (no dropout)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(policy),
+        ref_model=AutoModelForCausalLM.from_pretrained(reference),
+        args=DPOConfig(output_dir=str(tmp_path / "trl"), beta=0.1, per_device_train_batch_size=len(PAIRS),
+                       report_to=[], use_cpu=True, bf16=False, **config),
+        train_dataset=Dataset.from_list([{"prompt": p, "chosen": c, "rejected": r} for p, c, r in PAIRS]),
+        processing_class=AutoTokenizer.from_pretrained(policy),
+    )
+    trainer.model.eval()
+    with torch.no_grad():
+        return float(trainer.compute_loss(trainer.model, next(iter(trainer.get_train_dataloader()))))
+
+
+def test_ipo_loss_equals_trls_ipo(policy_and_reference, tmp_path):
+    policy, reference = policy_and_reference["gpt2"]
+    theirs = _trl_loss(policy, reference, tmp_path, loss_type=["ipo"])
+    ours, _ = _our_loss(policy, reference, _parlai_file(tmp_path / "pairs.txt", PAIRS), str(tmp_path / "ref.json"),
+                        pref_loss="ipo", pref_sft_weight=0.0)
+    assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
+
+
+def test_ipo_is_the_squared_distance_of_the_per_token_margin_to_one_over_two_beta(policy_and_reference, tmp_path):
+    policy, reference = policy_and_reference["t5"]
+    rows = []
+    for p, c, r in PAIRS:
+        (pc, nc), (pr, nr) = _direct_logp(policy, p, c), _direct_logp(policy, p, r)
+        (rc, _), (rr, _) = _direct_logp(reference, p, c), _direct_logp(reference, p, r)
+        rows.append(((pc - rc) / nc - (pr - rr) / nr - 1 / (2 * 0.1)) ** 2)
+    ours, _ = _our_loss(policy, reference, _parlai_file(tmp_path / "pairs.txt", PAIRS), str(tmp_path / "ref.json"),
+                        pref_loss="ipo", pref_sft_weight=0.0)
+    assert ours == pytest.approx(sum(rows) / len(rows), rel=1e-5)
+
+
+def test_the_sft_weight_equals_trls_sft_loss_term(policy_and_reference, tmp_path):
+    """TRL 1.16 spells RPO's rpo_alpha as loss_type=["sigmoid", "sft"] with loss_weights=[1, alpha]."""
+    policy, reference = policy_and_reference["gpt2"]
+    theirs = _trl_loss(policy, reference, tmp_path, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5])
+    ours, _ = _our_loss(policy, reference, _parlai_file(tmp_path / "pairs.txt", PAIRS), str(tmp_path / "ref.json"),
+                        pref_loss="dpo", pref_sft_weight=0.5)
+    assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
+
+
+def test_dpo_adds_the_chosen_nll_by_default(policy_and_reference, tmp_path):
+    policy, reference = policy_and_reference["t5"]
+    data = _parlai_file(tmp_path / "pairs.txt", PAIRS)
+    plain, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo", pref_sft_weight=0.0)
+    default, _ = _our_loss(policy, reference, data, str(tmp_path / "ref.json"), pref_loss="dpo")
+    chosen = [_direct_logp(policy, p, c) for p, c, _ in PAIRS]
+    assert default == pytest.approx(plain - sum(lp for lp, _ in chosen) / sum(n for _, n in chosen), rel=1e-5)
+
+
+SFT_ONLY = [("where is the museum ?", "it is in the centre ."), ("book it for two , please .", "done , for two people .")]
+
+
+def test_a_mixed_batch_trains_preference_rows_and_reference_rows_each_on_its_own_loss(policy_and_reference, tmp_path):
+    """Pairs beside plain (context, reply) examples: each pair adds its DPO loss, each plain row
+    its reference NLL per token, each a share of the batch as large as its rows'."""
+    import torch.nn.functional as F
+
+    policy, reference = policy_and_reference["t5"]
+    data = _parlai_file(tmp_path / "pairs.txt", PAIRS)
+    common = dict(task="fromfile:parlaiformat", fromfile_datapath=data, datatype="train", pref_loss="dpo",
+                  pref_ref_cache=str(tmp_path / "ref.json"), pref_beta=0.1, pref_sft_weight=0.0)
+    make_agent(reference, **common)
+    agent = make_agent(policy, **common, learningrate=1e-3)
+    messages = ([{"text": p, "labels": [c], "rejected": r, "episode_done": True} for p, c, r in PAIRS]
+                + [{"text": p, "labels": [c], "episode_done": True} for p, c in SFT_ONLY])
+    observations = [agent.clone().observe(Message(m)) for m in messages]
+    batch = agent.batchify(observations)
+    assert batch.pref_rows.tolist() == [True] * len(PAIRS) + [False] * len(SFT_ONLY)
+    agent.model.eval()
+    with torch.no_grad():
+        ours = float(agent.compute_loss(batch))
+    margins = torch.tensor([(pc - rc) - (pr - rr) for pc, rc, pr, rr in zip(
+        _logps(policy, 0), _logps(reference, 0), _logps(policy, 1), _logps(reference, 1))])
+    plain = [_direct_logp(policy, p, c) for p, c in SFT_ONLY]
+    nll = -sum(lp for lp, _ in plain) / sum(n for _, n in plain)
+    size = len(PAIRS) + len(SFT_ONLY)
+    expected = float(-F.logsigmoid(0.1 * margins).sum()) / size + nll * len(SFT_ONLY) / size
+    assert ours == pytest.approx(expected, rel=1e-5)
+
+    # One update moves both: the pairs' margin and the plain rows' likelihood rise.
+    def measured():
+        agent.model.eval()
+        with torch.no_grad():
+            (chosen, rejected), _, _, _ = agent._replies_logps(batch, [batch.label_vec, batch.rejected_vec])
+        return float((chosen - rejected)[: len(PAIRS)].mean()), float(chosen[len(PAIRS):].sum())
+
+    margin_before, plain_before = measured()
+    for module in agent.model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for _ in range(3):
+        agent.batch_act(observations)
+    margin_after, plain_after = measured()
+    assert margin_after > margin_before
+    assert plain_after > plain_before

@@ -47,7 +47,7 @@ FREEZE_CHOICES = ("none", "embeddings", "encoder")
 # InteractiveChatMixin first: empty lines, [RESET] and notices in `parlai interactive`;
 # KnowledgeAgentMixin: --knowledge-retriever puts retrieved knowledge before each turn (inert otherwise);
 # TodLoopMixin: --task-db calls the database and replies from its answer (inert otherwise);
-# PreferenceMixin: DPO, KTO and SimPO under --pref-loss (inert otherwise).
+# PreferenceMixin: DPO, IPO, KTO, SimPO and unlikelihood under --pref-loss (inert otherwise).
 class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, TodLoopMixin, PreferenceMixin, TorchGeneratorAgent):
     @classmethod
     def add_cmdline_args(cls, parser, partial_opt=None):
@@ -171,6 +171,7 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, TodLoopMixin, Pre
         if self.opt.get("hf_chat_template"):
             chat_format.check(self.dict.hf_tokenizer)
         self._pref_setup(shared, training)
+        self._pref_guard_setup(shared, training)
 
     # --- model -------------------------------------------------------------------------
 
@@ -348,7 +349,7 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, TodLoopMixin, Pre
                     return self._preference_loss(batch)
                 # Validation: the preference metrics where the reference scored the examples,
                 # and ParlAI's own on the chosen reply.
-                if self.pref_reference is None or all(k in self.pref_reference for k in batch.pref_keys):
+                if self.pref_reference is None or all(k in self.pref_reference for k in self._pref_scored_keys(batch)):
                     with torch.no_grad():
                         self._preference_loss(batch, sft_metrics=False)
             if return_output or batch.label_vec is None:
@@ -446,6 +447,8 @@ class DialogftAgent(InteractiveChatMixin, KnowledgeAgentMixin, TodLoopMixin, Pre
         path = self.opt.get("model_file") if path is None else path
         if not path or not hasattr(self, "model") or not is_primary_worker():
             return super().save(path)
+        if not self._pref_guard_allows(path):
+            return  # --pref-keep-start: worse than the start on held-out gold replies
         # Every file atomically, the weights last; config and tokenizer beside them, so
         # -mf reloads need nothing else.
         checkpoint.save_agent(self, path, self._write_hf_dir, hf_loading.hf_dir_for(path))
