@@ -40,12 +40,12 @@ def scratch_copy(zoo_dir: str, out: str) -> str:
     return out
 
 
-def finetune(task: str, hf_model: str, model_file: str, budget: list, datapath: str) -> None:
+def finetune(task: str, hf_model: str, model_file: str, budget: list, datapath: str, lr: float) -> None:
     from parlai.scripts.train_model import TrainModel
 
     TrainModel.main(
         "-t", task, "-m", "dialogft_agent", "--hf-model", hf_model, "-mf", model_file,
-        "-bs", "16", *budget, "--seed", "0",
+        "-bs", "16", *budget, "--seed", "0", "-lr", str(lr),
         # Keep the best perplexity on a validation sample every minute; no generation there.
         "-vtim", "60", "-vme", "300", "--skip-generation", "true", "--datapath", datapath,
     )
@@ -72,6 +72,8 @@ def main():
                         help="a budget in updates instead of minutes (equal work on a busy machine)")
     parser.add_argument("--starts", nargs="+", default=["scratch", "zoo"], choices=["scratch", "zoo"])
     parser.add_argument("--eval-examples", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=5e-4,
+                        help="learning rate of every run (5e-4: docs/zoo.md's table; the scratch start needs a high one)")
     parser.add_argument("--out", default="", help="folder for models and results.json")
     parser.add_argument("--zoo-dir", default="",
                         help="a pretrained folder in place of the zoo's (a new recipe, before it is released)")
@@ -96,7 +98,7 @@ def main():
         task = f"dialogft_customer:lang={lang}"
         for name, hf_model in starts.items():
             model_file = os.path.join(work, f"{lang}-{name.split()[-1]}", "model")
-            finetune(task, hf_model, model_file, budget, datapath)
+            finetune(task, hf_model, model_file, budget, datapath, args.lr)
             results[f"{lang} {name}"] = evaluate(task, model_file, args.eval_examples, datapath)
             print(f"# {lang} {name}: {json.dumps(results[f'{lang} {name}'])}", flush=True)
             progress.update()
