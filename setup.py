@@ -119,12 +119,16 @@ setup(
         "uvicorn",
         "prometheus-client",
         "bm25s",  # knowledge retrieval (parlai_dialogft.knowledge)
+        "jsonschema",  # dialogft_serve: tool and response_format schemas are checked (serving/tools.py)
     ],
     # websocket-client drives headless Chromium in the human_eval browser tests.
     # krippendorff, choix: parity of our statistics; trl: parity of the DPO loss with DPOTrainer.
     # pytest-randomly runs the tests in a random order, reseeding random and numpy per test.
+    # structured: constrained decoding for dialogft_serve's forced tool calls and response_format
+    # (llguidance: one wheel, no dependencies; bench/constrained.py compares it with xgrammar and outlines-core).
     extras_require={"test": ["pytest", "hypothesis", "pytest-regressions", "pytest-randomly", "websocket-client",
-                             "krippendorff", "choix", "trl", "openai"]},
+                             "krippendorff", "choix", "trl", "openai", "llguidance"],
+                    "structured": ["llguidance"]},
     cmdclass={"build_py": BuildPyWithHook, "editable_wheel": EditableWheelWithHook},
     zip_safe=False,
 )

@@ -196,8 +196,8 @@ def test_the_models_list_names_the_served_model(server):
     ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logit_bias": {"50": 10}}, "logit_bias"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"tools": [{"type": "function", "function": {"name": "book", "parameters": {}}}]}, "tools"),
+    ({"response_format": {"type": "xml"}}, "response_format.type"),  # json_object and json_schema: test_serving_tools
+    ({"functions": [{"name": "book", "parameters": {}}]}, "functions"),  # the deprecated form of tools
     ({"extra_body": {"top_k": 5}}, "top_k"),  # vLLM's, not OpenAI's: unknown here
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
 ])

@@ -129,6 +129,9 @@ def greedy_generate(agent, model, batch, max_ts: int) -> Tuple[list, List[Greedy
                 rows = torch.tensor([row for row, end in enumerate(ended) if end], device=dev)
                 logprobs[rows] = neginf(logprobs.dtype)
                 logprobs[rows, eos] = 0
+            constrain = getattr(watcher, "constrain", None)  # grammars of constrained rows (serving)
+            if constrain is not None:
+                constrain(ts, logprobs, live, ended)
         best, tokens = logprobs.max(1)
         if bool(torch.isneginf(best[~done]).any()):
             if watcher is not None:

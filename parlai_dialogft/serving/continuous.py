@@ -111,7 +111,8 @@ class ContinuousBatcher(MicroBatcher[Prompt, Reply]):
             else:
                 jobs, stop = self._waiting(self.max_batch - self._engine.size)
                 stopping = stopping or stop
-            joining = [job.item.decoding.model_search for job in jobs]
+            # A tools request is a round of one or two generations (tool_replier.py): micro-batched.
+            joining = [job.item.decoding.model_search and job.item.tool_round is None for job in jobs]
             others = [job for job, joins in zip(jobs, joining) if not joins]
             if others:
                 self._run_batch(others)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the channel is the HTTP side's; the protocol only carries i
     from parlai_dialogft.serving.streaming import ReplyChannel
 
 #: "developer" is OpenAI's newer name for "system"; both are context the model reads.
-Role = Literal["system", "developer", "user", "assistant"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class ApiError(Exception):
@@ -73,13 +73,40 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: str = "{}"  # JSON text, as OpenAI writes it
+
+
+class ToolCallIn(BaseModel):
+    """A call an earlier assistant message made (OpenAI's ``tool_calls`` item)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # name, tool_calls, ... are not ours to judge
+    model_config = ConfigDict(extra="ignore")  # name, refusal, ... are not ours to judge
     role: Role
-    content: Union[str, List[TextPart]]
+    content: Optional[Union[str, List[TextPart]]] = None  # null: an assistant turn that only calls tools
+    tool_calls: Optional[List[ToolCallIn]] = None  # assistant: the calls it made (serving/tools.py)
+    tool_call_id: Optional[str] = None  # tool: the call it answers
+
+    @model_validator(mode="after")
+    def _fits_its_role(self) -> "ChatMessage":
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content is null only in an assistant message with tool_calls")
+        return self
 
     @property
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
@@ -100,11 +127,8 @@ UNSUPPORTED: Dict[str, Tuple[Tuple[Any, ...], str]] = {
     "logprobs": ((False,), "replies carry no token log-probabilities ('logprobs' is null in each choice)"),
     "top_logprobs": ((0,), "replies carry no token log-probabilities"),
     "logit_bias": (({},), "ParlAI's search takes no per-token bias"),
-    "tools": (([],), "the model cannot call tools"),
-    "tool_choice": (("none", "auto"), "the model cannot call tools"),
-    "functions": (([],), "the model cannot call functions"),
-    "function_call": (("none", "auto"), "the model cannot call functions"),
-    "response_format": (({"type": "text"},), "replies are plain text: no JSON mode or schema"),
+    "functions": (([],), "the deprecated 'functions' is not supported: send 'tools'"),
+    "function_call": (("none", "auto"), "the deprecated 'function_call' is not supported: send 'tool_choice'"),
     "modalities": ((["text"],), "replies are text only"),
     "audio": ((), "replies are text only"),
     "reasoning_effort": ((), "the model does no separate reasoning"),
@@ -115,7 +139,7 @@ UNSUPPORTED: Dict[str, Tuple[Tuple[Any, ...], str]] = {
 
 #: OpenAI's fields accepted and ignored: none of them changes what the model replies.
 IGNORED = ("user", "metadata", "store", "service_tier", "prediction", "prompt_cache_key",
-           "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "parallel_tool_calls")
+           "prompt_cache_options", "prompt_cache_retention", "safety_identifier")
 
 #: OpenAI accepts at most four stop strings.
 MAX_STOP = 4
@@ -136,6 +160,11 @@ class ChatRequest(BaseModel):
     # OpenAI's range (int64); honoured when the reply is sampled (see Decoding).
     seed: Optional[int] = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: Optional[Union[str, List[str]]] = None
+    # Function calling and structured output: checked and read by serving/tools.py.
+    tools: Optional[List[Any]] = None
+    tool_choice: Optional[Union[str, Dict[str, Any]]] = None
+    parallel_tool_calls: Optional[bool] = None  # at most one call per turn is made either way
+    response_format: Optional[Dict[str, Any]] = None
 
     # Accepted only "off" (UNSUPPORTED); typed as OpenAI types them, so a wrong type says so.
     presence_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
@@ -143,11 +172,8 @@ class ChatRequest(BaseModel):
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
     logit_bias: Optional[Dict[str, float]] = None
-    tools: Optional[List[Any]] = None
-    tool_choice: Optional[Union[str, Dict[str, Any]]] = None
     functions: Optional[List[Any]] = None
     function_call: Optional[Union[str, Dict[str, Any]]] = None
-    response_format: Optional[Dict[str, Any]] = None
     modalities: Optional[List[str]] = None
     audio: Optional[Any] = None
     reasoning_effort: Optional[str] = None
@@ -165,7 +191,6 @@ class ChatRequest(BaseModel):
     prompt_cache_options: Optional[Any] = None
     prompt_cache_retention: Optional[Any] = None
     safety_identifier: Optional[Any] = None
-    parallel_tool_calls: Optional[Any] = None
 
     @field_validator(*UNSUPPORTED)
     @classmethod
@@ -190,10 +215,10 @@ class ChatRequest(BaseModel):
     @field_validator("messages")
     @classmethod
     def _last_is_the_user(cls, messages: List[ChatMessage]) -> List[ChatMessage]:
-        if messages[-1].role != "user":
-            raise ValueError(f"the last message must have role 'user' (the model replies to it), "
+        if messages[-1].role not in ("user", "tool"):
+            raise ValueError(f"the last message must have role 'user' or 'tool' (the model replies to it), "
                              f"not {messages[-1].role!r}")
-        if not messages[-1].text.strip():
+        if messages[-1].role == "user" and not messages[-1].text.strip():
             raise ValueError("the last user message is empty")
         return messages
 
@@ -277,11 +302,12 @@ class Decoding:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: Optional[int] = None
+    constrained: bool = False  # a grammar guides the search: greedy (or sampling), never a beam
 
     @property
     def model_search(self) -> bool:
         """One draft from the served model's own search (the common case)."""
-        return self.n == 1 and not self.sample
+        return self.n == 1 and not self.sample and not self.constrained
 
 
 @dataclass(frozen=True)
@@ -296,6 +322,10 @@ class Prompt:
     # The request's line to the search (text as it is decoded, cancel): not part of the prompt.
     channel: Optional["ReplyChannel"] = field(default=None, compare=False, repr=False)
     adapter: Optional[str] = None  # a --serve-lora model's id (adapters.py); None: the -mf model
+    # serving/tools.py: a tools request's round (its tools, tool_choice, response_format), and
+    # a plain request's response_format grammar (model/constrained.py).
+    tool_round: Optional[Any] = field(default=None, compare=False)
+    response_schema: Optional[Dict[str, Any]] = field(default=None, compare=False)
 
 
 def to_prompt(messages: List[ChatMessage], max_tokens: Optional[int] = None,
@@ -340,20 +370,41 @@ def new_completion_id() -> str:
 
 def completion(cid: str, model: str, drafts: Sequence[Tuple[str, str]], prompt_tokens: int,
                completion_tokens: int, created: Optional[int] = None,
-               extras: Sequence[Dict[str, Any]] = ()) -> dict:
+               extras: Sequence[Dict[str, Any]] = (), tool_calls: Sequence[Optional[Any]] = ()) -> dict:
     """``drafts``: (text, finish reason) per choice, best first; ``completion_tokens`` their sum;
-    ``extras``: fields of our own per choice (:func:`round_fields`)."""
+    ``extras``: fields of our own per choice (:func:`round_fields`); ``tool_calls``: per
+    choice, the :class:`~.tools.ToolCall` it is, or None."""
     return {
         "id": cid,
         "object": "chat.completion",
         "created": created or int(time.time()),
         "model": model,
         # "logprobs": null, as OpenAI answers when they were not asked for (they cannot be here).
-        "choices": [{"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
+        "choices": [{"index": index, "message": message(text, tool_calls[index] if index < len(tool_calls) else None),
+                     "logprobs": None,
                      "finish_reason": finish, **(extras[index] if index < len(extras) else {})}
                     for index, (text, finish) in enumerate(drafts)],
         "usage": usage(prompt_tokens, completion_tokens),
     }
+
+
+def message(text: str, call: Optional[Any] = None) -> dict:
+    """The assistant's message: its text, or (``call``, a :class:`~.tools.ToolCall`) OpenAI's ``tool_calls``."""
+    if call is None:
+        return {"role": "assistant", "content": text}
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"id": call.id, "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments}}]}
+
+
+def tool_call_deltas(call: Any, piece_chars: int = 16) -> List[dict]:
+    """A streamed tool call, as OpenAI sends one: its id, type and name with empty arguments,
+    then the arguments' JSON text in pieces (``tool_calls[0].index`` 0 on each)."""
+    deltas = [{"tool_calls": [{"index": 0, "id": call.id, "type": "function",
+                               "function": {"name": call.name, "arguments": ""}}]}]
+    for at in range(0, len(call.arguments), piece_chars):
+        deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": call.arguments[at:at + piece_chars]}}]})
+    return deltas
 
 
 def round_fields(tod_round: Optional[Tuple[str, str]]) -> Dict[str, str]:

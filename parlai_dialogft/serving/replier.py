@@ -43,51 +43,29 @@ choice's ``tod_call`` and ``tod_result`` in the response). Rounds and turns that
 the format (teacher forcing) never share a generation call: the search's watcher treats every
 row of a round's call as unseen.
 
+A request with ``tools`` (or tool turns) is a round of its own, played by
+:mod:`.tool_replier` with this replier's slots and search; a request with a
+``response_format`` schema is decoded under its grammar (:mod:`parlai_dialogft.model.constrained`),
+greedily or by sampling: a constrained request is never a beam search.
+
 Only the batcher's worker thread may call a :class:`Replier` (it owns the model).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import replace
+from typing import Any, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from parlai.core.message import Message
 
 from parlai_dialogft.serving.protocol import Decoding, Prompt, cut_at_stop, same_text
+from parlai_dialogft.serving.replies import Draft, Reply
 from parlai_dialogft.serving.streaming import LENGTH, RowState, SearchHook
 
 #: ParlAI's ``--inference`` choices that draw at random (delayedbeam samples its first tokens).
 SAMPLING_INFERENCE = frozenset({"topk", "nucleus", "delayedbeam", "delayednucleus"})
-
-
-@dataclass(frozen=True)
-class Draft:
-    text: str
-    finish_reason: str  # "stop" (also when cut at a stop string), or "length" when cut to max_tokens
-    completion_tokens: int  # tokens the model generated, its closing EOS not counted
-    tod_round: Optional[Tuple[str, str]] = None  # --task-db: the call the reply was written after, and its answer
-
-
-@dataclass(frozen=True)
-class Reply:
-    drafts: Tuple[Draft, ...]  # best first; at least one, at most the request's n, all different
-    prompt_tokens: int  # what the model read, after --text-truncate
-
-    # Draft 0 is the reply: what a one-choice client (and the log's `replies.reply`) sees.
-    @property
-    def text(self) -> str:
-        return self.drafts[0].text
-
-    @property
-    def finish_reason(self) -> str:
-        return self.drafts[0].finish_reason
-
-    @property
-    def completion_tokens(self) -> int:
-        """All drafts' tokens, as OpenAI's ``usage`` counts them for n > 1."""
-        return sum(draft.completion_tokens for draft in self.drafts)
 
 
 class Replier:
@@ -107,6 +85,17 @@ class Replier:
     def __call__(self, prompts: Sequence[Prompt]) -> List[Reply]:
         if len(prompts) > len(self._slots):
             raise ValueError(f"{len(prompts)} prompts for {len(self._slots)} batch slots")
+        tool_rows = [i for i, prompt in enumerate(prompts) if prompt.tool_round is not None]
+        if tool_rows:
+            from parlai_dialogft.serving.tool_replier import play_tool_rounds
+
+            others = [i for i in range(len(prompts)) if i not in tool_rows]
+            replies: List[Reply] = [None] * len(prompts)  # type: ignore[list-item]
+            for i, reply in zip(tool_rows, play_tool_rounds(self, [prompts[i] for i in tool_rows])):
+                replies[i] = reply
+            for i, reply in zip(others, self([prompts[i] for i in others]) if others else ()):
+                replies[i] = reply
+            return replies
         groups: Dict[Hashable, Tuple[Decoding, List[int]]] = {}
         for i, prompt in enumerate(prompts):
             decoding = prompt.decoding
@@ -123,7 +112,8 @@ class Replier:
             slots = self._slots_for(len(rows) * copies)
             observations = [self._observe(slot, prompts[i])
                             for slot, i in zip(slots, (i for i in rows for _ in range(copies)))]
-            states = [RowState(prompts[i].channel, prompts[i].max_tokens, prompts[i].stop, stream=decoding.n == 1)
+            states = [RowState(prompts[i].channel, prompts[i].max_tokens, prompts[i].stop, stream=decoding.n == 1,
+                               constraint=self.response_constraint(prompts[i]))
                       for i in rows for _ in range(copies)]
             with self._search(decoding), self._seeded(decoding.seed), self._hook.watching(states):
                 acts = self.agent.batch_act(observations)
@@ -131,6 +121,31 @@ class Replier:
                 replies[i] = self._reply(observations[k * copies], acts[k * copies:(k + 1) * copies], prompts[i],
                                          states[k * copies:(k + 1) * copies])
         return replies
+
+    def generate(self, decoding: Decoding, prompts: Sequence[Prompt],
+                 states: Sequence[RowState]) -> Tuple[List[Message], List[Message]]:
+        """One ``batch_act`` over ``prompts`` (one row each) with ``decoding``: (observations, acts)."""
+        observations = [self._observe(slot, prompt) for slot, prompt in zip(self._slots_for(len(prompts)), prompts)]
+        with self._search(decoding), self._seeded(decoding.seed), self._hook.watching(states):
+            acts = self.agent.batch_act(observations)
+        return observations, acts
+
+    def constraint(self, grammar) -> Any:
+        """A row's :class:`~parlai_dialogft.model.constrained.RowConstraint` for ``grammar`` (None: none)."""
+        if grammar is None:
+            return None
+        from parlai_dialogft.model.constrained import RowConstraint
+
+        return RowConstraint(grammar, self.agent.dict.hf_tokenizer, self.agent.END_IDX)
+
+    def response_constraint(self, prompt: Prompt) -> Any:
+        """``response_format``'s grammar; a task round's reply starts with ``SYSTEM: ``."""
+        if prompt.response_schema is None:
+            return None
+        from parlai_dialogft.model.constrained import json_schema_grammar
+
+        prefix = "SYSTEM: " if self._plays_round(prompt) else ""
+        return self.constraint(json_schema_grammar(prompt.response_schema, prefix))
 
     def observe(self, prompts: Sequence[Prompt]) -> List[Message]:
         """Each prompt's observation, vectorised by the agent (a slot each, free again after)."""
@@ -191,6 +206,9 @@ class Replier:
         if decoding.sample:  # one sample per row (the n drafts are n rows, see __call__)
             settings = {"inference": "nucleus", "beam_size": 1, "topp": decoding.top_p}
             temperature = decoding.temperature
+        elif decoding.constrained:  # a grammar follows one hypothesis per row: greedy
+            settings = {"inference": "greedy", "beam_size": 1}
+            temperature = agent.temperature
         else:
             inference = saved_opt["inference"] or "greedy"
             # Greedy keeps one hypothesis; the n best need a beam. Sampling methods given to

@@ -38,6 +38,12 @@ each step and told each row's token after it, and does for each row what it does
 ``advance`` (the same masking to END, the same counts and text), so a reply, its stream and
 its early end do not depend on which loop ran the search.
 
+**Constrained rows** (tools, ``response_format``: :mod:`parlai_dialogft.model.constrained`):
+a row whose :class:`RowState` carries a constraint has the scores of every token its grammar
+refuses set to minus infinity before each step, in either loop, and the grammar is told each
+token chosen. Only rows that keep one hypothesis are constrained (the replier decodes them
+greedily or by sampling).
+
 Threads: the search runs in the batcher's worker thread; :meth:`ReplyChannel.publish` hands
 each delta to the request's event loop with ``call_soon_threadsafe``.
 """
@@ -176,8 +182,9 @@ class RowState:
     """What the hook knows of one batch row: its request's channel and limits, and its text."""
 
     def __init__(self, channel: Optional[ReplyChannel], max_tokens: Optional[int] = None,
-                 stops: Sequence[str] = (), stream: bool = True):
+                 stops: Sequence[str] = (), stream: bool = True, constraint=None):
         self.channel = channel
+        self.constraint = constraint  # a model.constrained.RowConstraint, or None
         self.max_tokens = max_tokens
         self.stops = tuple(stops)
         self.stream = stream  # publish deltas (one draft asked for; else drafts are chosen at the end)
@@ -285,6 +292,8 @@ class SearchHook:
 
         def step(logprobs, ts):
             reason = self.end_reason(row, ts, one)
+            if reason is None and one and row.constraint is not None:
+                row.constraint.mask(logprobs[0])
             if reason is not None:
                 search.min_length = 0  # END must be allowed now
                 logprobs.fill_(neginf(logprobs.dtype))
@@ -293,6 +302,8 @@ class SearchHook:
             if row.channel is not None:
                 row.channel.steps += 1
             if one and reason is None:
+                if row.constraint is not None:
+                    row.constraint.advance(int(search.outputs[-1][0]))
                 self.after_step(int(search.outputs[-1][0]), row, ts)
 
         search.advance = step
@@ -310,6 +321,12 @@ class SearchHook:
                 self.start_text(row, True)
         return [alive and self.end_reason(row, ts, True) is not None for row, alive in zip(rows, live)]
 
+    def constrain(self, ts: int, logprobs, live: List[bool], ended: List[bool]) -> None:
+        """Before step ``ts``: each live constrained row's scores masked by its grammar."""
+        for i, (row, alive, end) in enumerate(zip(self._batch_rows, live, ended)):
+            if alive and not end and row.constraint is not None:
+                row.constraint.mask(logprobs[i])
+
     def stepped(self, ts: int, tokens: List[int], live: List[bool], ended: List[bool]) -> None:
         for row, token, alive, end in zip(self._batch_rows, tokens, live, ended):
             if not alive:
@@ -317,12 +334,16 @@ class SearchHook:
             if row.channel is not None:
                 row.channel.steps += 1
             if not end:
+                if row.constraint is not None:
+                    row.constraint.advance(token)
                 self.after_step(token, row, ts)
 
     def abandon(self) -> None:
         """ParlAI's loop runs the search again: the counts go back, the text sent stays sent."""
         for row, before in zip(self._batch_rows, self._fast_before or ()):
             row.ended_by = None
+            if row.constraint is not None:
+                row.constraint.reset()
             if row.text is not None:
                 row.start_text(self._decode)
             if before is not None:

@@ -35,7 +35,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from parlai_dialogft.serving import protocol
+from parlai_dialogft.serving import protocol, tools
 from parlai_dialogft.serving.protocol import ApiError, ChatRequest
 from parlai_dialogft.serving.replier import Reply
 from parlai_dialogft.serving.state import ServingState, read_json, reply_of, require_key, serving_state
@@ -70,6 +70,7 @@ async def chat_completions(request: Request, state: ServingState = Depends(servi
     # The request's line to the search: its text as decoded (streamed only), and its cancel.
     channel = ReplyChannel(asyncio.get_running_loop() if chat.stream else None)
     prompt = protocol.to_prompt(chat.messages, chat.reply_limit, chat.decoding, chat.stops, channel)
+    prompt = _with_tools(chat, prompt)
     model = chat.model or settings.model_name
     if model != settings.model_name:  # a --serve-lora model: generated with its adapter (adapters.py)
         prompt = dataclasses.replace(prompt, adapter=model)
@@ -100,7 +101,39 @@ async def chat_completions(request: Request, state: ServingState = Depends(servi
     return JSONResponse(protocol.completion(cid, model,
                                             [(d.text, d.finish_reason) for d in reply.drafts],
                                             reply.prompt_tokens, reply.completion_tokens, created,
-                                            [protocol.round_fields(d.tod_round) for d in reply.drafts]))
+                                            [protocol.round_fields(d.tod_round) for d in reply.drafts],
+                                            [d.tool_call for d in reply.drafts]))
+
+
+def _with_tools(chat: ChatRequest, prompt: protocol.Prompt) -> protocol.Prompt:
+    """The prompt of a tools request (serving/tools.py), or of a ``response_format`` schema;
+    400s for bad schemas, tool choices and tool messages."""
+    round_ = tools.tool_round(chat)
+    if round_ is not None:
+        history, text = tools.format_turns(chat.messages, round_.tools)
+        if round_.forced or round_.reply_grammar is not None:
+            _constrainable(chat)
+        return dataclasses.replace(prompt, history=history, text=text, tool_round=round_)
+    schema = tools.read_response_format(chat.response_format)
+    if schema is None:
+        return prompt
+    _constrainable(chat)
+    return dataclasses.replace(prompt, response_schema=schema,
+                               decoding=dataclasses.replace(prompt.decoding, constrained=True))
+
+
+def _constrainable(chat: ChatRequest) -> None:
+    from parlai_dialogft.model.constrained import ConstraintEngineMissing, require_engine
+
+    try:
+        require_engine()
+    except ConstraintEngineMissing as error:
+        raise ApiError(400, f"invalid request: {error}", "constrained_decoding_unavailable",
+                       param="response_format" if chat.response_format else "tool_choice") from None
+    if chat.n > 1 and not chat.decoding.sample:
+        raise ApiError(400, "invalid request: n: several drafts of a constrained output need sampling "
+                       "(temperature > 0): constrained decoding follows one hypothesis per draft, never a beam",
+                       "invalid_request", param="n")
 
 
 async def _stream(cid: str, model: str, created: int, channel: ReplyChannel, future: "Future[Reply]",
@@ -151,6 +184,9 @@ async def _stream(cid: str, model: str, created: int, channel: ReplyChannel, fut
                     first_token()
             for piece in protocol.pieces(rest):
                 yield content(piece, index)
+            if draft.tool_call is not None:
+                for delta in protocol.tool_call_deltas(draft.tool_call):
+                    yield event(protocol.chunk(cid, model, created, delta, index=index))
             yield event(protocol.chunk(cid, model, created, {}, draft.finish_reason, index=index,
                                        extra=protocol.round_fields(draft.tod_round)))
         if include_usage:
