@@ -247,7 +247,8 @@ def speed(lib: Adaptor, make, model, tok, prompts: List[str], max_steps: int) ->
             ids.append(token)
             decoder = torch.cat([decoder, torch.tensor([[token]])], 1)
         texts.append(tok.decode(ids))
-    return {"tokens": tokens, "library_ms_per_token": 1000 * lib_s / tokens, "model_ms_per_token": 1000 * model_s / tokens,
+    return {"tokens": tokens, "library_ms_per_token": 1000 * lib_s / tokens,
+            "model_ms_per_token": 1000 * model_s / tokens, "tokens_per_s_ratio": model_s / (model_s + lib_s),
             "texts": texts}
 
 

@@ -169,7 +169,7 @@ def _chunked(total):
     ("server", "POST", CHAT, ["not", "an", "object"], {}, 400, "invalid_request", "valid dictionary"),
     ("server", "POST", CHAT, {"model": "m"}, {}, 400, "invalid_request", "messages: Field required"),
     ("server", "POST", CHAT, {"messages": []}, {}, 400, "invalid_request", "at least 1 item"),
-    ("server", "POST", CHAT, {"messages": [{"role": "tool", "content": "x"}]}, {}, 400, "invalid_request",
+    ("server", "POST", CHAT, {"messages": [{"role": "function", "content": "x"}]}, {}, 400, "invalid_request",
      "messages.0.role"),
     ("server", "POST", CHAT, {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]},
      {}, 400, "invalid_request", "the last message must have role 'user'"),

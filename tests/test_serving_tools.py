@@ -143,9 +143,23 @@ def test_a_streamed_call_arrives_as_tool_call_deltas_that_join_to_the_same_call(
     assert json.loads(arguments) == json.loads(plain.function.arguments)  # greedy: the same call
 
 
+def test_the_reply_after_a_tool_result_streams_as_it_is_decoded_the_same_as_unstreamed(server):
+    call = {"id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "london"}'}}
+    messages = ASK + [{"role": "assistant", "content": None, "tool_calls": [call]},
+                      {"role": "tool", "tool_call_id": "call_7", "content": "rain"}]
+    plain = create(server, messages, tools=TOOLS, max_tokens=12).choices[0]
+    chunks = [chunk for chunk in create(server, messages, tools=TOOLS, max_tokens=12, stream=True) if chunk.choices]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert text == plain.message.content and "SYSTEM" not in text
+    assert chunks[-1].choices[0].finish_reason == plain.finish_reason
+    assert not any(chunk.choices[0].delta.tool_calls for chunk in chunks)
+
+
 def test_a_call_cut_by_max_tokens_ends_with_length(server):
+    before = len(server.reads)
     choice = create(server, tools=TOOLS, tool_choice="required", max_tokens=3).choices[0]
-    assert choice.finish_reason == "length"
+    assert choice.finish_reason == "length" and not choice.message.content
+    assert len(server.reads) == before + 1  # the call's generation only: no reply is written after a cut call
 
 
 # --- structured output -------------------------------------------------------------------------
@@ -284,7 +298,8 @@ def test_without_the_engine_a_constrained_request_is_a_400_saying_what_to_instal
     monkeypatch.setattr(constrained, "require_engine", missing)
     with pytest.raises(openai.BadRequestError) as error:
         create(server, response_format={"type": "json_object"})
-    assert error.value.code == "constrained_decoding_unavailable" and "parlai_dialogft[structured]" in error.value.message
+    assert error.value.code == "constrained_decoding_unavailable"
+    assert "parlai_dialogft[structured]" in error.value.message
     with pytest.raises(openai.BadRequestError) as error:
         create(server, tools=TOOLS, tool_choice="required")
     assert error.value.param == "tool_choice"

@@ -45,7 +45,8 @@ def require_engine():
         import llguidance.hf
         import llguidance.torch
     except ImportError:
-        raise ConstraintEngineMissing(f"constrained decoding (tools, response_format) needs llguidance: {INSTALL}") from None
+        raise ConstraintEngineMissing(
+            f"constrained decoding (tools, response_format) needs llguidance: {INSTALL}") from None
     return llguidance
 
 
@@ -146,8 +147,3 @@ class RowConstraint:
             return
         if not self._matcher.consume_token(token):
             self.error = self._matcher.get_error() or f"token {token} refused"
-
-    @property
-    def complete(self) -> bool:
-        """The text so far is a whole sentence of the grammar."""
-        return self._matcher is not None and self._matcher.is_accepting()

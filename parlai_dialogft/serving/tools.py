@@ -22,10 +22,11 @@ a call an earlier assistant message made.
 
 Grammars (:mod:`parlai_dialogft.model.constrained`): :func:`call_grammar` is the call text of
 one of the given tools whose arguments validate (properties in sorted order, as the format
-sorts its slots; required ones present; no others); :func:`format_grammar` is
-``response_format``'s JSON. A schema keyword that the call grammar cannot enforce across
-properties (``oneOf``, ``minProperties``, ``dependentRequired``, ... at the top level of
-``parameters``) is a 400 when the call is to be constrained.
+sorts its slots; required ones present; no others);
+:func:`~parlai_dialogft.model.constrained.json_schema_grammar` gives ``response_format``'s JSON.
+A schema keyword that the call grammar cannot enforce across properties (``oneOf``,
+``minProperties``, ``dependentRequired``, ... at the top level of ``parameters``) is a 400
+when the call is to be constrained.
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from parlai_dialogft.model.constrained import ConstraintEngineMissing, Grammar, GrammarError, json_schema_grammar, lark_json, lark_literal
+from parlai_dialogft.model.constrained import (
+    ConstraintEngineMissing,
+    Grammar,
+    GrammarError,
+    json_schema_grammar,
+    lark_json,
+    lark_literal,
+)
 from parlai_dialogft.serving.protocol import ApiError
 from parlai_dialogft.tod import calls
 
@@ -138,7 +146,8 @@ def read_tools(raw: Optional[List[Any]]) -> Dict[str, Tool]:
         if parameters.get("type", "object") != "object":
             raise _bad("a function's parameters are an object schema (type: object)", param + ".type")
         for prop in parameters.get("properties") or {}:
-            if prop == calls.API_NAME or any(bad in prop for bad in (" = ", ";", "\n")) or prop != prop.strip() or not prop:
+            unfit = any(bad in prop for bad in (" = ", ";", "\n")) or prop != prop.strip() or not prop
+            if prop == calls.API_NAME or unfit:
                 raise _bad(f"property {prop!r} cannot be a slot of a call (no ' = ', ';', newline, edge "
                            f"spaces, and not {calls.API_NAME!r})", f"{param}.properties.{prop}")
         strict = function.get("strict")
@@ -251,7 +260,8 @@ def result_text(content: str) -> str:
     except ValueError:
         value = None
     if isinstance(value, dict):
-        return calls.resp_text({k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in value.items()})
+        return calls.resp_text({k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+                                for k, v in value.items()})
     return calls.resp_text({"result": " ".join(content.split())})
 
 
@@ -423,6 +433,3 @@ def call_grammar(tools: Sequence[Tool]) -> Grammar:
             rules.append(f"t{k}_{j}: " + " | ".join(alternatives))
     return Grammar("start: " + " | ".join(f"c{k}" for k in range(len(tools))) + "\n" + "\n".join(rules) + "\n")
 
-
-def format_grammar(schema: Dict[str, Any], prefix: str = "") -> Grammar:
-    return json_schema_grammar(schema, prefix)

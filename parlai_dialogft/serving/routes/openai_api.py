@@ -79,7 +79,7 @@ async def chat_completions(request: Request, state: ServingState = Depends(servi
     async def record(reply: Reply) -> None:
         metrics.prompt_tokens.inc(reply.prompt_tokens)
         metrics.generated_tokens.inc(reply.completion_tokens)
-        if live is not None:
+        if live is not None and reply.drafts[0].tool_call is None:  # a call is no reply to measure
             live.observe_reply(prompt, reply, chat.messages[-1].text)
         if store is not None:
             messages = [m.model_dump() for m in chat.messages]
