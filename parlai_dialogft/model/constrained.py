@@ -24,8 +24,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
-import torch
-
 from parlai_dialogft.utils.errors import UserError
 
 INSTALL = "pip install 'parlai_dialogft[structured]' (or: pip install llguidance)"
@@ -120,9 +118,10 @@ class RowConstraint:
             self._bitmask = ll.torch.allocate_token_bitmask(1, vocab_size)
         return self._matcher
 
-    def mask(self, scores: torch.Tensor) -> None:
-        """``scores`` (V,) or (1, V), in place: minus infinity for every token the grammar refuses."""
+    def mask(self, scores) -> None:
+        """``scores`` (a tensor (V,) or (1, V)), in place: minus infinity for every token the grammar refuses."""
         import llguidance.torch as llt
+        import torch  # grammars are built and checked without it (serving/tools.py); rows are masked with it
 
         row = scores.view(1, -1)
         matcher = self._ready(row.shape[-1])

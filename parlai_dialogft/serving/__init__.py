@@ -5,7 +5,9 @@
 OpenAI-compatible HTTP API, one job per module, so each can be read (and tested) alone:
 
 * :mod:`.protocol`  the chat-completions wire format and how messages become a ParlAI history
-* :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out
+* :mod:`.replier`   the ParlAI agent: a batch of prompts in, a batch of replies out (:mod:`.replies`)
+* :mod:`.tools`     function calling and ``response_format``: checks, the task format, call grammars
+* :mod:`.tool_replier` a tools request's round: the call for the client to run, or the reply
 * :mod:`.batcher`   micro-batching in one worker thread that owns the model (no web imports)
 * :mod:`.continuous` continuous batching: requests join the running greedy search between steps
 * :mod:`.streaming` the search's tokens as each row's text, per step; ending a row's search early
@@ -26,5 +28,5 @@ OpenAI-compatible HTTP API, one job per module, so each can be read (and tested)
 
 Read :mod:`.app`, then :mod:`.routes.openai_api`, to follow a request from HTTP to the batcher.
 Only :mod:`.app`, :mod:`.state` and :mod:`.routes` import FastAPI; only :mod:`.replier`, :mod:`.streaming`,
-:mod:`.continuous` and :mod:`.adapters` touch ParlAI, torch or peft.
+:mod:`.continuous` and :mod:`.adapters` touch ParlAI, torch or peft (:mod:`.tool_replier` through the replier).
 """

@@ -15,7 +15,12 @@ replies of greedy or sampled decoding; a beam's reply, or several drafts, at the
 the finish reason. The time from the request to its first content chunk is
 ``dialogft_time_to_first_token_seconds``.
 
-With ``--task-db`` each reply is a task-oriented round (:mod:`parlai_dialogft.serving.replier`):
+With ``tools`` (:mod:`parlai_dialogft.serving.tools`) a choice may be a call: its message has
+``tool_calls`` and ``finish_reason`` is ``"tool_calls"``; streamed, the call follows as OpenAI's
+tool-call deltas once it is decoded. ``response_format`` and forced calls are decoded under a
+grammar (:mod:`parlai_dialogft.model.constrained`).
+
+With ``--task-db`` each reply (of a request without tools) is a task-oriented round (:mod:`parlai_dialogft.serving.replier`):
 the content is the reply alone (the call is never streamed), and each choice carries the
 round's ``tod_call`` and ``tod_result`` (:func:`~parlai_dialogft.serving.protocol.round_fields`;
 streamed, on its last chunk).
