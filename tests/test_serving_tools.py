@@ -303,3 +303,26 @@ def test_without_the_engine_a_constrained_request_is_a_400_saying_what_to_instal
     with pytest.raises(openai.BadRequestError) as error:
         create(server, tools=TOOLS, tool_choice="required")
     assert error.value.param == "tool_choice"
+
+
+def test_a_beam_search_server_with_ngram_blocking_decodes_constrained_requests_greedily(tiny_models, tmp_path):
+    """``--inference beam`` and ``--beam-block-ngram``: a grammar follows one hypothesis, and a
+    call repeats `` = `` and `` ; `` by design, so constrained rows are decoded greedily without blocking."""
+    from parlai.core.agents import create_agent
+
+    from parlai_dialogft.scripts.dialogft_serve import DialogftServe
+
+    opt = DialogftServe.setup_args().parse_args(["-m", "dialogft_agent", "--hf-model", tiny_models["gpt2"],
+                                                 "--datapath", str(tmp_path / "data"), "--label-truncate", "120",
+                                                 "--inference", "beam", "--beam-size", "3", "--beam-block-ngram", "2"])
+    with running_app(create_agent(opt)) as app:
+        client = SimpleNamespace(client=openai.OpenAI(base_url=app.url + "/v1", api_key="x", max_retries=0))
+        for _ in range(2):
+            choice = create(client, tools=TOOLS, tool_choice="required").choices[0]
+            assert choice.finish_reason == "tool_calls" and valid_call(choice.message.tool_calls[0])
+        text = create(client, response_format={"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": ANSWER}}).choices[0].message.content
+        jsonschema.validate(json.loads(text), ANSWER)
+        with pytest.raises(openai.BadRequestError) as error:
+            create(client, response_format={"type": "json_object"}, n=2)
+        assert error.value.param == "n" and "beam" in error.value.message

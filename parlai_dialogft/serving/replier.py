@@ -202,6 +202,9 @@ class Replier:
             return
         saved_opt = {key: agent.opt.get(key) for key in ("inference", "beam_size", "topp")}
         saved = (agent.beam_size, agent.temperature)
+        # A grammar's text repeats by design (" = ", " ; ", JSON's punctuation): n-gram blocking
+        # could leave a constrained row no token at all, so constrained rows are not blocked.
+        blocking = (agent.beam_block_ngram, agent.beam_context_block_ngram)
         model_beam = max(int(saved_opt["beam_size"] or 1), 1)
         if decoding.sample:  # one sample per row (the n drafts are n rows, see __call__)
             settings = {"inference": "nucleus", "beam_size": 1, "topp": decoding.top_p}
@@ -220,11 +223,14 @@ class Replier:
             for key, value in settings.items():
                 agent.opt[key] = value
             agent.beam_size, agent.temperature = settings["beam_size"], temperature
+            if decoding.constrained:
+                agent.beam_block_ngram = agent.beam_context_block_ngram = -1
             yield
         finally:
             for key, value in saved_opt.items():
                 agent.opt[key] = value
             agent.beam_size, agent.temperature = saved
+            agent.beam_block_ngram, agent.beam_context_block_ngram = blocking
 
     def _reply(self, observation: Message, acts: Sequence[Message], prompt: Prompt,
                states: Sequence[RowState]) -> Reply:
