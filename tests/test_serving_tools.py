@@ -326,3 +326,21 @@ def test_a_beam_search_server_with_ngram_blocking_decodes_constrained_requests_g
         with pytest.raises(openai.BadRequestError) as error:
             create(client, response_format={"type": "json_object"}, n=2)
         assert error.value.param == "n" and "beam" in error.value.message
+
+
+def test_several_calls_in_one_message_are_read_each_with_its_own_result():
+    from parlai_dialogft.serving.protocol import ChatMessage
+    from parlai_dialogft.serving.tools import Tool, format_turns
+
+    def call(i, city):
+        arguments = json.dumps({"city": city})
+        return {"id": f"c{i}", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+
+    messages = [ChatMessage.model_validate(m) for m in ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [call(1, "london"), call(2, "北京")]},
+        {"role": "tool", "tool_call_id": "c2", "content": "sun"},  # answered out of order
+        {"role": "tool", "tool_call_id": "c1", "content": "rain"}]]
+    history, text = format_turns(messages, {"get_weather": Tool("get_weather", WEATHER)})
+    assert history[-2:] == (("USER: " + ASK[0]["content"], "APICALL: api_name = get_weather ; city = london"),
+                            ("APIRESP: result = rain", "APICALL: api_name = get_weather ; city = 北京"))
+    assert text == "APIRESP: result = sun"

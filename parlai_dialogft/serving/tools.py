@@ -236,9 +236,14 @@ def value_text(schema: Dict[str, Any], value: Any) -> str:
 
 
 def plain_string(schema: Any) -> bool:
-    return (isinstance(schema, dict) and schema.get("type") == "string" and set(schema) <= PLAIN_STRING
-            and all(isinstance(v, str) and v.strip() == v and v and not any(c in v for c in ";\n")
-                    for v in schema.get("enum", ())))
+    """A string written raw in a call: ``{"type": "string"}``, or an enum of strings, with no
+    other constraint (anything else is written as JSON)."""
+    if not isinstance(schema, dict) or not set(schema) <= PLAIN_STRING:
+        return False
+    enum = schema.get("enum")
+    if schema.get("type", "string" if enum else None) != "string":
+        return False
+    return all(isinstance(v, str) and v.strip() == v and v and not any(c in v for c in ";\n") for v in enum or ())
 
 
 def call_text(name: str, arguments: str, tools: Dict[str, Tool]) -> str:
@@ -272,18 +277,27 @@ def format_turns(messages: Sequence[Any], tools: Dict[str, Tool]) -> Tuple[Tuple
     System messages are not part of the format the models were trained on and are left out.
     """
     turns: List[Tuple[bool, str]] = [(False, SCHEMAS), (True, SCHEMAS)]  # (the model's turn?, text)
+    # A tool's result follows its own call: several calls in one message become call, result, call, result.
+    results = {m.tool_call_id: m for m in messages if m.role == "tool"}
+    placed = set()
     for message in messages:
         if message.role == "user":
             turns.append((False, USER + message.text.strip()))
         elif message.role == "tool":
-            turns.append((False, result_text(message.text)))
+            if id(message) not in placed:
+                turns.append((False, result_text(message.text)))
         elif message.role == "assistant":
             if not turns[-1][0] and turns[-1][1].startswith(USER.strip()) and not message.tool_calls:
                 turns += [(True, CALL), (False, RESP)]  # a round without a call
-            for call in message.tool_calls or ():
-                if turns[-1][0]:  # a second call in one turn: the first one's answer comes first
+            calls_made = message.tool_calls or ()
+            for k, call in enumerate(calls_made):
+                if turns[-1][0]:  # a call whose result never came: an empty answer
                     turns.append((False, RESP))
                 turns.append((True, call_text(call.function.name, call.function.arguments, tools)))
+                result = results.get(call.id)
+                if result is not None and k < len(calls_made) - 1:  # the last call's result comes in its place
+                    turns.append((False, result_text(result.text)))
+                    placed.add(id(result))
             if message.text.strip():
                 if turns[-1][0]:
                     turns.append((False, RESP))
