@@ -57,6 +57,8 @@ def test_a_model_whose_gold_perplexity_got_worse_is_refused_and_one_no_worse_is_
     before = model_file.stat().st_mtime_ns
     agent.save(str(model_file))
     assert model_file.stat().st_mtime_ns != before  # no worse than the start: saved
+    decisions = json.loads((model_file.parent / "model.pref_start.json").read_text())["decisions"]
+    assert [d["kept"] for d in decisions] == [False, True]
 
 
 def test_it_can_be_turned_off(tiny_models, tmp_path):
@@ -67,3 +69,21 @@ def test_it_can_be_turned_off(tiny_models, tmp_path):
     agent = make_agent(tiny_models["t5"], task="fromfile:parlaiformat", fromfile_datapath=str(data), datatype="train",
                        pref_loss="simpo", model_file=str(model_file), pref_keep_start=False)
     assert agent.pref_guard is None and not model_file.exists()
+
+
+def test_the_held_out_examples_are_those_parlai_validates_on(tiny_models, tmp_path, guarded):
+    """With --evaltask, ParlAI validates on that task: the start is measured on its examples."""
+    pairs_agent, _ = guarded
+    model_file = tmp_path / "e" / "model"
+    model_file.parent.mkdir()
+    from parlai.core.agents import create_agent
+    from parlai.scripts.train_model import setup_args  # --evaltask is train_model's
+
+    opt = setup_args().parse_kwargs(
+        model="dialogft_agent", hf_model=tiny_models["t5"], datapath="/tmp/dialogft-test-data",
+        task="fromfile:parlaiformat", evaltask="integration_tests", fromfile_datapath=pairs_agent.opt["fromfile_datapath"],
+        datatype="train", pref_loss="simpo", model_file=str(model_file), pref_select_exs=5)
+    agent = create_agent(opt, requireModelExists=False)
+    texts = [ex["text"] for ex in agent._heldout_examples()]
+    assert len(texts) == 5 and not any(p in texts for p, _, _ in PAIRS)
+    assert agent.pref_guard.start_ppl != pytest.approx(pairs_agent.pref_guard.start_ppl)

@@ -288,7 +288,7 @@ class PreferenceMixin:
         if guard is None or path != self.opt.get("model_file"):
             return True
         ppl = self._heldout_gold_ppl()
-        if guard.accepts(ppl):
+        if guard.decide(ppl):
             logging.info(f"--pref-keep-start: held-out gold ppl {ppl:.4g}, the start's {guard.start_ppl:.4g}: saved")
             return True
         logging.warning(f"--pref-keep-start: held-out gold ppl {ppl:.4g} is worse than the start's "
@@ -296,10 +296,12 @@ class PreferenceMixin:
         return False
 
     def _heldout_examples(self) -> List[dict]:
+        """The first --pref-select-exs validation examples of the task ParlAI validates on
+        (--evaltask where given, as ParlAI's validation reads it)."""
         if getattr(self, "_pref_heldout", None) is None:
             self._pref_heldout = self._teacher_examples(
                 ("valid",), lambda obs: obs.get("labels_vec", obs.get("eval_labels_vec")) is not None,
-                limit=self.opt.get("pref_select_exs") or 200)
+                limit=self.opt.get("pref_select_exs") or 200, task=self.opt.get("evaltask") or None)
         return self._pref_heldout
 
     @torch.no_grad()
@@ -330,8 +332,9 @@ class PreferenceMixin:
         unique = {ex["pref_key"]: ex for ex in found}
         return list(unique.values())
 
-    def _teacher_examples(self, datatypes, wanted, limit: int = -1) -> List[dict]:
-        """The task's examples of ``datatypes``, observed by a copy of this agent, that pass ``wanted``."""
+    def _teacher_examples(self, datatypes, wanted, limit: int = -1, task: Optional[str] = None) -> List[dict]:
+        """The examples of ``datatypes`` of ``task`` (default: -t), observed by a copy of this
+        agent, that pass ``wanted``."""
         from parlai.core.message import Message
         from parlai.core.teachers import create_task_agent_from_taskname
 
@@ -340,6 +343,8 @@ class PreferenceMixin:
         for datatype in datatypes:
             opt = self.opt.copy()
             opt["datatype"] = datatype
+            if task:
+                opt["task"] = task
             for teacher in create_task_agent_from_taskname(opt):
                 for _ in range(teacher.num_examples()):
                     if 0 <= limit <= len(found):

@@ -3,14 +3,15 @@
 Preference training can raise its own metrics while the model gets worse at saying what people
 said (``docs/preferences.md``: DPO's F1 fell below the start). So before the first step the
 agent measures the start's perplexity of the gold replies of held-out examples (the first
-``--pref-select-exs`` validation examples, every reply token, EOS included), writes the start's
+``--pref-select-exs`` validation examples of the task ParlAI validates on, ``--evaltask`` where
+given; every reply token, EOS included), writes the start's
 weights to ``-mf``, and afterwards each save of ``-mf`` (ParlAI's "new best" saves and the one at
 the end) measures the same perplexity again and is skipped when it is worse than the start's.
 ``-mf`` thus holds the start or a model whose held-out gold perplexity is no worse;
 ``MODEL_FILE.checkpoint`` (resuming) is never held back.
 
 The start's perplexity is kept in ``MODEL_FILE.pref_start.json`` so that a resumed run compares
-with the start, not with weights that have moved.
+with the start, not with weights that have moved; each checked save is written down there too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 from parlai_dialogft.utils.errors import UserError
 
@@ -47,19 +48,29 @@ class StartGuard:
 
     path: str
     start_ppl: float
+    #: Each save of -mf checked: {"ppl": ..., "kept": bool}, in order (the file's audit trail).
+    decisions: List[dict] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: str) -> Optional["StartGuard"]:
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
-            return cls(path, float(json.load(f)["start_ppl"]))
+            saved = json.load(f)
+        return cls(path, float(saved["start_ppl"]), saved.get("decisions", []))
 
     def save(self) -> None:
         from parlai_dialogft.training.checkpoint import write_json_atomically
 
-        write_json_atomically(self.path, {"start_ppl": self.start_ppl})
+        write_json_atomically(self.path, {"start_ppl": self.start_ppl, "decisions": self.decisions})
 
     def accepts(self, ppl: float) -> bool:
         """A model may be kept when its held-out gold perplexity is no worse than the start's."""
         return ppl <= self.start_ppl
+
+    def decide(self, ppl: float) -> bool:
+        """:meth:`accepts`, written down in the file."""
+        kept = self.accepts(ppl)
+        self.decisions.append({"ppl": ppl, "kept": kept})
+        self.save()
+        return kept
