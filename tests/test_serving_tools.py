@@ -344,3 +344,55 @@ def test_several_calls_in_one_message_are_read_each_with_its_own_result():
     assert history[-2:] == (("USER: " + ASK[0]["content"], "APICALL: api_name = get_weather ; city = london"),
                             ("APIRESP: result = rain", "APICALL: api_name = get_weather ; city = 北京"))
     assert text == "APIRESP: result = sun"
+
+
+class ScriptedReplier:
+    """Stands in for the Replier in a tool round: writes ``free`` unconstrained and ``forced``
+    under a grammar, and records each generation (constrained?, its grammars, its contexts)."""
+
+    def __init__(self, free, forced):
+        self.free, self.forced, self.generations = free, forced, []
+        self.agent = SimpleNamespace(dict=SimpleNamespace(txt2vec=str.split))
+
+    def constraint(self, grammar):
+        return grammar
+
+    def generate(self, decoding, prompts, states):
+        self.generations.append((decoding.constrained, [s.constraint for s in states], [p.text for p in prompts]))
+        text = self.forced if decoding.constrained else self.free
+        return [{"text_vec": [0]} for _ in prompts], [{"text": text} for _ in prompts]
+
+    def draft(self, text, generated, prompt, ended_at_length=False):
+        from parlai_dialogft.serving.replies import Draft
+
+        return Draft(text, "stop", generated)
+
+
+def auto_round(replier):
+    from parlai_dialogft.serving.protocol import Prompt
+    from parlai_dialogft.serving.tool_replier import play_tool_rounds
+    from parlai_dialogft.serving.tools import Tool, ToolRound
+
+    round_ = ToolRound({"book_table": Tool("book_table", BOOK)}, "auto")
+    (reply,) = play_tool_rounds(replier, [Prompt((), "USER: a table", tool_round=round_)])
+    return reply.drafts[0]
+
+
+def test_auto_a_call_that_does_not_validate_is_written_again_under_its_tools_grammar():
+    from parlai_dialogft.model.constrained import Grammar
+
+    replier = ScriptedReplier("APICALL: api_name = book_table ; people = 99 ; restaurant = curry garden",
+                              "APICALL: api_name = book_table ; people = 2 ; restaurant = pizza hut")
+    draft = auto_round(replier)
+    assert json.loads(draft.tool_call.arguments) == {"people": 2, "restaurant": "pizza hut"}
+    assert draft.finish_reason == "tool_calls"
+    (free, _, _), (constrained, (grammar,), _) = replier.generations
+    assert not free and constrained and isinstance(grammar, Grammar) and "book_table" in grammar.lark
+
+
+def test_auto_a_call_to_no_tool_of_the_request_is_no_call_and_the_model_replies():
+    replier = ScriptedReplier("APICALL: api_name = find_hotel ; area = north", "unused")
+    draft = auto_round(replier)
+    assert draft.tool_call is None and draft.text == "APICALL: api_name = find_hotel ; area = north"
+    (_, _, first), (_, _, second) = replier.generations
+    assert first == ["USER: a table"] and second == ["APIRESP: "]  # after the empty call of a round without one
