@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from parlai.core.message import Message
 
 from tests.support.agents import make_agent
 
@@ -87,3 +88,17 @@ def test_the_held_out_examples_are_those_parlai_validates_on(tiny_models, tmp_pa
     texts = [ex["text"] for ex in agent._heldout_examples()]
     assert len(texts) == 5 and not any(p in texts for p, _, _ in PAIRS)
     assert agent.pref_guard.start_ppl != pytest.approx(pairs_agent.pref_guard.start_ppl)
+
+
+def test_held_out_examples_of_a_dialogue_keep_its_earlier_turns(guarded):
+    """As ParlAI's validation reads them: each turn after the earlier ones and their gold replies."""
+    agent, _ = guarded
+    examples = agent._teacher_examples(("valid",), lambda obs: True, limit=3, task="integration_tests:multiturn")
+    first, second = examples[0], examples[1]
+    assert not first["episode_done"]
+    alone = agent.clone()
+    alone.reset()
+    single = alone.observe(Message({"text": second["text"], "eval_labels": second["eval_labels"], "episode_done": True}))
+    assert len(second["text_vec"]) > len(single["text_vec"])
+    seen = agent.dict.vec2txt(second["text_vec"].tolist())
+    assert first["text"] in seen and first["eval_labels"][0] in seen and second["text"] in seen

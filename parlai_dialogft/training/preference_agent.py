@@ -327,12 +327,14 @@ class PreferenceMixin:
 
     def _pref_examples(self) -> List[dict]:
         """Every training and validation preference example, vectorised exactly as training will."""
-        found = self._teacher_examples(("train:evalmode", "valid"),
-                                       lambda obs: ("rejected" in obs or "desirable" in obs) and obs.get("pref_key"))
+        # Only preference messages are observed: a plain task beside them may be large.
+        found = self._teacher_examples(("train:evalmode", "valid"), lambda obs: obs.get("pref_key") is not None,
+                                       messages=lambda m: "rejected" in m or "desirable" in m)
         unique = {ex["pref_key"]: ex for ex in found}
         return list(unique.values())
 
-    def _teacher_examples(self, datatypes, wanted, limit: int = -1, task: Optional[str] = None) -> List[dict]:
+    def _teacher_examples(self, datatypes, wanted, limit: int = -1, task: Optional[str] = None,
+                          messages=lambda message: True) -> List[dict]:
         """The examples of ``datatypes`` of ``task`` (default: -t), observed by a copy of this
         agent, that pass ``wanted``."""
         from parlai.core.message import Message
@@ -340,6 +342,7 @@ class PreferenceMixin:
 
         found = []
         scorer = self.clone()
+        scorer.reset()
         for datatype in datatypes:
             opt = self.opt.copy()
             opt["datatype"] = datatype
@@ -349,10 +352,14 @@ class PreferenceMixin:
                 for _ in range(teacher.num_examples()):
                     if 0 <= limit <= len(found):
                         return found
-                    scorer.reset()
-                    obs = scorer.observe(Message(teacher.act()))
+                    message = teacher.act()
+                    if not messages(message):
+                        continue
+                    obs = scorer.observe(Message(message))
                     if obs.get("text_vec") is not None and wanted(obs):
                         found.append(obs)
+                    # As a world would: the gold reply joins the history, or the episode ends.
+                    scorer.self_observe(Message({"text": ""}))
         return found
 
     @torch.no_grad()
