@@ -44,6 +44,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 from collections import Counter
 from typing import Dict, List
 
@@ -343,7 +344,8 @@ def write_docs(path: str, text: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder for pairs, models, evaluations and results.json")
+    parser.add_argument("--out", default="", help="folder for pairs, models, evaluations and results.json; a rerun "
+                        "with the same one resumes (default: a new temporary folder)")
     parser.add_argument("--langs", nargs="+", default=["en", "zh"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="ROW")
@@ -364,6 +366,10 @@ def main():
     if args.smoke:
         args.seeds, args.pool, args.updates, args.valid_every, args.heldout, args.eval_examples = 1, 48, 2, 2, 8, 8
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not args.out:
+        if args.table_only:
+            sys.exit("bench/preference.py: --table-only reads OUT/results.json: give --out")
+        args.out = tempfile.mkdtemp(prefix="bench_preference_")
     os.environ["BENCH_DATAPATH"] = os.path.join(os.path.abspath(args.out), "data")  # the zoo installs itself here
     results_path = os.path.join(args.out, "results.json")
     if args.table_only:
