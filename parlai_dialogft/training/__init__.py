@@ -18,11 +18,16 @@ More than one device:
 * :mod:`.sharding`    ``--hf-fsdp true``: torch FSDP2 over the model's layers, for a model
   that does not fit one device; read after :mod:`.launch`, which runs it.
 
-Preference training (``--pref-loss dpo|kto|simpo`` on ``-t dialogft_preferences``):
+Preference training (``--pref-loss dpo|ipo|kto|simpo|unlikelihood`` on ``-t dialogft_preferences``):
 
-* :mod:`.preference`  the DPO, KTO and SimPO losses on sequence log-probabilities; read first.
+* :mod:`.preference`  the DPO, IPO, KTO and SimPO losses on sequence log-probabilities, and the
+  NLL term; read first.
 * :mod:`.preference_agent`  what ``dialogft_agent`` does under ``--pref-loss``: vectorising
-  the rejected reply, scoring replies, the loss and its metrics in ParlAI's loop.
+  the rejected reply, each row's own loss in a mixed batch, the metrics in ParlAI's loop.
+* :mod:`.unlikelihood`  MLE on the gold reply, -log(1 - p) on the rejected reply's overused
+  and repeated n-grams (ParlAI's dialogue_unlikelihood).
+* :mod:`.selection`   ``--pref-keep-start``: ``-mf`` never holds weights whose held-out gold
+  perplexity is worse than the start's.
 * :mod:`.reference`   the frozen reference model's log-probabilities, computed once before
   the first step and cached beside the model file.
 * :mod:`.self_play`   SPIN-style pairs (the reference reply chosen, the model's own sample
