@@ -12,7 +12,8 @@ the agent plays the whole round itself for every plain user turn, so the scripts
 3. the database answers it (:meth:`~.database.TaskDatabase.answer`: bound parameters, bad calls
    logged and answered ``count = 0``);
 4. the model reads call and answer after the history and writes the reply; the user sees it
-   without ``SYSTEM: ``; the message carries ``tod_call`` and ``tod_result`` for scorers and
+   without ``SYSTEM: ``, and a booking reference in it only if the booking exists
+   (:mod:`.references`); the message carries ``tod_call`` and ``tod_result`` for scorers and
    displays, and the history keeps all four turns.
 
 Messages that already speak the format (a ``-t dialogft_customer:system`` teacher's
@@ -34,7 +35,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 from parlai.core.message import Message
 from parlai.core.tod import tod_core
 
-from parlai_dialogft.tod import calls
+from parlai_dialogft.tod import calls, references
 
 USER, SYSTEM, SCHEMAS = tod_core.STANDARD_USER_UTTERANCE, tod_core.STANDARD_SYSTEM_UTTERANCE, tod_core.STANDARD_API_SCHEMAS
 # What a turn of the format starts with; a plain user turn starts with none of these.
@@ -157,9 +158,11 @@ class TodLoopMixin:
         with self._generating(CALL_STEP):
             written = super().batch_act(first)
         found = {}
+        answers = {}
         for i in rounds:
             call = self._read_call(written[i].get("text") or "")
-            found[i] = (calls.call_text(call), calls.resp_text(self._answer(call)))  # "APICALL: " as the teacher writes no call
+            answers[i] = self._answer(call)
+            found[i] = (calls.call_text(call), calls.resp_text(answers[i]))  # "APICALL: " as the teacher writes no call
         # Only the rounds generate again; the other rows' replies are the first pass's.
         replies = list(written)
         with self._generating(REPLY_STEP):
@@ -167,7 +170,8 @@ class TodLoopMixin:
                 replies[i] = reply
         for i in rounds:
             reply = replies[i]
-            reply.force_set("text", without_prefix(reply.get("text") or "", SYSTEM))
+            text = without_prefix(reply.get("text") or "", SYSTEM)
+            reply.force_set("text", references.checked(text, answers[i], self.task_db))
             reply["tod_call"], reply["tod_result"] = found[i]
             if "beam_texts" in reply:
                 reply.force_set("beam_texts", [(without_prefix(t, SYSTEM), s) for t, s in reply["beam_texts"]])

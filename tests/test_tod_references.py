@@ -1,0 +1,106 @@
+"""A booking the bot claims exists: every reference a reply names is a row of the bookings table."""
+
+import logging
+
+import pytest
+from parlai.core.message import Message
+
+from parlai_dialogft.tod import calls
+from tests.support.agents import make_agent
+
+DATAPATH = "/tmp/dialogft-test-data"
+BOOK_HOTEL = {"api_name": "book_hotel", "name": "acorn guest house", "area": "north", "book_stay": "4",
+              "book_day": "saturday", "book_people": "7"}
+FIND_HOTEL = {"api_name": "find_hotel", "area": "north", "pricerange": "cheap"}
+INVENTED = "ZQ7XK2PA"
+
+
+@pytest.fixture
+def database():
+    from parlai_dialogft.tod.database import open_databases
+
+    return open_databases("multiwoz")
+
+
+def test_the_reference_of_a_booking_made_stands(database):
+    from parlai_dialogft.tod.references import checked
+
+    answer = database.answer(BOOK_HOTEL)
+    assert answer["booking"] == "confirmed"
+    reply = f"Booked ! Your reference number is {answer['reference']} ."
+    assert checked(reply, answer, database) == reply
+    # ... and in a later round, whose own call booked nothing.
+    later = f"Your reference is still {answer['reference']} ."
+    assert checked(later, {"count": "2"}, database) == later
+
+
+def test_an_invented_reference_becomes_the_bookings_own(database, caplog):
+    from parlai_dialogft.tod.references import checked
+
+    answer = database.answer(BOOK_HOTEL)
+    with caplog.at_level(logging.WARNING):
+        fixed = checked(f"Booked ! Your reference number is {INVENTED} .", answer, database)
+    assert fixed == f"Booked ! Your reference number is {answer['reference']} ."
+    assert INVENTED in caplog.text
+
+
+def test_a_reference_without_a_booking_is_not_said(database, caplog):
+    from parlai_dialogft.tod.references import NO_BOOKING, checked
+
+    with caplog.at_level(logging.WARNING):
+        assert checked(f"Done , reference {INVENTED} .", database.answer(FIND_HOTEL), database) == NO_BOOKING
+        failed = database.answer({k: v for k, v in BOOK_HOTEL.items() if k != "book_day"})
+        assert failed["booking"] == "failed"
+        assert checked(f"Done , reference {INVENTED.lower()} .", failed, database) == NO_BOOKING
+    assert caplog.text.count("no booking was made") == 2
+    assert database.bookings() == []
+
+
+@pytest.mark.parametrize("reply", [
+    "The postcode is cb41da and the phone is 01223353071 .",
+    "TR5159 leaves at 05:11 and costs 9.80 pounds .",
+    "It is a guesthouse , moderately priced .",
+])
+def test_postcodes_train_ids_phones_and_words_are_not_references(database, reply):
+    from parlai_dialogft.tod.references import checked
+
+    assert checked(reply, {"count": "0"}, database) == reply
+
+
+@pytest.fixture
+def scripted_agent(monkeypatch):
+    """The loop with a model whose two generations of a round are scripted: the call it
+    writes, then a reply that names an invented reference."""
+    import parlai.core.torch_generator_agent as tga
+
+    from parlai_dialogft.tod.agent_mixin import CALL_STEP
+
+    agent = make_agent("zoo:dialogft/bilingual_t5", task_db="multiwoz", datatype="valid", datapath=DATAPATH)
+    script = {}
+
+    def generate(self, observations):
+        text = script["call"] if self.round_step is CALL_STEP else f"SYSTEM: Booked , reference {INVENTED} ."
+        return [Message({"id": "Dialogft", "text": text, "episode_done": False}) for _ in observations]
+
+    monkeypatch.setattr(tga.TorchGeneratorAgent, "batch_act", generate)
+    return agent, script
+
+
+def test_in_the_loop_the_user_reads_the_reference_of_the_row_written(scripted_agent):
+    agent, script = scripted_agent
+    script["call"] = calls.call_text(BOOK_HOTEL)
+    agent.observe(Message({"text": "Book the acorn guest house for 7 people , 4 nights from saturday .", "episode_done": False}))
+    reply = agent.act()
+    [booking] = agent.task_db.bookings()
+    assert reply["text"] == f"Booked , reference {booking['reference']} ."
+    assert booking["name"] == "acorn guest house" and booking["book_people"] == "7"
+
+
+def test_in_the_loop_a_round_that_booked_nothing_claims_no_booking(scripted_agent):
+    from parlai_dialogft.tod.references import NO_BOOKING
+
+    agent, script = scripted_agent
+    script["call"] = calls.call_text(FIND_HOTEL)
+    agent.observe(Message({"text": "Book a cheap hotel in the north .", "episode_done": False}))
+    assert agent.act()["text"] == NO_BOOKING
+    assert agent.task_db.bookings() == []
