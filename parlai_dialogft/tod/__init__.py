@@ -7,7 +7,7 @@ We speak ParlAI's contract (``parlai.core.tod``): a round is a user turn, the sy
 * :mod:`.calls` — how a dataset's belief state becomes a call, and a call's text both ways;
 * :mod:`.database` — the shipped MultiWOZ and CrossWOZ databases in SQLite, queried with bound
   parameters only, and the answer to a call (:mod:`.multiwoz_db`, :mod:`.crosswoz_db` hold
-  each dataset's query rules);
+  each dataset's query rules, :mod:`.user_db` those of a user's own SQLite file);
 * :mod:`.episodes` — SGD, MultiWOZ and CrossWOZ as ParlAI ``TodStructuredEpisode`` s, and
   :mod:`.teachers` — ParlAI's TOD teachers over them, plus the end-to-end teacher;
 * :mod:`.agent_mixin` — the agent's call → answer → reply round in ``eval_model``,

@@ -65,9 +65,10 @@ def add_task_db_args(parser) -> None:
         "--task-db",
         type=str,
         default="none",
-        help="the database the model calls: multiwoz (English), crosswoz (Chinese) or both "
-        "(multiwoz,crosswoz: a call goes to the one with its domain); for a model trained on "
-        "-t dialogft_customer:system. none: plain replies",
+        help="the database the model calls: multiwoz (English), crosswoz (Chinese), a SQLite file of "
+        "your own (shop.sqlite: each table answers find_<table>, read-only), or several comma-separated "
+        "(a call goes to the one with its domain); for a model trained on -t dialogft_customer:system. "
+        "none: plain replies",
     )
 
 

@@ -27,6 +27,9 @@ The answers (``APIRESP: ...`` once :func:`~.calls.resp_text` writes them):
   reference = 8 letters/digits`` with the entity's name (``trainID``) and the booked details,
   or ``booking = failed ; reason = ...`` (with ``count = 0`` when no entity matches).
 * a domain or action the dataset lacks: ``count = 0`` and one warning naming what is known.
+
+A user's own SQLite file (``--task-db shop.sqlite``, :func:`open_database_file`) is opened
+read-only in place and answers ``find_<table>`` calls by :mod:`.user_db`'s rules.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from types import ModuleType
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from parlai_dialogft.data.readers.corpus_files import cache_dir, corpus_dir
-from parlai_dialogft.tod import calls, crosswoz_db, multiwoz_db
+from parlai_dialogft.tod import calls, crosswoz_db, multiwoz_db, user_db
 from parlai_dialogft.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -187,6 +190,32 @@ def open_database(name: str, bookings: Union[str, Path] = ":memory:", seed: Opti
     return TaskDatabase(name, *_entities(name), bookings=bookings, seed=seed)
 
 
+def open_database_file(path: Union[str, Path]) -> "TaskDatabase":
+    """A user's own SQLite file (``--task-db shop.sqlite``), opened read-only: each table a
+    domain, each column a slot (:mod:`.user_db`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnknownDatabaseError(f"--task-db {path}: no such file")
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        names = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        tables = {name: Table(name, {row[1]: _affinity(row[2]) for row in conn.execute(f"PRAGMA table_info({_quote(name)})")})
+                  for name in names}
+    except sqlite3.DatabaseError as err:
+        raise UnknownDatabaseError(f"--task-db {path}: not a readable SQLite database ({err})") from None
+    if not tables:
+        raise UnknownDatabaseError(f"--task-db {path}: the database has no tables")
+    return TaskDatabase(path.stem, path, conn, tables, rules=user_db.UserTables(tables))
+
+
+def _affinity(declared: str) -> str:
+    """A user's column as a number or text, by SQLite's own rules for a declared type."""
+    declared = (declared or "").upper()
+    return "number" if any(k in declared for k in ("INT", "REAL", "FLOA", "DOUB", "NUM", "DEC")) else "text"
+
+
 # --- queries and answers ---------------------------------------------------------------------
 
 
@@ -194,9 +223,9 @@ class TaskDatabase:
     """Entities to find (shared, read-only) and the bookings made through this instance."""
 
     def __init__(self, name: str, path: Path, conn: sqlite3.Connection, tables: Dict[str, Table],
-                 bookings: Union[str, Path] = ":memory:", seed: Optional[int] = None):
+                 bookings: Union[str, Path] = ":memory:", seed: Optional[int] = None, rules=None):
         self.name, self.path = name, path  # path: the entities' SQLite file (opened read-only)
-        self.rules = _dataset(name)
+        self.rules = rules if rules is not None else _dataset(name)  # a user's file: user_db.UserTables
         self._conn, self._tables = conn, tables
         self._rng = random.Random(seed)
         self._bookings = _Bookings(bookings)
@@ -211,7 +240,7 @@ class TaskDatabase:
 
     def fork(self, bookings: Union[str, Path] = ":memory:", seed: Optional[int] = None) -> "TaskDatabase":
         """The same entities, bookings of its own (a ParlAI batch copy's)."""
-        return TaskDatabase(self.name, self.path, self._conn, self._tables, bookings, seed)
+        return TaskDatabase(self.name, self.path, self._conn, self._tables, bookings, seed, self.rules)
 
     def query(self, domain: str, constraints: Mapping[str, str]) -> List[Dict[str, str]]:
         """The entities of ``domain`` that satisfy ``constraints``, best first.
@@ -384,12 +413,17 @@ class Databases:
         return Databases([db.fork() for db in self.databases])
 
 
+USER_FILE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
 def open_databases(spec: str) -> Databases:
-    """``multiwoz``, ``crosswoz`` or both comma-separated (``--task-db``); an unknown name is a UserError."""
+    """``multiwoz``, ``crosswoz``, a SQLite file of one's own (``shop.sqlite``), or several
+    comma-separated (``--task-db``); an unknown name is a UserError."""
     names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in DATASETS]
+    unknown = [name for name in names if name not in DATASETS and not name.endswith(USER_FILE_SUFFIXES)]
     if not names or unknown:
         raise UnknownDatabaseError(
             f"--task-db {spec}: no such database {', '.join(unknown) or spec!r}; "
-            f"choose from {', '.join(DATASETS)} (comma-separated for several), or none")
-    return Databases([open_database(name) for name in names])
+            f"choose from {', '.join(DATASETS)}, or a SQLite file of yours ({', '.join(USER_FILE_SUFFIXES)}) "
+            "(comma-separated for several), or none")
+    return Databases([open_database(name) if name in DATASETS else open_database_file(name) for name in names])
