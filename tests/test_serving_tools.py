@@ -229,7 +229,8 @@ def test_100_calls_drawn_at_random_under_the_call_grammar_all_parse_and_validate
     from transformers import AutoTokenizer
 
     from parlai_dialogft.model.constrained import RowConstraint
-    from parlai_dialogft.serving.tools import Tool, call_grammar, read_call
+    from parlai_dialogft.serving.tools import call_grammar
+    from parlai_dialogft.tod.functions import Tool, read_call
 
     tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
     tools = {"book": Tool("book", ANY_ARGS), "get_weather": Tool("get_weather", WEATHER)}

@@ -41,9 +41,8 @@ from parlai_dialogft.serving.tools import (
     ToolRound,
     call_grammar,
     new_call_id,
-    read_call,
-    validates,
 )
+from parlai_dialogft.tod.functions import read_call, validates
 
 
 def _groups(prompts: Sequence[Prompt], decodings: Sequence[Decoding]) -> List[Tuple[Decoding, List[int]]]:

@@ -8,6 +8,8 @@ We speak ParlAI's contract (``parlai.core.tod``): a round is a user turn, the sy
 * :mod:`.database` — the shipped MultiWOZ and CrossWOZ databases in SQLite, queried with bound
   parameters only, and the answer to a call (:mod:`.multiwoz_db`, :mod:`.crosswoz_db` hold
   each dataset's query rules, :mod:`.user_db` those of a user's own SQLite file);
+* :mod:`.functions` — OpenAI function calls and results in the call format, and
+  :mod:`.server_tools` — a user's own functions (``--tools``) the loop runs over HTTP or in Python;
 * :mod:`.episodes` — SGD, MultiWOZ and CrossWOZ as ParlAI ``TodStructuredEpisode`` s, and
   :mod:`.teachers` — ParlAI's TOD teachers over them, plus the end-to-end teacher;
 * :mod:`.agent_mixin` — the agent's call → answer → reply round in ``eval_model``,

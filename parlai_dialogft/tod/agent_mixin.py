@@ -70,6 +70,25 @@ def add_task_db_args(parser) -> None:
         "(a call goes to the one with its domain); for a model trained on -t dialogft_customer:system. "
         "none: plain replies",
     )
+    group.add_argument(
+        "--tools", type=str, default=None,
+        help="a JSON list of OpenAI tool definitions the loop runs itself, each with an \"endpoint\" "
+        "(http(s) URL: the arguments are POSTed as JSON) or \"python\" (module:function); calls naming "
+        "no tool go to --task-db",
+    )
+    group.add_argument("--tools-timeout", type=float, default=10.0, help="seconds to wait for a --tools endpoint")
+
+
+def _backends(task_db: str, tools: Optional[str], timeout: float):
+    """What the loop's calls go to: --task-db's databases, --tools' functions before them."""
+    from parlai_dialogft.tod.database import open_databases
+
+    databases = open_databases(task_db) if task_db != "none" else None
+    if not tools:
+        return databases
+    from parlai_dialogft.tod.server_tools import ToolsAndDatabases, load_tools
+
+    return ToolsAndDatabases(load_tools(tools), databases, timeout)
 
 
 def without_prefix(text: str, prefix: str) -> str:
@@ -94,14 +113,12 @@ class TodLoopMixin:
         datatype = opt.get("datatype", "")
         self._tod_training = datatype.startswith("train") and "evalmode" not in datatype and not opt.get("interactive_mode")
         name = opt.get("task_db") or "none"
-        if name == "none":
+        if name == "none" and not opt.get("tools"):
             return
         if shared and shared.get("task_db") is not None:
             self.task_db = shared["task_db"]  # the model's copies call one database, as one user would
         else:
-            from parlai_dialogft.tod.database import open_databases
-
-            self.task_db = open_databases(name)
+            self.task_db = _backends(name, opt.get("tools"), opt.get("tools_timeout", 10.0))
 
     def share(self):
         shared = super().share()

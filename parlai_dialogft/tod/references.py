@@ -6,7 +6,8 @@ reference-shaped strings where no booking was made: the training replies are ful
 A user acts on a reference, so the loop checks each one a reply names against the bookings
 table before the user sees it:
 
-* a reference the bookings table has stands (this round's booking, or an earlier one);
+* a reference the bookings table has stands (this round's booking, or an earlier one), as
+  does one the round's answer gives (a ``--tools`` function's, :mod:`.server_tools`);
 * one it lacks, in a round whose call booked: the round's real reference replaces it;
 * one it lacks, in a round that booked nothing: the reply claims a booking that does not
   exist, and is replaced by :data:`NO_BOOKING`.
@@ -34,8 +35,9 @@ def checked(reply: str, result: Mapping[str, str], database) -> str:
     :class:`~.database.TaskDatabase` or :class:`~.database.Databases`.
     """
     booked = result.get("reference") if result.get("booking") == "confirmed" else None
+    answered = {str(value).upper() for value in result.values()}  # a --tools function's own references
     for named in dict.fromkeys(REFERENCE.findall(reply)):
-        if database.bookings(named.upper()):
+        if database.bookings(named.upper()) or named.upper() in answered:
             continue
         if booked is None:
             logger.warning("reply names reference %s but no booking was made; replaced by: %s", named, NO_BOOKING)
