@@ -7,6 +7,7 @@ from parlai.core.message import Message
 
 from parlai_dialogft.tod import calls
 from tests.support.agents import make_agent
+from tests.support.tod_agents import script_rounds
 
 DATAPATH = "/tmp/dialogft-test-data"
 BOOK_HOTEL = {"api_name": "book_hotel", "name": "acorn guest house", "area": "north", "book_stay": "4",
@@ -67,28 +68,14 @@ def test_postcodes_train_ids_phones_and_words_are_not_references(database, reply
     assert checked(reply, {"count": "0"}, database) == reply
 
 
-@pytest.fixture
-def scripted_agent(monkeypatch):
-    """The loop with a model whose two generations of a round are scripted: the call it
-    writes, then a reply that names an invented reference."""
-    import parlai.core.torch_generator_agent as tga
-
-    from parlai_dialogft.tod.agent_mixin import CALL_STEP
-
-    agent = make_agent("zoo:dialogft/bilingual_t5", task_db="multiwoz", datatype="valid", datapath=DATAPATH)
-    script = {}
-
-    def generate(self, observations):
-        text = script["call"] if self.round_step is CALL_STEP else f"SYSTEM: Booked , reference {INVENTED} ."
-        return [Message({"id": "Dialogft", "text": text, "episode_done": False}) for _ in observations]
-
-    monkeypatch.setattr(tga.TorchGeneratorAgent, "batch_act", generate)
-    return agent, script
+def looping_agent():
+    return make_agent("zoo:dialogft/bilingual_t5", task_db="multiwoz", datatype="valid", datapath=DATAPATH)
 
 
-def test_in_the_loop_the_user_reads_the_reference_of_the_row_written(scripted_agent):
-    agent, script = scripted_agent
-    script["call"] = calls.call_text(BOOK_HOTEL)
+def test_in_the_loop_the_user_reads_the_reference_of_the_row_written(monkeypatch):
+    """The model books, then names a reference of its own making: the user reads the row's."""
+    script_rounds(monkeypatch, calls.call_text(BOOK_HOTEL), f"Booked , reference {INVENTED} .")
+    agent = looping_agent()
     agent.observe(Message({"text": "Book the acorn guest house for 7 people , 4 nights from saturday .", "episode_done": False}))
     reply = agent.act()
     [booking] = agent.task_db.bookings()
@@ -96,11 +83,11 @@ def test_in_the_loop_the_user_reads_the_reference_of_the_row_written(scripted_ag
     assert booking["name"] == "acorn guest house" and booking["book_people"] == "7"
 
 
-def test_in_the_loop_a_round_that_booked_nothing_claims_no_booking(scripted_agent):
+def test_in_the_loop_a_round_that_booked_nothing_claims_no_booking(monkeypatch):
     from parlai_dialogft.tod.references import NO_BOOKING
 
-    agent, script = scripted_agent
-    script["call"] = calls.call_text(FIND_HOTEL)
+    script_rounds(monkeypatch, calls.call_text(FIND_HOTEL), f"Booked , reference {INVENTED} .")
+    agent = looping_agent()
     agent.observe(Message({"text": "Book a cheap hotel in the north .", "episode_done": False}))
     assert agent.act()["text"] == NO_BOOKING
     assert agent.task_db.bookings() == []

@@ -10,6 +10,7 @@ import pytest
 from parlai.core.message import Message
 
 from tests.support.agents import make_agent
+from tests.support.tod_agents import script_rounds
 
 DATAPATH = "/tmp/dialogft-test-data"
 ORDER_SCHEMA = {"type": "object", "properties": {"order_id": {"type": "integer"}}, "required": ["order_id"]}
@@ -126,20 +127,8 @@ def test_a_bad_tools_file_is_one_error_naming_the_file_and_the_entry(tmp_path, c
 
 
 def test_in_the_loop_the_reply_is_written_from_the_tools_answer(tools_file, monkeypatch):
-    import parlai.core.torch_generator_agent as tga
-
-    from parlai_dialogft.tod.agent_mixin import CALL_STEP
-
+    read = script_rounds(monkeypatch, "APICALL: api_name = stock ; sku = TB-1", "3 in stock , held under RSV4X9K2 .")
     agent = make_agent("zoo:dialogft/bilingual_t5", tools=str(tools_file), datatype="valid", datapath=DATAPATH)
-    read = {}
-
-    def generate(self, observations):
-        if self.round_step is CALL_STEP:
-            return [Message({"text": "APICALL: api_name = stock ; sku = TB-1", "episode_done": False})]
-        read["context"] = self.dict.vec2txt(observations[0]["text_vec"].tolist())
-        return [Message({"text": "SYSTEM: 3 in stock , held under RSV4X9K2 .", "episode_done": False})]
-
-    monkeypatch.setattr(tga.TorchGeneratorAgent, "batch_act", generate)
     agent.observe(Message({"text": "Is the trail boot in stock ?", "episode_done": False}))
     reply = agent.act()
     assert reply["tod_result"] == "APIRESP: in_stock = 3 ; reference = RSV4X9K2 ; sku = TB-1"

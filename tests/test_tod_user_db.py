@@ -9,6 +9,7 @@ from parlai.core.message import Message
 
 from parlai_dialogft.tod import calls
 from tests.support.agents import make_agent
+from tests.support.tod_agents import script_rounds
 
 DATAPATH = "/tmp/dialogft-test-data"
 PRODUCTS = [("Trail Boot", "red", 89.5, 3), ("City Shoe", "Black", 59.0, 0), ("Rain Boot", "red", 45.0, 12)]
@@ -93,21 +94,9 @@ def test_a_file_with_text_in_it_is_refused_by_name(tmp_path):
 
 
 def test_in_the_loop_the_model_reads_the_row_its_call_found(shop, monkeypatch):
-    import parlai.core.torch_generator_agent as tga
-
-    from parlai_dialogft.tod.agent_mixin import CALL_STEP
-
-    agent = make_agent("zoo:dialogft/bilingual_t5", task_db=str(shop), datatype="valid", datapath=DATAPATH)
     call = calls.call_text({"api_name": "find_products", "colour": "red"})
-    read = {}
-
-    def generate(self, observations):
-        if self.round_step is CALL_STEP:
-            return [Message({"text": call, "episode_done": False})]
-        read["context"] = self.dict.vec2txt(observations[0]["text_vec"].tolist())
-        return [Message({"text": "SYSTEM: We have the Trail Boot in red .", "episode_done": False})]
-
-    monkeypatch.setattr(tga.TorchGeneratorAgent, "batch_act", generate)
+    read = script_rounds(monkeypatch, call, "We have the Trail Boot in red .")
+    agent = make_agent("zoo:dialogft/bilingual_t5", task_db=str(shop), datatype="valid", datapath=DATAPATH)
     agent.observe(Message({"text": "Do you have red boots ?", "episode_done": False}))
     reply = agent.act()
     assert reply["text"] == "We have the Trail Boot in red ."

@@ -5,6 +5,10 @@ north | ...``); the system sees the schemas. So the user here says each goal cal
 grounding turn as its utterance, one a turn, then ``[DONE]``; :class:`OracleSystem` calls
 exactly what the user said (an honest oracle: it knows only the dialogue) and
 :class:`MuteSystem` never calls. Between them, the goal metrics must go from all hit to none.
+
+:func:`script_rounds` scripts the model inside ``dialogft_agent``'s own loop (``--task-db``,
+``--tools``): what it calls and what it replies, so a test controls both and reads what the
+database or tool answered.
 """
 
 from __future__ import annotations
@@ -75,3 +79,24 @@ class MuteSystem(OracleSystem):
 
     def call(self, user_turn: str) -> str:
         return calls.CALL
+
+
+def script_rounds(monkeypatch, call: str, reply: str) -> dict:
+    """Make every ``dialogft_agent`` play a scripted model in the task loop: its call step
+    writes ``call``, its reply step ``reply`` (with ``SYSTEM: ``). Returns a dict whose
+    ``"context"`` is the text the reply step read, once a round has run."""
+    import parlai.core.torch_generator_agent as tga
+    from parlai.core.message import Message
+
+    from parlai_dialogft.tod.agent_mixin import CALL_STEP
+
+    read = {}
+
+    def generate(self, observations):
+        if self.round_step is CALL_STEP:
+            return [Message({"text": call, "episode_done": False}) for _ in observations]
+        read["context"] = self.dict.vec2txt(observations[0]["text_vec"].tolist())
+        return [Message({"text": SYSTEM + reply, "episode_done": False}) for _ in observations]
+
+    monkeypatch.setattr(tga.TorchGeneratorAgent, "batch_act", generate)
+    return read
