@@ -47,7 +47,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from parlai_dialogft.data.readers.corpus_files import cache_dir, corpus_dir
 from parlai_dialogft.tod import calls, crosswoz_db, multiwoz_db, user_db
@@ -165,15 +165,21 @@ def database_file(name: str) -> Path:
 def _entities(name: str) -> Tuple[Path, sqlite3.Connection, Dict[str, Table]]:
     """One read-only connection per database and process, shared by every TaskDatabase."""
     path = database_file(name)
-    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-    conn.execute("PRAGMA query_only = ON")
+    conn, tables = _open_read_only(path, _KIND.__getitem__)
     for fn_name, arity, fn in _dataset(name).FUNCTIONS:
         conn.create_function(fn_name, arity, fn, deterministic=True)
-    tables = {}
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-        info = conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
-        tables[table] = Table(table, {row[1]: _KIND[row[2]] for row in info})
     return path, conn, tables
+
+
+def _open_read_only(path: Path, kind: Callable[[str], str]) -> Tuple[sqlite3.Connection, Dict[str, Table]]:
+    """A read-only connection to ``path`` and its tables; ``kind``: a column's kind from its declared type."""
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+    conn.execute("PRAGMA query_only = ON")
+    names = [row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    tables = {name: Table(name, {row[1]: kind(row[2]) for row in conn.execute(f"PRAGMA table_info({_quote(name)})")})
+              for name in names}
+    return conn, tables
 
 
 def _dataset(name: str) -> ModuleType:
@@ -197,12 +203,7 @@ def open_database_file(path: Union[str, Path]) -> "TaskDatabase":
     if not path.is_file():
         raise UnknownDatabaseError(f"--task-db {path}: no such file")
     try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        conn.execute("PRAGMA query_only = ON")
-        names = [row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        tables = {name: Table(name, {row[1]: _affinity(row[2]) for row in conn.execute(f"PRAGMA table_info({_quote(name)})")})
-                  for name in names}
+        conn, tables = _open_read_only(path, _affinity)
     except sqlite3.DatabaseError as err:
         raise UnknownDatabaseError(f"--task-db {path}: not a readable SQLite database ({err})") from None
     if not tables:
