@@ -14,7 +14,8 @@ We speak ParlAI's contract (``parlai.core.tod``): a round is a user turn, the sy
   :mod:`.teachers` — ParlAI's TOD teachers over them, plus the end-to-end teacher;
 * :mod:`.agent_mixin` — the agent's call → answer → reply round in ``eval_model``,
   ``interactive`` and ``dialogft_serve`` (``--task-db``), whose replies name a booking
-  reference only if the booking exists (:mod:`.references`);
+  reference only if the booking exists (:mod:`.references`), its calls decoded under a
+  grammar of what the database answers (:mod:`.call_grammar`);
 * :mod:`.delex` and :mod:`.scoring` — replies with placeholders, scored per dialogue;
   :mod:`.api_agent` — the database as the API agent of ParlAI's ``tod_world_script``, and
   :mod:`.simulation` — a trained user model against the system and the database.

@@ -8,7 +8,9 @@ the agent plays the whole round itself for every plain user turn, so the scripts
 ``dialogft_serve``) run the loop without a world of their own:
 
 1. the user's turn gets ``USER: `` (and a new conversation ParlAI's empty ``APIS: `` grounding);
-2. the model writes the call (a reply that is not a call counts as no call);
+2. the model writes the call (a reply that is not a call counts as no call), greedily under a
+   grammar of the calls the database answers where llguidance is installed
+   (``--task-call-grammar``, :mod:`.call_grammar`);
 3. the database answers it (:meth:`~.database.TaskDatabase.answer`: bound parameters, bad calls
    logged and answered ``count = 0``);
 4. the model reads call and answer after the history and writes the reply; the user sees it
@@ -28,6 +30,7 @@ that only the reply is streamed, without its ``SYSTEM: ``.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Tuple
@@ -36,6 +39,8 @@ from parlai.core.message import Message
 from parlai.core.tod import tod_core
 
 from parlai_dialogft.tod import calls, references
+
+logger = logging.getLogger(__name__)
 
 USER, SYSTEM, SCHEMAS = tod_core.STANDARD_USER_UTTERANCE, tod_core.STANDARD_SYSTEM_UTTERANCE, tod_core.STANDARD_API_SCHEMAS
 # What a turn of the format starts with; a plain user turn starts with none of these.
@@ -52,6 +57,7 @@ class RoundStep:
 
 
 CALL_STEP = RoundStep("call", shown=False)
+CALL_GRAMMAR_MODES = ("auto", "schema", "none")
 REPLY_STEP = RoundStep("reply", shown=True, hidden_prefix=SYSTEM.strip())
 
 
@@ -77,6 +83,13 @@ def add_task_db_args(parser) -> None:
         "no tool go to --task-db",
     )
     group.add_argument("--tools-timeout", type=float, default=10.0, help="seconds to wait for a --tools endpoint")
+    group.add_argument(
+        "--task-call-grammar", choices=CALL_GRAMMAR_MODES, default="auto",
+        help="schema: the call is decoded greedily under a grammar of the calls --task-db and --tools answer "
+        "(known functions, slots in order, few-valued slots closed to their values; needs llguidance, "
+        "the structured extra); none: as the model writes it, with the model's decoding; auto: schema where "
+        "llguidance is installed",
+    )
 
 
 def _backends(task_db: str, tools: Optional[str], timeout: float):
@@ -91,9 +104,58 @@ def _backends(task_db: str, tools: Optional[str], timeout: float):
     return ToolsAndDatabases(load_tools(tools), databases, timeout)
 
 
+def call_grammar_of(backend, mode: str):
+    """The grammar the call step is decoded under (None: none), per ``--task-call-grammar``."""
+    from parlai_dialogft.model.constrained import engine_available, require_engine
+
+    if mode == "none" or backend is None or not hasattr(backend, "signatures"):
+        return None
+    if mode == "auto" and not engine_available():
+        logger.info("--task-call-grammar auto: llguidance is not installed; calls are decoded unconstrained")
+        return None
+    require_engine()  # schema without llguidance: say how to install it
+    from parlai_dialogft.tod.call_grammar import call_grammar
+
+    return call_grammar(backend.signatures())
+
+
 def without_prefix(text: str, prefix: str) -> str:
     text = text.strip()
     return text[len(prefix.strip()):].strip() if text.startswith(prefix.strip()) else text
+
+
+class GrammarWatcher:
+    """A :class:`~parlai_dialogft.model.fast_search.StepWatcher` that masks rows by their grammar,
+    around the watcher already there (the serving stream's), which keeps seeing every step."""
+
+    def __init__(self, constraints: Sequence, inner, factory):
+        self.constraints, self.inner = list(constraints), inner
+        self.factory = inner.factory if inner is not None else factory
+
+    def ending(self, ts, live):
+        return self.inner.ending(ts, live) if self.inner is not None else [False] * len(live)
+
+    def constrain(self, ts, logprobs, live, ended) -> None:
+        inner = getattr(self.inner, "constrain", None)
+        if inner is not None:
+            inner(ts, logprobs, live, ended)
+        for row, constraint in enumerate(self.constraints):
+            if constraint is not None and live[row] and not ended[row]:
+                constraint.mask(logprobs[row])
+
+    def stepped(self, ts, tokens, live, ended) -> None:
+        if self.inner is not None:
+            self.inner.stepped(ts, tokens, live, ended)
+        for row, constraint in enumerate(self.constraints):
+            if constraint is not None and live[row] and not ended[row]:
+                constraint.advance(tokens[row])
+
+    def abandon(self) -> None:
+        if self.inner is not None:
+            self.inner.abandon()
+        for constraint in self.constraints:
+            if constraint is not None:
+                constraint.reset()
 
 
 class TodLoopMixin:
@@ -108,6 +170,7 @@ class TodLoopMixin:
     def __init__(self, opt, shared=None):
         super().__init__(opt, shared)
         self.task_db = None
+        self.call_grammar = None  # a model.constrained.Grammar of the calls task_db answers
         self.round_step: Optional[RoundStep] = None  # which generation of a round batch_act runs
         # Training teaches the format from a teacher's turns; the loop is for evaluation and chat.
         datatype = opt.get("datatype", "")
@@ -117,12 +180,15 @@ class TodLoopMixin:
             return
         if shared and shared.get("task_db") is not None:
             self.task_db = shared["task_db"]  # the model's copies call one database, as one user would
+            self.call_grammar = shared.get("call_grammar")
         else:
             self.task_db = _backends(name, opt.get("tools"), opt.get("tools_timeout", 10.0))
+            self.call_grammar = call_grammar_of(self.task_db, opt.get("task_call_grammar") or "auto")
 
     def share(self):
         shared = super().share()
         shared["task_db"] = self.task_db
+        shared["call_grammar"] = self.call_grammar
         return shared
 
     # --- one user turn in ----------------------------------------------------------------
@@ -173,7 +239,7 @@ class TodLoopMixin:
         if not rounds:
             return super().batch_act(observations)
         first = [self._call_step(obs) if i in rounds else obs for i, obs in enumerate(observations)]
-        with self._generating(CALL_STEP):
+        with self._generating(CALL_STEP), self._constraining_calls(first, rounds):
             written = super().batch_act(first)
         found = {}
         answers = {}
@@ -208,6 +274,38 @@ class TodLoopMixin:
         finally:
             self.round_step = None
             self.beam_block_ngram, self.beam_context_block_ngram = blocking
+
+    @contextmanager
+    def _constraining_calls(self, observations: Sequence[Message], rounds: Sequence[int]) -> Iterator[None]:
+        """The call step greedy, each round's row under :attr:`call_grammar` (other rows free).
+
+        A grammar follows one hypothesis per row, so the call is decoded greedily whatever the
+        model's decoding (its reply keeps it); the batch-wide greedy step
+        (:mod:`parlai_dialogft.model.fast_search`) masks each row before every step. Where
+        that step cannot run (token details asked for, a replaced search), ParlAI's loop
+        decodes the call unconstrained.
+        """
+        if self.call_grammar is None:
+            yield
+            return
+        from parlai_dialogft.model import fast_search
+        from parlai_dialogft.model.constrained import RowConstraint
+
+        valid = [i for i, obs in enumerate(observations) if self.is_valid(obs)]  # batchify's rows, in order
+        constraints = [RowConstraint(self.call_grammar, self.dict.hf_tokenizer, self.END_IDX) if i in rounds else None
+                       for i in valid]
+        inner = fast_search.watcher_of(self)
+        saved = (self.opt.get("inference"), self.opt.get("beam_size"), self.beam_size)
+        self.opt["inference"], self.opt["beam_size"], self.beam_size = "greedy", 1, 1  # the search factory reads opt
+        setattr(self, fast_search.WATCHER, GrammarWatcher(constraints, inner, self._treesearch_factory))
+        try:
+            yield
+        finally:
+            self.opt["inference"], self.opt["beam_size"], self.beam_size = saved
+            if inner is None:
+                delattr(self, fast_search.WATCHER)
+            else:
+                setattr(self, fast_search.WATCHER, inner)
 
     def _call_step(self, obs: Message) -> Message:
         """The observation without its labels: the call is written, never scored against the reply."""

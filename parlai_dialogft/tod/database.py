@@ -51,6 +51,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from parlai_dialogft.data.readers.corpus_files import cache_dir, corpus_dir
 from parlai_dialogft.tod import calls, crosswoz_db, multiwoz_db, user_db
+from parlai_dialogft.tod.call_grammar import CLOSED_SLOT_VALUES, WEEKDAYS, Signature, closed_values
 from parlai_dialogft.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -239,6 +240,28 @@ class TaskDatabase:
         """The slots ``query`` searches with in ``domain`` (others are dropped with a warning)."""
         return self.rules.slots(domain, self._table(domain)) if domain in self.rules.DOMAINS else ()
 
+    def signatures(self) -> List[Signature]:
+        """The calls this database answers, for the call step's grammar (:mod:`.call_grammar`).
+
+        A call carries the whole state of its domain, booking details included, whether it
+        finds or books; a slot with few distinct values in its column is closed to them.
+        """
+        out = []
+        for domain in self.domains:
+            table = self._table(domain)
+            slots: Dict[str, Optional[Tuple[str, ...]]] = {}
+            for slot in self.slots(domain):
+                slots[slot] = None
+                if table.kinds.get(slot) == "text":  # numbers are compared (a rating "4.5分以上"), not matched
+                    column = table.column(slot)
+                    rows = self._conn.execute(f"SELECT DISTINCT lower(trim({column})) FROM {table.sql} "
+                                              f"LIMIT {CLOSED_SLOT_VALUES + 1}").fetchall()
+                    slots[slot] = closed_values(_text(row[0]) for row in rows)
+            for detail in getattr(self.rules, "BOOKING", {}).get(domain, ()):
+                slots[calls.BOOK_PREFIX + detail] = WEEKDAYS if detail == "day" else None
+            out += [Signature(f"{action}_{domain}", slots) for action in self.rules.ACTIONS.get(domain, ())]
+        return out
+
     def fork(self, bookings: Union[str, Path] = ":memory:", seed: Optional[int] = None) -> "TaskDatabase":
         """The same entities, bookings of its own (a ParlAI batch copy's)."""
         return TaskDatabase(self.name, self.path, self._conn, self._tables, bookings, seed, self.rules)
@@ -409,6 +432,9 @@ class Databases:
 
     def bookings(self, reference: Optional[str] = None) -> List[Dict[str, str]]:
         return [row for db in self.databases for row in db.bookings(reference)]
+
+    def signatures(self) -> List[Signature]:
+        return [s for db in self.databases for s in db.signatures()]
 
     def fork(self) -> "Databases":
         return Databases([db.fork() for db in self.databases])

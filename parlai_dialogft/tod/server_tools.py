@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from parlai_dialogft.tod import calls
+from parlai_dialogft.tod.call_grammar import Signature
 from parlai_dialogft.tod.functions import Tool, read_call
 from parlai_dialogft.utils.errors import UserError
 
@@ -146,6 +147,11 @@ def _error(name: str, why: str) -> Dict[str, str]:
     return {"error": why}
 
 
+def _enum(spec: Any) -> Optional[Tuple[str, ...]]:
+    values = spec.get("enum") if isinstance(spec, dict) else None
+    return tuple(str(v) for v in values) if values and all(" ; " not in str(v) for v in values) else None
+
+
 class ToolsAndDatabases:
     """What the task loop calls (``answer``, ``bookings``): the file's tools by name, the rest to the databases."""
 
@@ -168,3 +174,9 @@ class ToolsAndDatabases:
 
     def bookings(self, reference: Optional[str] = None) -> List[Dict[str, str]]:
         return self.databases.bookings(reference) if self.databases is not None else []
+
+    def signatures(self) -> List[Signature]:
+        """The tools' calls (a property's ``enum`` closes it), then the databases'."""
+        own = [Signature(name, {key: _enum(spec) for key, spec in (t.tool.parameters.get("properties") or {}).items()})
+               for name, t in self.tools.items()]
+        return own + (self.databases.signatures() if self.databases is not None else [])
