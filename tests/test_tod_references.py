@@ -68,8 +68,38 @@ def test_postcodes_train_ids_phones_and_words_are_not_references(database, reply
     assert checked(reply, {"count": "0"}, database) == reply
 
 
-def looping_agent():
-    return make_agent("zoo:dialogft/bilingual_t5", task_db="multiwoz", datatype="valid", datapath=DATAPATH)
+@pytest.mark.parametrize("reply", [
+    "I have booked it for you .",
+    "Your table is reserved .",
+    "The booking was successful .",
+    "已为您预订好了。",
+])
+def test_a_confirmation_without_a_booking_is_not_said_in_either_language(database, reply, caplog):
+    from parlai_dialogft.tod.references import NO_BOOKING, NO_BOOKING_ZH, checked
+
+    expected = NO_BOOKING_ZH if reply.startswith("已") else NO_BOOKING
+    with caplog.at_level(logging.WARNING):
+        assert checked(reply, database.answer(FIND_HOTEL), database) == expected
+    assert "no booking" in caplog.text or "none was" in caplog.text
+    # ... and stands where the round booked, or a booking was made earlier in the conversation.
+    assert checked(reply, database.answer(BOOK_HOTEL), database) == reply
+    assert checked(reply, {"count": "2"}, database, booked_before=True) == reply
+
+
+@pytest.mark.parametrize("reply", [
+    "Would you like me to book it ?",
+    "The booking was unsuccessful . Shall I try another day ?",
+    "Booking failed : there is no table at that time .",
+    "需要我帮您预订吗？",
+])
+def test_offers_and_failures_are_not_confirmations(database, reply):
+    from parlai_dialogft.tod.references import checked
+
+    assert checked(reply, {"count": "2"}, database) == reply
+
+
+def looping_agent(task_db="multiwoz"):
+    return make_agent("zoo:dialogft/bilingual_t5", task_db=task_db, datatype="valid", datapath=DATAPATH)
 
 
 def test_in_the_loop_the_user_reads_the_reference_of_the_row_written(monkeypatch):
@@ -91,3 +121,43 @@ def test_in_the_loop_a_round_that_booked_nothing_claims_no_booking(monkeypatch):
     agent.observe(Message({"text": "Book a cheap hotel in the north .", "episode_done": False}))
     assert agent.act()["text"] == NO_BOOKING
     assert agent.task_db.bookings() == []
+
+
+BOOK_JINGYI = {"api_name": "book_酒店", "名称": "北京京仪大酒店", "book_人数": "2", "book_日期": "周五", "book_天数": "3"}
+
+
+def test_in_chinese_the_user_reads_the_reference_of_the_row_written(monkeypatch):
+    script_rounds(monkeypatch, calls.call_text(BOOK_JINGYI), f"已为您预订好了，预订号是{INVENTED}。")
+    agent = looping_agent("crosswoz")
+    agent.observe(Message({"text": "帮我订北京京仪大酒店，2个人，周五入住3晚。", "episode_done": False}))
+    reply = agent.act()
+    [booking] = agent.task_db.bookings()
+    assert reply["text"] == f"已为您预订好了，预订号是{booking['reference']}。"
+    assert booking["名称"] == "北京京仪大酒店" and booking["book_天数"] == "3"
+
+
+def test_in_chinese_a_failed_booking_is_not_confirmed(monkeypatch):
+    from parlai_dialogft.tod.references import NO_BOOKING_ZH
+
+    missing_day = {k: v for k, v in BOOK_JINGYI.items() if k != "book_日期"}
+    script_rounds(monkeypatch, calls.call_text(missing_day), f"已为您预订好了，预订号是{INVENTED}。")
+    agent = looping_agent("crosswoz")
+    agent.observe(Message({"text": "帮我订北京京仪大酒店，2个人，住3晚。", "episode_done": False}))
+    reply = agent.act()
+    assert "missing book_日期" in reply["tod_result"]
+    assert reply["text"] == NO_BOOKING_ZH
+    assert agent.task_db.bookings() == []
+
+
+def test_a_later_round_may_speak_of_the_booking_made_earlier(monkeypatch):
+    script_rounds(monkeypatch, calls.call_text(BOOK_HOTEL), "Booked !")
+    agent = looping_agent()
+    agent.observe(Message({"text": "Book the acorn guest house for 7 people , 4 nights from saturday .", "episode_done": False}))
+    agent.self_observe(agent.act())
+    script_rounds(monkeypatch, calls.CALL.strip(), "Your room is booked , have a nice stay .")
+    agent.observe(Message({"text": "Thanks , is it booked then ?", "episode_done": False}))
+    assert agent.act()["text"] == "Your room is booked , have a nice stay ."
+    # A new conversation has booked nothing.
+    agent.reset()
+    agent.observe(Message({"text": "Is my room booked ?", "episode_done": False}))
+    assert agent.act()["text"] != "Your room is booked , have a nice stay ."

@@ -170,6 +170,7 @@ class TodLoopMixin:
     def __init__(self, opt, shared=None):
         super().__init__(opt, shared)
         self.task_db = None
+        self._booked = False  # a booking was confirmed earlier in this conversation
         self.call_grammar = None  # a model.constrained.Grammar of the calls task_db answers
         self.round_step: Optional[RoundStep] = None  # which generation of a round batch_act runs
         # Training teaches the format from a teacher's turns; the loop is for evaluation and chat.
@@ -205,6 +206,8 @@ class TodLoopMixin:
         observation = Message(observation)
         if not self.history.history_strings:
             self._ground()
+            self._booked = False
+        observation["tod_booked_before"] = self._booked  # this conversation's, for the reply's check
         observation.force_set("text", USER + text.strip())
         for key in ("labels", "eval_labels"):
             if key in observation:  # the model writes "SYSTEM: ..."; so does its gold, for ppl
@@ -228,6 +231,9 @@ class TodLoopMixin:
         this way are two lines where the teacher's are four (``APICALL``/``APIRESP`` between).
         """
         self._ground()
+        # An earlier reply that names a booking of ours: a confirmation may speak of it.
+        self._booked = any(self.task_db.bookings(named.upper()) for _, reply in turns
+                           for named in references.REFERENCE.findall(reply))
         for user, reply in turns:
             self.history.update_history(Message({"text": USER + user.strip(), "episode_done": False}))
             self.history.add_reply(SYSTEM + reply.strip())
@@ -255,7 +261,8 @@ class TodLoopMixin:
         for i in rounds:
             reply = replies[i]
             text = without_prefix(reply.get("text") or "", SYSTEM)
-            reply.force_set("text", references.checked(text, answers[i], self.task_db))
+            booked_before = bool(observations[i].get("tod_booked_before"))
+            reply.force_set("text", references.checked(text, answers[i], self.task_db, booked_before))
             reply["tod_call"], reply["tod_result"] = found[i]
             if "beam_texts" in reply:
                 reply.force_set("beam_texts", [(without_prefix(t, SYSTEM), s) for t, s in reply["beam_texts"]])
@@ -342,6 +349,7 @@ class TodLoopMixin:
             return super().self_observe(self_message)
         self.history.add_reply(self_message["tod_call"])
         self.history.add_reply(self_message["tod_result"])
+        self._booked = self._booked or calls.parse_resp(self_message["tod_result"]).get("booking") == "confirmed"
         message = Message(self_message)
         message.force_set("text", SYSTEM + (self_message.get("text") or ""))
         return super().self_observe(message)

@@ -12,6 +12,8 @@ so the calls (``find_景点``) write them. Per slot:
 * ``推荐菜``, ``酒店设施``: every space-separated word is contained in some dish / facility.
 * ``游玩时间``, ``酒店类型``: the entity's value contains the value (``经济`` finds ``经济型``).
 * An entity without the attribute never satisfies a constraint on it.
+* ``book_酒店`` and ``book_餐馆`` book the first match when the call has every detail of
+  :data:`BOOKING` (``book_人数``, ``book_日期``...), as MultiWOZ's booking calls do.
 * 地铁 (metro): the first place whose name contains ``出发地`` and the first containing
   ``目的地``, each with its nearest station; 出租 (taxi): the template car (``#CX``, ``#CP``,
   as the dialogues' replies write it). Both need both ends.
@@ -37,7 +39,10 @@ logger = logging.getLogger(__name__)
 CORPUS = "crosswoz_database"
 #: domain -> table
 DOMAINS = {"景点": "attraction", "餐馆": "restaurant", "酒店": "hotel", "地铁": "metro", "出租": "taxi"}
-ACTIONS = {d: (calls.FIND,) for d in DOMAINS}
+#: Booking details a hotel or restaurant booking needs (CrossWOZ's dialogues book nothing:
+#: these are ours, so that a Chinese conversation can book as an English one does).
+BOOKING = {"酒店": ("人数", "日期", "天数"), "餐馆": ("人数", "日期", "时间")}
+ACTIONS = {d: (calls.FIND, calls.BOOK) if d in BOOKING else (calls.FIND,) for d in DOMAINS}
 NAME, START, END, STATION = "名称", "出发地", "目的地", "地铁"
 NEARBY = ("周边景点", "周边餐馆", "周边酒店")
 SLOTS = {
@@ -204,3 +209,18 @@ def show(slot: str, value: str) -> str:
     if slot in PRICES:
         return "免费" if slot == "门票" and value == "0" else f"{value}元"
     return value
+
+
+# --- bookings ---------------------------------------------------------------------------------
+
+
+def booking_problem(domain: str, details: Mapping[str, str], wanted: Mapping[str, str]) -> Optional[str]:
+    """Why a booking cannot be made as asked (a missing detail), or None (as :mod:`.multiwoz_db`)."""
+    missing = [f"{calls.BOOK_PREFIX}{slot}" for slot in BOOKING[domain]
+               if not details.get(slot) or details[slot].lower() in ("dontcare", "none")]
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def booked(domain: str, details: Mapping[str, str], entity: Mapping[str, str], rng) -> Dict[str, str]:
+    """What a confirmed booking says besides its reference: the entity and the booked details."""
+    return {NAME: entity[NAME], **{calls.BOOK_PREFIX + k: v for k, v in details.items()}}
