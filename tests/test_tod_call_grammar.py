@@ -109,14 +109,31 @@ def test_in_the_loop_every_call_is_one_the_database_answers_whatever_the_model(t
     assert not all(accepts(text) for text in free), free
 
 
-def test_a_tools_enum_closes_its_property():
+def test_a_tools_enum_closes_its_property_and_json_values_follow_their_schema():
+    import llguidance
+    import llguidance.hf
+    from transformers import PreTrainedTokenizerFast
+
+    from parlai_dialogft.tod.call_grammar import call_grammar
     from parlai_dialogft.tod.functions import Tool
     from parlai_dialogft.tod.server_tools import ServerTool, ToolsAndDatabases
 
-    tool = Tool("order_status", {"type": "object", "properties": {
-        "order_id": {"type": "string"}, "channel": {"type": "string", "enum": ["web", "phone"]}}})
-    [signature] = ToolsAndDatabases({"order_status": ServerTool(tool, function=dict)}).signatures()
-    assert signature.slots == {"order_id": None, "channel": ("web", "phone")}
+    labels = {"type": "array", "items": {"type": "string"}, "maxItems": 2}
+    tool = Tool("label", {"type": "object", "properties": {
+        "parcel": {"type": "string"}, "channel": {"type": "string", "enum": ["web", "phone"]}, "labels": labels}})
+    [signature] = ToolsAndDatabases({"label": ServerTool(tool, function=dict)}).signatures()
+    assert signature.slots == {"parcel": None, "channel": ("web", "phone"), "labels": labels}
+    tok = PreTrainedTokenizerFast(tokenizer_file=TOKENIZER)
+    engine = llguidance.hf.from_tokenizer(tok, n_vocab=len(tok), eos_token=tok.convert_tokens_to_ids("</s>"))
+    grammar = llguidance.LLMatcher.grammar_from_lark(call_grammar([signature]).lark)
+
+    def accepts(text):
+        matcher = llguidance.LLMatcher(engine, grammar, log_level=0)
+        return matcher.consume_tokens(tok.encode(text, add_special_tokens=False)) and matcher.is_accepting()
+
+    assert accepts('APICALL: api_name = label ; channel = web ; labels = ["fragile ; heavy","blue"] ; parcel = P-7')
+    assert not accepts("APICALL: api_name = label ; channel = fax")
+    assert not accepts('APICALL: api_name = label ; labels = ["a","b","c"]')  # maxItems 2
 
 
 def test_schema_without_llguidance_says_how_to_install_it(tiny_models, monkeypatch):

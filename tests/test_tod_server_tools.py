@@ -61,6 +61,9 @@ def tools_file(tmp_path, endpoint):
         {"type": "function", "function": {"name": "stock", "parameters": {
             "type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}},
          "python": "tests.support.shop_tools:stock"},
+        {"type": "function", "function": {"name": "label", "parameters": {
+            "type": "object", "properties": {"parcel": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}}},
+            "required": ["parcel", "labels"]}}, "python": "tests.support.shop_tools:label"},
     ]
     path = tmp_path / "tools.json"
     path.write_text(json.dumps(entries, indent=1))
@@ -134,3 +137,12 @@ def test_in_the_loop_the_reply_is_written_from_the_tools_answer(tools_file, monk
     assert reply["tod_result"] == "APIRESP: in_stock = 3 ; reference = RSV4X9K2 ; sku = TB-1"
     assert read["context"].endswith(reply["tod_result"])
     assert reply["text"] == "3 in stock , held under RSV4X9K2 ."  # the function's own reference stands
+
+
+def test_in_the_loop_a_json_value_with_the_separator_inside_reaches_the_tool_whole(tools_file, monkeypatch):
+    script_rounds(monkeypatch, 'APICALL: api_name = label ; labels = ["fragile ; heavy", "blue"] ; parcel = P-7', "Done .")
+    agent = make_agent("zoo:dialogft/bilingual_t5", tools=str(tools_file), datatype="valid", datapath=DATAPATH)
+    agent.observe(Message({"text": "Label parcel P-7 as fragile ; heavy , and blue .", "episode_done": False}))
+    reply = agent.act()
+    assert reply["tod_result"] == "APIRESP: labels = 2 ; parcel = P-7"
+    assert reply["tod_call"] == 'APICALL: api_name = label ; labels = ["fragile ; heavy","blue"] ; parcel = P-7'  # compact JSON

@@ -322,7 +322,7 @@ class TodLoopMixin:
     def _read_call(self, text: str) -> calls.Call:
         if not text.strip().startswith(calls.CALL.strip()):
             return {}
-        return calls.parse_call(text)
+        return getattr(self.task_db, "parse_call", calls.parse_call)(text)  # --tools reads JSON values whole
 
     def _answer(self, call: calls.Call) -> dict:
         if not call:

@@ -8,7 +8,8 @@ call step writes either ``APICALL:`` (no call this round) or a call its backend 
 * a function the backend has (``find_hotel``, ``book_hotel``, a ``--tools`` function);
 * its slots in ParlAI's order (keys sorted, :func:`.calls.api_text`), each at most once;
 * for a slot with few values in the database (``area``, ``pricerange``, a hotel's ``type``,
-  a tool's ``enum``) one of them or ``dontcare``; ``book_day`` a weekday; any other value
+  a tool's ``enum``) one of them or ``dontcare``; a tool's property written as JSON (an
+  array, a number: :func:`.functions.plain_string`) JSON valid under its schema; ``book_day`` a weekday; any other value
   at most :data:`FREE_WORDS` words without `` ; `` (what :func:`.calls.parse_api_text`
   reads back whole).
 
@@ -19,9 +20,9 @@ what the backend could not answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-from parlai_dialogft.model.constrained import Grammar, lark_literal
+from parlai_dialogft.model.constrained import Grammar, lark_json, lark_literal
 from parlai_dialogft.tod import calls
 
 #: A slot with at most this many distinct values in the database is closed to them.
@@ -33,12 +34,17 @@ FREE_WORDS, WORD_CHARS = 12, 32
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+#: A slot's values: a tuple (closed to them), a JSON Schema (a tool's array, object or number,
+#: written as JSON), or None (free words).
+Values = Union[Tuple[str, ...], Dict[str, Any], None]
+
+
 @dataclass(frozen=True)
 class Signature:
-    """A function a backend answers: its name and, per slot, its values (None: free words)."""
+    """A function a backend answers: its name and, per slot, its values."""
 
     api_name: str
-    slots: Dict[str, Optional[Tuple[str, ...]]] = field(default_factory=dict)
+    slots: Dict[str, Values] = field(default_factory=dict)
 
 
 def closed_values(values: Iterable[str]) -> Optional[Tuple[str, ...]]:
@@ -49,13 +55,16 @@ def closed_values(values: Iterable[str]) -> Optional[Tuple[str, ...]]:
     return tuple(distinct) + ((DONTCARE,) if DONTCARE not in distinct else ())
 
 
-def _value(values: Optional[Tuple[str, ...]]) -> str:
+def _value(values: Values, json_rules: List[str]) -> str:
     if values is None:
         return "free"
+    if isinstance(values, dict):
+        json_rules.append(f"json{len(json_rules)}: {lark_json(values)}")
+        return f"json{len(json_rules) - 1}"
     return "(" + " | ".join(lark_literal(v) for v in values) + ")"
 
 
-def _call_rule(signature: Signature) -> str:
+def _call_rule(signature: Signature, json_rules: List[str]) -> str:
     """One function's call: every key optional but ``api_name``, all in sorted order."""
     keys = sorted([calls.API_NAME, *signature.slots])
     parts: List[str] = []
@@ -65,15 +74,16 @@ def _call_rule(signature: Signature) -> str:
             parts.append(lark_literal(f"{calls.API_NAME} = {signature.api_name}"))
             seen_name = True
         elif seen_name:  # after the name: " ; key = value"
-            parts.append(f"({lark_literal(f' ; {key} = ')} {_value(signature.slots[key])})?")
+            parts.append(f"({lark_literal(f' ; {key} = ')} {_value(signature.slots[key], json_rules)})?")
         else:  # a key that sorts before api_name ("address"): "key = value ; "
-            parts.append(f"({lark_literal(f'{key} = ')} {_value(signature.slots[key])} {lark_literal(' ; ')})?")
+            parts.append(f"({lark_literal(f'{key} = ')} {_value(signature.slots[key], json_rules)} {lark_literal(' ; ')})?")
     return " ".join(parts)
 
 
 def call_grammar(signatures: Iterable[Signature]) -> Grammar:
     """``APICALL:`` alone (no call), or one call of one of ``signatures``."""
-    rules = [f"call{i}: {_call_rule(s)}" for i, s in enumerate(signatures)]
+    json_rules: List[str] = []
+    rules = [f"call{i}: {_call_rule(s, json_rules)}" for i, s in enumerate(signatures)]
     if not rules:
         raise ValueError("no functions to call: the backend has no domains and no tools")
     names = " | ".join(f"call{i}" for i in range(len(rules)))
@@ -81,6 +91,7 @@ def call_grammar(signatures: Iterable[Signature]) -> Grammar:
     return Grammar("\n".join([
         f'start: {prefix} (" " ({names})?)?',
         *rules,
+        *json_rules,
         f'free: WORD (" " WORD){{0,{FREE_WORDS - 1}}}',
         rf"WORD: /[^ ;\n]{{1,{WORD_CHARS}}}/",  # a value is words; " ; " ends it (one byte of lookahead)
     ]) + "\n")

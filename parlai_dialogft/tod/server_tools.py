@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from parlai_dialogft.tod import calls
-from parlai_dialogft.tod.call_grammar import Signature
-from parlai_dialogft.tod.functions import Tool, read_call
+from parlai_dialogft.tod.call_grammar import Signature, Values
+from parlai_dialogft.tod.functions import Tool, plain_string, read_call, value_text
 from parlai_dialogft.utils.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -147,9 +147,13 @@ def _error(name: str, why: str) -> Dict[str, str]:
     return {"error": why}
 
 
-def _enum(spec: Any) -> Optional[Tuple[str, ...]]:
-    values = spec.get("enum") if isinstance(spec, dict) else None
-    return tuple(str(v) for v in values) if values and all(" ; " not in str(v) for v in values) else None
+def _values(spec: Any) -> Values:
+    """A property's values in the call grammar: a plain string's enum, else JSON under its schema."""
+    if not isinstance(spec, dict):
+        return None
+    if not plain_string(spec):
+        return spec  # written as JSON (functions.value_text)
+    return tuple(spec["enum"]) if spec.get("enum") else None
 
 
 class ToolsAndDatabases:
@@ -161,6 +165,16 @@ class ToolsAndDatabases:
     @property
     def domains(self) -> Tuple[str, ...]:
         return tuple(self.tools) + (self.databases.domains if self.databases is not None else ())
+
+    def parse_call(self, text: str) -> calls.Call:
+        """A call text as the loop reads it; a tool's JSON values whole, even with `` ; `` inside
+        (``labels = ["fragile ; heavy"]``), where the plain format splits at every `` ; ``."""
+        read = read_call(text, {name: t.tool for name, t in self.tools.items()})
+        if read is None:
+            return calls.parse_call(text)
+        name, arguments = read
+        properties = self.tools[name].tool.parameters.get("properties") or {}
+        return {calls.API_NAME: name, **{k: value_text(properties.get(k, {}), v) for k, v in arguments.items()}}
 
     def answer(self, call: Mapping[str, str], prefer: Optional[str] = None) -> Dict[str, str]:
         name = call.get(calls.API_NAME, "")
@@ -177,6 +191,6 @@ class ToolsAndDatabases:
 
     def signatures(self) -> List[Signature]:
         """The tools' calls (a property's ``enum`` closes it), then the databases'."""
-        own = [Signature(name, {key: _enum(spec) for key, spec in (t.tool.parameters.get("properties") or {}).items()})
+        own = [Signature(name, {key: _values(spec) for key, spec in (t.tool.parameters.get("properties") or {}).items()})
                for name, t in self.tools.items()]
         return own + (self.databases.signatures() if self.databases is not None else [])
