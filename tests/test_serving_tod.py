@@ -16,6 +16,7 @@ found, so the tests see what a trained model would send through each step.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -25,6 +26,7 @@ import pytest
 from parlai_dialogft.tod import calls
 from tests.support.models import train_pairs
 from tests.support.processes import BIN, fresh_shell
+from tests.support.tod_agents import script_rounds
 
 SCHEMAS, USER, SYSTEM = "APIS: ", "USER: ", "SYSTEM: "
 FIRST, SECOND = "i need a cheap hotel in the north", "actually , the east please"
@@ -87,8 +89,8 @@ class Reads:
 
 
 @contextmanager
-def serving(hf_model, root, **settings):
-    """`parlai dialogft_serve -m dialogft_agent --hf-model FOLDER --task-db multiwoz` in a thread."""
+def serving(hf_model, root, *args, **settings):
+    """`parlai dialogft_serve -m dialogft_agent --hf-model FOLDER --task-db multiwoz ARGS` in a thread."""
     from parlai.core.agents import create_agent
 
     from parlai_dialogft.scripts.dialogft_serve import DialogftServe
@@ -98,7 +100,7 @@ def serving(hf_model, root, **settings):
     from parlai_dialogft.serving.server import bound_port, running
 
     opt = DialogftServe.setup_args().parse_args(["-m", "dialogft_agent", "--hf-model", hf_model, "--task-db", "multiwoz",
-                                                 "--datapath", str(root / "data"), "--label-truncate", "96"])
+                                                 "--datapath", str(root / "data"), "--label-truncate", "96", *args])
     agent = create_agent(opt)
     reads = Reads(agent)
     settings = ServeSettings(model_name="m", **settings)  # continuous batching asked for, as by default
@@ -217,6 +219,21 @@ def test_max_tokens_and_stop_end_the_reply_not_the_call(server, rounds, stream):
         assert extra == {"tod_call": call, "tod_result": result}, options  # the call was written whole
         if tokens is not None:
             assert usage.completion_tokens == tokens
+
+
+def test_tools_on_the_server_run_for_a_request_that_brings_none(trained, tmp_path, monkeypatch):
+    """``--tools`` on the server: the model's call goes to the company's function, the reply follows its answer."""
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"type": "function", "function": {"name": "stock", "parameters": {
+        "type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}},
+        "python": "tests.support.shop_tools:stock"}]))
+    script_rounds(monkeypatch, "APICALL: api_name = stock ; sku = TB-1", "3 in stock , held under RSV4X9K2 .")
+    with serving(trained, tmp_path, "--tools", str(tools)) as served:
+        choice = served.client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Is the trail boot in stock ?"}]).choices[0]
+    assert choice.message.content == "3 in stock , held under RSV4X9K2 ."
+    assert choice.model_extra == {"tod_call": "APICALL: api_name = stock ; sku = TB-1",
+                                  "tod_result": "APIRESP: in_stock = 3 ; reference = RSV4X9K2 ; sku = TB-1"}
 
 
 # --- startup -------------------------------------------------------------------------------------------
