@@ -15,6 +15,7 @@ every assertion on content is about what constrained decoding forces.
 from __future__ import annotations
 
 import json
+import sqlite3
 from types import SimpleNamespace
 
 import jsonschema
@@ -275,12 +276,20 @@ def test_with_tools_in_the_request_the_servers_database_is_not_called(tiny_model
     opt = DialogftServe.setup_args().parse_args(["-m", "dialogft_agent", "--hf-model", tiny_models["gpt2"],
                                                  "--datapath", str(tmp_path / "data"), "--label-truncate", "120",
                                                  "--task-db", "multiwoz"])
-    with running_app(create_agent(opt)) as app:
+    log_db = str(tmp_path / "log.sqlite")
+    with running_app(create_agent(opt), log_db=log_db) as app:
         client = SimpleNamespace(client=openai.OpenAI(base_url=app.url + "/v1", api_key="x", max_retries=0))
         plain = create(client, max_tokens=4).choices[0]
         assert "tod_call" in plain.model_extra
         forced = create(client, tools=TOOLS, tool_choice="required").choices[0]
         assert "tod_call" not in forced.model_extra and valid_call(forced.message.tool_calls[0])
+        # --serve-log-db keeps each draft's call: the round's and its answer, or the tool call it is.
+        with sqlite3.connect(log_db) as db:
+            logged = db.execute("SELECT content, call, call_result FROM drafts ORDER BY rowid").fetchall()
+        assert logged[0] == (plain.message.content, plain.model_extra["tod_call"], plain.model_extra["tod_result"])
+        call = forced.message.tool_calls[0]
+        assert json.loads(logged[1][1]) == {"id": call.id, "type": "function",
+                                            "function": {"name": call.function.name, "arguments": call.function.arguments}}
         reply = create(client, tools=TOOLS, tool_choice="none", max_tokens=4).choices[0]
         assert "tod_call" not in reply.model_extra and reply.message.tool_calls is None
         # response_format on a plain request: the database round runs, its reply is constrained.

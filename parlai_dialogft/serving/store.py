@@ -9,6 +9,7 @@ hour while serving (0 keeps everything); drafts, choices and feedback go with th
     sqlite3 log.db "select r.messages, r.reply, f.comment from feedback f join replies r on r.id = f.reply_id
                     where f.rating = 'down'"
     sqlite3 log.db "select d.choice_index, d.content from choices c join drafts d using (reply_id, choice_index)"
+    sqlite3 log.db "select call, call_result, content from drafts where call != ''"   # calls and what answered
 
 A reply with several drafts (the request's ``n``) keeps every draft in ``drafts``, so a
 user's pick among them (``choices``) and the drafts passed over become preference pairs
@@ -34,8 +35,19 @@ from parlai_dialogft.utils import sqlite_schema
 
 #: The layout :data:`SCHEMA` creates, stamped in the file's ``PRAGMA user_version``.
 #: 1: replies and thumbs. 2: every draft of a reply, the draft a user chose, thumbs per draft.
-SCHEMA_VERSION = 2
+#: 3: a draft's call (a tools request's call, or the task round's ``APICALL``) and its answer.
+SCHEMA_VERSION = 3
 
+#: The drafts table as version 2 created it (migration 1 creates it so on old files).
+DRAFTS_V2 = """
+CREATE TABLE IF NOT EXISTS drafts (
+    reply_id TEXT NOT NULL REFERENCES replies (id) ON DELETE CASCADE,
+    choice_index INTEGER NOT NULL, -- the choice's index in the response, best first
+    content TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    PRIMARY KEY (reply_id, choice_index)
+)"""
 DRAFTS = """
 CREATE TABLE IF NOT EXISTS drafts (
     reply_id TEXT NOT NULL REFERENCES replies (id) ON DELETE CASCADE,
@@ -43,6 +55,8 @@ CREATE TABLE IF NOT EXISTS drafts (
     content TEXT NOT NULL,
     finish_reason TEXT NOT NULL,
     completion_tokens INTEGER NOT NULL,
+    call TEXT NOT NULL DEFAULT '', -- the tool call the draft is (OpenAI's JSON), or the APICALL its reply followed
+    call_result TEXT NOT NULL DEFAULT '', -- the APIRESP the reply was written from ('' for a client's tool)
     PRIMARY KEY (reply_id, choice_index)
 )"""
 
@@ -54,8 +68,12 @@ MIGRATIONS: Dict[int, str] = {
     0: "",
     1: f"""
 ALTER TABLE feedback ADD COLUMN choice_index INTEGER NOT NULL DEFAULT 0;
-{DRAFTS};
+{DRAFTS_V2};
 INSERT OR IGNORE INTO drafts SELECT id, 0, reply, finish_reason, completion_tokens FROM replies
+""",
+    2: """
+ALTER TABLE drafts ADD COLUMN call TEXT NOT NULL DEFAULT '';
+ALTER TABLE drafts ADD COLUMN call_result TEXT NOT NULL DEFAULT ''
 """,
 }
 
@@ -93,8 +111,8 @@ CREATE TABLE IF NOT EXISTS choices (
 CREATE INDEX IF NOT EXISTS choices_reply ON choices (reply_id);
 """
 
-#: A draft as logged: (content, finish reason, completion tokens).
-DraftRow = Tuple[str, str, int]
+#: A draft as logged: (content, finish reason, completion tokens[, call, call result]).
+DraftRow = Tuple
 
 
 class NoSuchDraft(Exception):
@@ -160,8 +178,9 @@ class ConversationStore:
                      prompt_tokens, completion_tokens, latency_s),
                 )
                 self._db.executemany(
-                    "INSERT INTO drafts VALUES (?, ?, ?, ?, ?)",
-                    [(reply_id, index, *draft) for index, draft in enumerate(drafts)],
+                    "INSERT INTO drafts (reply_id, choice_index, content, finish_reason, completion_tokens, call, "
+                    "call_result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(reply_id, index, *draft, *("", "")[len(draft) - 3:]) for index, draft in enumerate(drafts)],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")

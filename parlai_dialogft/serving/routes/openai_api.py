@@ -88,7 +88,7 @@ async def chat_completions(request: Request, state: ServingState = Depends(servi
             live.observe_reply(prompt, reply, chat.messages[-1].text)
         if store is not None:
             messages = [m.model_dump() for m in chat.messages]
-            drafts = [(d.text, d.finish_reason, d.completion_tokens) for d in reply.drafts]
+            drafts = [(d.text, d.finish_reason, d.completion_tokens, *_logged_call(d)) for d in reply.drafts]
             await run_in_threadpool(store.log_reply, cid, model, messages, reply.text,
                                     reply.finish_reason, reply.prompt_tokens, reply.completion_tokens,
                                     time.perf_counter() - start, drafts)
@@ -203,3 +203,12 @@ async def _stream(cid: str, model: str, created: int, channel: ReplyChannel, fut
         if not finished:  # the client went (or the server stops): no more work for this reply
             channel.cancel()
             reply_future.cancel()
+
+
+def _logged_call(draft) -> tuple:
+    """(call, answer) of a draft for the log: the tool call it is (OpenAI's JSON), or its task round's."""
+    if draft.tool_call is not None:
+        call = draft.tool_call
+        return json.dumps({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}},
+                          ensure_ascii=False), ""
+    return draft.tod_round if draft.tod_round is not None else ("", "")
