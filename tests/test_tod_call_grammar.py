@@ -3,7 +3,8 @@
 The specs: the grammar takes every call the annotated dialogues make (it never forbids what the
 data says) and refuses what no database answers (an unknown function, a value a closed slot
 never has, a slot twice or out of ParlAI's order); in the loop, whatever the model, every call
-written under it is one the database answers, where the same model unconstrained writes
+written under it is one the database answers (and the reply after it is a reply: it starts
+``SYSTEM:``), where the same model unconstrained writes
 calls that are not (every token of a constrained call is the grammar's; it is complete unless
 the length limit cut it); a ``--tools`` function's ``enum`` closes its property; and ``schema``
 without llguidance says how to install it.
@@ -80,8 +81,13 @@ def test_free_values_keep_their_words_and_closed_slots_take_dontcare(accepts):
 LIMIT = 64
 
 
-def loop_calls(tiny_models, mode: str):
-    """What the call step wrote in each round of one conversation, a random-init T5 in the loop."""
+def loop_calls(tiny_models, mode: str, replies=None):
+    """What the call step wrote in each round of one conversation, a random-init T5 in the loop
+    (``replies``: a list the reply step's texts go to, as generated)."""
+    from parlai.core.torch_generator_agent import TorchGeneratorAgent
+
+    from parlai_dialogft.tod.agent_mixin import REPLY_STEP
+
     agent = make_agent(tiny_models["t5"], task_db="multiwoz", task_call_grammar=mode, datatype="valid",
                        inference="beam", beam_size=2, label_truncate=LIMIT)
     written = []
@@ -89,12 +95,32 @@ def loop_calls(tiny_models, mode: str):
     agent._read_call = lambda text: written.append(text) or read_call(text)  # what the call step wrote, raw
     for turn in TURNS:
         agent.observe(Message({"text": turn, "episode_done": False}))
-        agent.act()
+        acts = None
+        if replies is not None:  # the generation itself, before the loop takes "SYSTEM: " off
+            generate = TorchGeneratorAgent.batch_act
+            steps = []
+
+            def recording(self, observations):
+                out = generate(self, observations)
+                steps.append((self.round_step, [m.get("text", "") for m in out]))
+                return out
+
+            TorchGeneratorAgent.batch_act = recording
+            try:
+                acts = agent.act()
+            finally:
+                TorchGeneratorAgent.batch_act = generate
+            replies += [text for step, texts in steps if step is REPLY_STEP for text in texts]
+        if acts is None:
+            agent.act()
     return agent, written
 
 
 def test_in_the_loop_every_call_is_one_the_database_answers_whatever_the_model(tiny_models, accepts):
-    agent, written = loop_calls(tiny_models, "schema")
+    replies = []
+    agent, written = loop_calls(tiny_models, "schema", replies)
+    # ... and what follows the answer is a reply, never a second call: it starts "SYSTEM:".
+    assert len(replies) == len(TURNS) and all(text.startswith("SYSTEM:") for text in replies), replies
     known = {s.api_name for s in agent.task_db.signatures()}
     for text in written:
         # Every token the grammar's; the call is complete unless the length limit came first.

@@ -13,10 +13,10 @@ the agent plays the whole round itself for every plain user turn, so the scripts
    (``--task-call-grammar``, :mod:`.call_grammar`);
 3. the database answers it (:meth:`~.database.TaskDatabase.answer`: bound parameters, bad calls
    logged and answered ``count = 0``);
-4. the model reads call and answer after the history and writes the reply; the user sees it
-   without ``SYSTEM: ``, and a booking reference in it only if the booking exists
-   (:mod:`.references`); the message carries ``tod_call`` and ``tod_result`` for scorers and
-   displays, and the history keeps all four turns.
+4. the model reads call and answer after the history and writes the reply (its first tokens
+   forced to ``SYSTEM:``); the user sees it without ``SYSTEM: ``, and a booking reference in
+   it only if the booking exists (:mod:`.references`); the message carries ``tod_call`` and
+   ``tod_result`` for scorers and displays, and the history keeps all four turns.
 
 Messages that already speak the format (a ``-t dialogft_customer:system`` teacher's
 ``USER: ...`` with a gold ``APICALL`` label) are left to ParlAI: that is teacher forcing.
@@ -313,6 +313,16 @@ class TodLoopMixin:
                 delattr(self, fast_search.WATCHER)
             else:
                 setattr(self, fast_search.WATCHER, inner)
+
+    def get_prefix_tokens(self, batch):
+        """The reply step starts with ``SYSTEM:``: what follows an answer is a reply, never a
+        second call (a model early in training writes ``APICALL:`` there too)."""
+        if self.round_step is not REPLY_STEP or batch.text_vec is None:
+            return super().get_prefix_tokens(batch)
+        import torch
+
+        prefix = self.dict.txt2vec(SYSTEM.strip())
+        return torch.tensor([prefix] * batch.batchsize, dtype=torch.long, device=batch.text_vec.device)
 
     def _call_step(self, obs: Message) -> Message:
         """The observation without its labels: the call is written, never scored against the reply."""
