@@ -67,6 +67,7 @@ def test_the_grammar_takes_the_calls_the_annotated_dialogues_make(accepts, sourc
     "APICALL: api_name = find_hotel ; pricerange = cheap ; area = north",  # out of ParlAI's order
     "APICALL: api_name = find_hotel ; colour = red",  # a slot the hotel table does not have
     "APICALL: api_name = book_attraction ; area = north",  # attractions are not booked
+    "APICALL: api_name = find_餐馆 ; 推荐菜 = 评分 = 4.5分以上",  # a second slot passed off as a value
 ])
 def test_the_grammar_refuses_calls_no_database_answers(accepts, text):
     assert not accepts(text)

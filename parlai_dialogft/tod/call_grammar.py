@@ -10,8 +10,8 @@ call step writes either ``APICALL:`` (no call this round) or a call its backend 
 * for a slot with few values in the database (``area``, ``pricerange``, a hotel's ``type``,
   a tool's ``enum``) one of them or ``dontcare``; a tool's property written as JSON (an
   array, a number: :func:`.functions.plain_string`) JSON valid under its schema; ``book_day`` a weekday; any other value
-  at most :data:`FREE_WORDS` words without `` ; `` (what :func:`.calls.parse_api_text`
-  reads back whole).
+  at most :data:`FREE_WORDS` words without `` ; `` or ``=`` (what
+  :func:`.calls.parse_api_text` reads back whole).
 
 The model still chooses the function, the slots and the values: the grammar only takes away
 what the backend could not answer.
@@ -93,5 +93,7 @@ def call_grammar(signatures: Iterable[Signature]) -> Grammar:
         *rules,
         *json_rules,
         f'free: WORD (" " WORD){{0,{FREE_WORDS - 1}}}',
-        rf"WORD: /[^ ;\n]{{1,{WORD_CHARS}}}/",  # a value is words; " ; " ends it (one byte of lookahead)
+        # A value is words; " ; " ends it (one byte of lookahead), and it holds no "=" (a model
+        # writing "推荐菜 = 评分 = 4.5分以上" would pass a second slot off as a value).
+        rf"WORD: /[^ ;=\n]{{1,{WORD_CHARS}}}/",
     ]) + "\n")
