@@ -182,8 +182,9 @@ def test_a_version_1_log_migrates_keeps_its_rows_and_exports_its_thumbs(tmp_path
         store.add_feedback("r1", None, choice=1)
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        assert db.execute("SELECT reply_id, choice_index, content FROM drafts").fetchall() == [("r1", 0, "hello")]
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("SELECT reply_id, choice_index, content, call, call_result FROM drafts").fetchall() == [
+            ("r1", 0, "hello", "", "")]  # version 3's columns: no call was logged then
         assert db.execute("SELECT rating, comment, choice_index FROM feedback").fetchall() == [("up", "nice", 0)]
 
     summary = export_preferences(path, str(tmp_path / "out"))
