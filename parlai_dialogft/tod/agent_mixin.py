@@ -108,7 +108,7 @@ def call_grammar_of(backend, mode: str):
     """The grammar the call step is decoded under (None: none), per ``--task-call-grammar``."""
     from parlai_dialogft.model.constrained import engine_available, require_engine
 
-    if mode == "none" or backend is None or not hasattr(backend, "signatures"):
+    if mode == "none" or backend is None:
         return None
     if mode == "auto" and not engine_available():
         logger.info("--task-call-grammar auto: llguidance is not installed; calls are decoded unconstrained")
@@ -116,7 +116,9 @@ def call_grammar_of(backend, mode: str):
     require_engine()  # schema without llguidance: say how to install it
     from parlai_dialogft.tod.call_grammar import call_grammar
 
-    return call_grammar(backend.signatures())
+    grammar = call_grammar(backend.signatures())
+    grammar.check()  # a --tools schema the engine cannot compile: one error now, not at the first call
+    return grammar
 
 
 def without_prefix(text: str, prefix: str) -> str:
