@@ -26,26 +26,31 @@ TOKENIZER = "zoo/dialogft/customer_t5/tokenizer.json"  # the shipped model's byt
 TURNS = ["i need a cheap hotel in the north", "with free parking please", "book it for 2 people"]
 
 
-@pytest.fixture(scope="module")
-def accepts():
-    """text -> whether the grammar of the shipped MultiWOZ and CrossWOZ databases takes it whole."""
+def acceptor(grammar):
+    """text -> whether ``grammar`` takes it whole, tokenized by the shipped model's tokenizer;
+    ``whole=False``: whether it takes every token of ``text`` (a call cut short is one)."""
     import llguidance
     import llguidance.hf
     from transformers import PreTrainedTokenizerFast
 
-    from parlai_dialogft.tod.call_grammar import call_grammar
-    from parlai_dialogft.tod.database import open_databases
-
     tok = PreTrainedTokenizerFast(tokenizer_file=TOKENIZER)
     engine = llguidance.hf.from_tokenizer(tok, n_vocab=len(tok), eos_token=tok.convert_tokens_to_ids("</s>"))
-    grammar = llguidance.LLMatcher.grammar_from_lark(call_grammar(open_databases("multiwoz,crosswoz").signatures()).lark)
+    compiled = llguidance.LLMatcher.grammar_from_lark(grammar.lark)
 
     def check(text: str, whole: bool = True) -> bool:
-        """``whole=False``: whether the grammar takes every token of ``text`` (a call cut short is one)."""
-        matcher = llguidance.LLMatcher(engine, grammar, log_level=0)
+        matcher = llguidance.LLMatcher(engine, compiled, log_level=0)
         return matcher.consume_tokens(tok.encode(text, add_special_tokens=False)) and (matcher.is_accepting() or not whole)
 
     return check
+
+
+@pytest.fixture(scope="module")
+def accepts():
+    """The grammar of the shipped MultiWOZ and CrossWOZ databases, as :func:`acceptor`."""
+    from parlai_dialogft.tod.call_grammar import call_grammar
+    from parlai_dialogft.tod.database import open_databases
+
+    return acceptor(call_grammar(open_databases("multiwoz,crosswoz").signatures()))
 
 
 @pytest.mark.parametrize("source, at_least", [("multiwoz", 1.0), ("crosswoz", 0.99)])
@@ -137,10 +142,6 @@ def test_in_the_loop_every_call_is_one_the_database_answers_whatever_the_model(t
 
 
 def test_a_tools_enum_closes_its_property_and_json_values_follow_their_schema():
-    import llguidance
-    import llguidance.hf
-    from transformers import PreTrainedTokenizerFast
-
     from parlai_dialogft.tod.call_grammar import call_grammar
     from parlai_dialogft.tod.functions import Tool
     from parlai_dialogft.tod.server_tools import ServerTool, ToolsAndDatabases
@@ -150,14 +151,7 @@ def test_a_tools_enum_closes_its_property_and_json_values_follow_their_schema():
         "parcel": {"type": "string"}, "channel": {"type": "string", "enum": ["web", "phone"]}, "labels": labels}})
     [signature] = ToolsAndDatabases({"label": ServerTool(tool, function=dict)}).signatures()
     assert signature.slots == {"parcel": None, "channel": ("web", "phone"), "labels": labels}
-    tok = PreTrainedTokenizerFast(tokenizer_file=TOKENIZER)
-    engine = llguidance.hf.from_tokenizer(tok, n_vocab=len(tok), eos_token=tok.convert_tokens_to_ids("</s>"))
-    grammar = llguidance.LLMatcher.grammar_from_lark(call_grammar([signature]).lark)
-
-    def accepts(text):
-        matcher = llguidance.LLMatcher(engine, grammar, log_level=0)
-        return matcher.consume_tokens(tok.encode(text, add_special_tokens=False)) and matcher.is_accepting()
-
+    accepts = acceptor(call_grammar([signature]))
     assert accepts('APICALL: api_name = label ; channel = web ; labels = ["fragile ; heavy","blue"] ; parcel = P-7')
     assert not accepts("APICALL: api_name = label ; channel = fax")
     assert not accepts('APICALL: api_name = label ; labels = ["a","b","c"]')  # maxItems 2
